@@ -1,0 +1,1 @@
+"""batch_pipeline: analyse batches of markdown/text documents with Dagster."""

@@ -1,0 +1,119 @@
+"""A batch: its launch config, its registration in the store, and its split into partitions."""
+
+import enum
+from collections import Counter
+
+import dagster as dg
+from pydantic import BaseModel, Field
+
+from batch_pipeline.analysis import Partition
+from batch_pipeline.context import ProcessingContext
+from batch_pipeline.sources import PreparedDocument, SourceError, prepare, read_source
+from batch_pipeline.store import DocumentStore
+
+
+class FailurePolicy(enum.Enum):
+    """What a run does when some documents fail while the rest complete."""
+
+    succeed = "succeed"
+    fail = "fail"
+
+
+class InlineDocument(dg.Config):
+    filename: str
+    markdown_content: str
+
+
+class BatchConfig(dg.Config):
+    project: str = Field(description="Records are scoped to a project: same project + same content = same document.")
+    source: str | None = Field(
+        default=None,
+        description="A folder of .md/.markdown/.txt files (searched recursively) or a .jsonl file of "
+        "{filename, markdown_content}. Relative paths resolve from the run's working directory.",
+    )
+    documents: list[InlineDocument] | None = Field(default=None, description="Inline documents, instead of source.")
+    context: ProcessingContext
+    partition_size: int = Field(default=500, description="Documents per analysis step (one mapped step each).")
+    force: bool = Field(default=False, description="Re-analyse documents that already have a result for this context.")
+    max_document_bytes: int = Field(
+        default=1_000_000, description="Larger files are not read; they are stored as failed with status too_large."
+    )
+    on_document_failure: FailurePolicy = Field(
+        default=FailurePolicy.succeed,
+        description="succeed: the run succeeds and counts failed documents in its metadata; "
+        "fail: the run fails after writing the report if any document failed.",
+    )
+
+    def problems(self) -> list[str]:
+        """Launch checks the Dagster config schema cannot express."""
+        found = []
+        if not self.project.strip():
+            found.append("project must not be empty")
+        if not self.context.ai_model.strip():
+            found.append("context.ai_model must not be empty (use 'local' for the offline analysers)")
+        if self.partition_size < 1:
+            found.append(f"partition_size must be at least 1, got {self.partition_size}")
+        if self.max_document_bytes < 1:
+            found.append(f"max_document_bytes must be at least 1, got {self.max_document_bytes}")
+        return found
+
+
+class RegisteredBatch(BaseModel):
+    project: str
+    context: ProcessingContext
+    documents: int
+    analysable: int
+    input_failures: dict[str, int]
+    duplicate_files: list[str]
+    ignored_files: list[str]
+    partitions: int
+    on_document_failure: FailurePolicy
+
+
+def _dedupe(docs: list[PreparedDocument]) -> tuple[list[PreparedDocument], list[str]]:
+    seen: set[str] = set()
+    unique, duplicates = [], []
+    for doc in docs:
+        if doc.document_id in seen:
+            duplicates.append(doc.filename)
+        else:
+            seen.add(doc.document_id)
+            unique.append(doc)
+    return unique, duplicates
+
+
+def register_batch(store: DocumentStore, run_id: str, config: BatchConfig) -> tuple[RegisteredBatch, list[Partition]]:
+    """Read, vet and register the batch's documents; raises SourceError before writing anything."""
+    ignored: list[str] = []
+    inline = [(d.filename, d.markdown_content) for d in config.documents] if config.documents else None
+    raw = read_source(config.source, inline, config.max_document_bytes, ignored)
+    docs, duplicates = _dedupe([prepare(config.project, r) for r in raw])
+    store.register_batch(run_id, config.project, config.context, docs)
+
+    analysable = [d.document_id for d in docs if d.problem is None]
+    size = config.partition_size
+    partitions = [
+        Partition(
+            index=i // size,
+            project=config.project,
+            context=config.context,
+            document_ids=analysable[i : i + size],
+            force=config.force,
+        )
+        for i in range(0, len(analysable), size)
+    ]
+    batch = RegisteredBatch(
+        project=config.project,
+        context=config.context,
+        documents=len(docs),
+        analysable=len(analysable),
+        input_failures=dict(Counter(d.problem.value for d in docs if d.problem)),
+        duplicate_files=duplicates,
+        ignored_files=ignored,
+        partitions=len(partitions),
+        on_document_failure=config.on_document_failure,
+    )
+    return batch, partitions
+
+
+__all__ = ["BatchConfig", "FailurePolicy", "RegisteredBatch", "SourceError", "register_batch"]

@@ -1,0 +1,130 @@
+"""The ``batch-pipeline`` command: inspect runs' results and status, list models, check a run config."""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from batch_pipeline import settings
+from batch_pipeline.analysis_models import REGISTRY
+from batch_pipeline.store import DocumentStore
+
+CONFIG_PATH = ("ops", "create_document_records", "config")
+
+
+def _store() -> DocumentStore:
+    return DocumentStore(settings.database_url())
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    store = _store()
+    store.create_schema()
+    rows = store.results(args.run_id)
+    if rows.empty:
+        print(f"No results for run {args.run_id} in the store at {_display_url(store.url)}", file=sys.stderr)
+        return 1
+    rows = rows.astype(object).where(rows.notna(), None)
+    if args.format == "csv":
+        rows.to_csv(sys.stdout, index=False)
+    else:
+        for record in rows.to_dict(orient="records"):
+            record["result"] = json.loads(record["result"]) if record["result"] else None
+            print(json.dumps(record, ensure_ascii=False))
+    return 0
+
+
+def dagster_run_status(run_id: str) -> str:
+    if not os.environ.get("DAGSTER_HOME"):
+        return "unknown (DAGSTER_HOME is not set, so there is no persistent Dagster instance to ask)"
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(run_id)
+        return run.status.value if run else f"not found in the Dagster instance at {os.environ['DAGSTER_HOME']}"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    store = _store()
+    store.create_schema()
+    counts = store.status_counts(args.run_id)
+    print(f"run_id: {args.run_id}")
+    print(f"dagster_status: {dagster_run_status(args.run_id)}")
+    print(f"documents: {sum(counts.values())}")
+    for status, count in counts.items():
+        print(f"  {status}: {count}")
+    return 0
+
+
+def cmd_models(_args: argparse.Namespace) -> int:
+    width = max(len(key) for key in REGISTRY)
+    for key, model in REGISTRY.items():
+        print(f"{key:<{width}}  {model.description}")
+    return 0
+
+
+def config_problems(run_config: dict) -> list[str]:
+    """Everything wrong with a run config for document_batch_job, with the valid choices named."""
+    from batch_pipeline.batch import BatchConfig
+    from batch_pipeline.jobs import document_batch_job
+
+    try:
+        dg.validate_run_config(document_batch_job, run_config)
+    except dg.DagsterInvalidConfigError as e:
+        problems = [error.message for error in e.errors]
+        if any("model_key" in p for p in problems):
+            problems.append("valid model_key values: " + ", ".join(REGISTRY))
+        return problems
+    section = run_config
+    for key in CONFIG_PATH:
+        section = section[key]
+    return BatchConfig(**section).problems()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    run_config = yaml.safe_load(Path(args.config).read_text()) or {}
+    problems = config_problems(run_config)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"{args.config}: valid run config for document_batch_job")
+    return 1 if problems else 0
+
+
+def _display_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batch-pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    results = commands.add_parser("results", help="print one row per document of a run")
+    results.add_argument("run_id")
+    results.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    results.set_defaults(handler=cmd_results)
+
+    status = commands.add_parser("status", help="print a run's Dagster status and document counts per status")
+    status.add_argument("run_id")
+    status.set_defaults(handler=cmd_status)
+
+    models = commands.add_parser("models", help="list the analysis models (model_key values)")
+    models.set_defaults(handler=cmd_models)
+
+    check = commands.add_parser("check", help="validate a run config file without launching anything")
+    check.add_argument("config")
+    check.set_defaults(handler=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

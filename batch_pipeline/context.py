@@ -1,0 +1,47 @@
+"""The per-run ProcessingContext: which analysis, which model, which extra instructions.
+
+It arrives as run config and travels with every partition; nothing else holds it.
+"""
+
+import enum
+import hashlib
+import json
+
+import dagster as dg
+from pydantic import Field
+
+from batch_pipeline.analysis_models import REGISTRY, AnalysisModel
+
+LOCAL_AI_MODEL = "local"
+
+# Built from the registry so Dagster refuses an unknown key at launch and the Launchpad offers the choices.
+ModelKey = enum.Enum("ModelKey", {key: key for key in REGISTRY}, type=str)
+
+MODEL_KEY_HELP = "; ".join(f"{m.key}: {m.description}" for m in REGISTRY.values())
+
+
+class ProcessingContext(dg.Config):
+    model_key: ModelKey = Field(description=f"The analysis to run. One of — {MODEL_KEY_HELP}")
+    ai_model: str = Field(
+        description="The LLM to use, as the provider names it (e.g. gpt-4.1-mini), or 'local' for the offline analysers.",
+    )
+    custom_instructions: str = Field(
+        default="",
+        description="Extra instructions appended to the system prompt. The offline analysers record but do not interpret them.",
+    )
+
+    @property
+    def model(self) -> AnalysisModel:
+        return REGISTRY[self.model_key.value]
+
+    @property
+    def is_local(self) -> bool:
+        return self.ai_model == LOCAL_AI_MODEL
+
+    def cache_key(self) -> str:
+        """Identifies the full context: equal keys mean a stored result can be reused."""
+        parts = [self.model_key.value, self.model.version, self.ai_model, self.custom_instructions]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+    def run_tags(self) -> dict[str, str]:
+        return {"batch_pipeline/model_key": self.model_key.value, "batch_pipeline/ai_model": self.ai_model}

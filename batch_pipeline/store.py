@@ -1,0 +1,306 @@
+"""DocumentStore: documents and per-run analysis results in one SQL database (SQLite or PostgreSQL).
+
+Writes never collide between runs: documents are insert-if-absent, and every result row is keyed
+by (run_id, document_id), so a run only ever updates its own rows.
+"""
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from batch_pipeline.context import ProcessingContext
+from batch_pipeline.sources import PreparedDocument
+
+PENDING = "pending"
+OK = "ok"
+ANALYSIS_ERROR = "analysis_error"
+WRITE_CHUNK = 5000
+
+metadata = sa.MetaData()
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("document_id", sa.String(64), primary_key=True),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("content", sa.Text),
+    sa.Column("encoding", sa.String(40)),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("project", "content_hash", name="uq_documents_project_content"),
+)
+
+analysis_results = sa.Table(
+    "analysis_results",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("document_id", sa.String(64), primary_key=True),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("error", sa.Text, nullable=False, default=""),
+    sa.Column("model_key", sa.String(100), nullable=False),
+    sa.Column("ai_model", sa.String(200), nullable=False),
+    sa.Column("custom_instructions", sa.Text, nullable=False),
+    sa.Column("analyser_version", sa.String(40), nullable=False),
+    sa.Column("context_key", sa.String(64), nullable=False),
+    sa.Column("result", sa.Text),
+    sa.Column("raw_output", sa.Text),
+    sa.Column("cached_from_run_id", sa.String(64)),
+    sa.Column("input_tokens", sa.Integer),
+    sa.Column("cached_input_tokens", sa.Integer),
+    sa.Column("output_tokens", sa.Integer),
+    sa.Column("latency_ms", sa.Float),
+    sa.Column("attempts", sa.Integer),
+    sa.Column("request_id", sa.String(200)),
+    sa.Column("answered_by_model", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+indexes = [
+    sa.Index("ix_results_cache_lookup", analysis_results.c.document_id, analysis_results.c.context_key),
+    sa.Index("ix_results_run_status", analysis_results.c.run_id, analysis_results.c.status),
+]
+
+RESULT_COLUMNS = [
+    "run_id", "document_id", "filename", "status", "error", "model_key", "ai_model", "custom_instructions",
+    "result", "cached_from_run_id", "input_tokens", "cached_input_tokens", "output_tokens", "latency_ms",
+    "attempts", "request_id", "answered_by_model", "raw_output",
+]  # fmt: skip
+
+
+INTEGER_COLUMNS = ["input_tokens", "cached_input_tokens", "output_tokens", "attempts"]
+
+
+class AnalysisOutcome(BaseModel):
+    """How one document's analysis ended, as the store records it."""
+
+    status: str
+    error: str = ""
+    result: str | None = None  # the analysis as JSON
+    raw_output: str | None = None
+    input_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_ms: float | None = None
+    attempts: int | None = None
+    request_id: str | None = None
+    answered_by_model: str | None = None
+
+
+class CachedResult(BaseModel):
+    document_id: str
+    origin_run_id: str
+    result: str
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _chunks(items: Sequence, size: int = WRITE_CHUNK) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _create_engine(url: str) -> sa.Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # Autocommit at the driver level so that "begin" below decides how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        # IMMEDIATE takes the write lock up front, so concurrent writers wait on busy_timeout
+        # instead of failing with "database is locked" when a read lock cannot be upgraded.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class DocumentStore:
+    """Documents and analysis results. Plain Python: the Dagster resource only opens one."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = _create_engine(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def create_schema(self) -> None:
+        """Idempotent and safe when several runs start at once."""
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Concurrent CREATE ... IF NOT EXISTS can still race in the catalog; serialize them.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7341002)"))
+            for table in metadata.sorted_tables:
+                conn.execute(CreateTable(table, if_not_exists=True))
+            for index in indexes:
+                conn.execute(CreateIndex(index, if_not_exists=True))
+
+    def _insert(self, table: sa.Table):
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            return postgresql.insert(table)
+        if dialect == "sqlite":
+            return sqlite.insert(table)
+        raise NotImplementedError(f"The document store supports SQLite and PostgreSQL, not {dialect}")
+
+    def register_batch(
+        self, run_id: str, project: str, context: ProcessingContext, docs: Sequence[PreparedDocument]
+    ) -> None:
+        """Insert the batch's documents if absent and one result row per document for this run.
+
+        Documents that cannot be analysed get their final status now; the rest start as pending.
+        """
+        now = _now()
+        document_rows = [
+            {
+                "document_id": d.document_id,
+                "project": project,
+                "content_hash": d.content_hash,
+                "filename": d.filename,
+                "content": d.text,
+                "encoding": d.encoding,
+                "size_bytes": d.size_bytes,
+                "created_at": now,
+            }
+            for d in docs
+        ]
+        base = {
+            "run_id": run_id,
+            "project": project,
+            "model_key": context.model_key.value,
+            "ai_model": context.ai_model,
+            "custom_instructions": context.custom_instructions,
+            "analyser_version": context.model.version,
+            "context_key": context.cache_key(),
+            "created_at": now,
+        }
+        result_rows = [
+            {
+                **base,
+                "document_id": d.document_id,
+                "filename": d.filename,
+                "status": d.problem.value if d.problem else PENDING,
+                "error": d.reason,
+                "finished_at": now if d.problem else None,
+            }
+            for d in docs
+        ]
+        with self.engine.begin() as conn:
+            for chunk in _chunks(document_rows):
+                conn.execute(self._insert(documents).on_conflict_do_nothing(), list(chunk))
+            for chunk in _chunks(result_rows):
+                conn.execute(self._insert(analysis_results).on_conflict_do_nothing(), list(chunk))
+
+    def pending_document_ids(self, run_id: str, document_ids: Sequence[str]) -> list[str]:
+        pending: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(document_ids, 500):
+                query = sa.select(analysis_results.c.document_id).where(
+                    analysis_results.c.run_id == run_id,
+                    analysis_results.c.status == PENDING,
+                    analysis_results.c.document_id.in_(chunk),
+                )
+                pending.update(conn.scalars(query))
+        return [d for d in document_ids if d in pending]
+
+    def document_texts(self, document_ids: Sequence[str]) -> dict[str, str]:
+        texts: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(document_ids, 500):
+                query = sa.select(documents.c.document_id, documents.c.content).where(
+                    documents.c.document_id.in_(chunk)
+                )
+                texts.update({row.document_id: row.content for row in conn.execute(query)})
+        return texts
+
+    def find_cached(self, run_id: str, context_key: str, document_ids: Sequence[str]) -> dict[str, CachedResult]:
+        """An ``ok`` result from another run under the same full context, per document that has one."""
+        r = analysis_results.c
+        found: dict[str, CachedResult] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(document_ids, 500):
+                query = (
+                    sa.select(r.document_id, r.run_id, r.cached_from_run_id, r.result)
+                    .where(r.document_id.in_(chunk), r.context_key == context_key, r.status == OK, r.run_id != run_id)
+                    .order_by(r.finished_at)
+                )
+                for row in conn.execute(query):
+                    found.setdefault(
+                        row.document_id,
+                        CachedResult(
+                            document_id=row.document_id,
+                            origin_run_id=row.cached_from_run_id or row.run_id,
+                            result=row.result,
+                        ),
+                    )
+        return found
+
+    def record_cached(self, run_id: str, hits: Iterable[CachedResult]) -> None:
+        r = analysis_results.c
+        rows = [{"doc": h.document_id, "origin": h.origin_run_id, "res": h.result} for h in hits]
+        if not rows:
+            return
+        statement = (
+            analysis_results.update()
+            .where(r.run_id == run_id, r.document_id == sa.bindparam("doc"), r.status == PENDING)
+            .values(status=OK, error="", cached_from_run_id=sa.bindparam("origin"), result=sa.bindparam("res"), finished_at=_now())
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement, rows)
+
+    def record_outcome(self, run_id: str, document_id: str, outcome: AnalysisOutcome) -> None:
+        r = analysis_results.c
+        statement = (
+            analysis_results.update()
+            .where(r.run_id == run_id, r.document_id == document_id)
+            .values(**outcome.model_dump(), finished_at=_now())
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+    def results(self, run_id: str) -> pd.DataFrame:
+        """One row per document of the run, in filename order."""
+        columns = [analysis_results.c[name] for name in RESULT_COLUMNS]
+        query = sa.select(*columns).where(analysis_results.c.run_id == run_id).order_by(analysis_results.c.filename)
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).all(), columns=RESULT_COLUMNS)
+        return frame.astype({name: "Int64" for name in INTEGER_COLUMNS})
+
+    def status_counts(self, run_id: str) -> dict[str, int]:
+        r = analysis_results.c
+        query = sa.select(r.status, sa.func.count()).where(r.run_id == run_id).group_by(r.status).order_by(r.status)
+        with self.engine.connect() as conn:
+            return {status: count for status, count in conn.execute(query)}
+
+    def count_documents(self, project: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(documents)
+        if project is not None:
+            query = query.where(documents.c.project == project)
+        with self.engine.connect() as conn:
+            return conn.scalar(query) or 0
