@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt"}
 BINARY_SNIFF_BYTES = 8192
+WESTERN_FALLBACK = "cp1252"
 
 
 class SourceError(ValueError):
@@ -131,6 +132,20 @@ def read_source(
     return documents
 
 
+def _best_legacy_match(content: bytes) -> charset_normalizer.CharsetMatch | None:
+    matches = charset_normalizer.from_bytes(content)
+    best = matches.best()
+    if best is None:
+        return None
+    # Short Western texts fit several code pages equally well; Windows-1252 (a superset of
+    # Latin-1's printable range) is then by far the most likely one.
+    for match in matches:
+        tied = match.chaos <= best.chaos and match.coherence >= best.coherence - 0.05
+        if tied and match.encoding == WESTERN_FALLBACK:
+            return match
+    return best
+
+
 def decode(content: bytes) -> tuple[str | None, str | None, InputProblem | None, str]:
     """(text, encoding, problem, reason) for a document's bytes."""
     if not content.strip():
@@ -140,7 +155,7 @@ def decode(content: bytes) -> tuple[str | None, str | None, InputProblem | None,
     try:
         text, encoding = content.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
-        best = charset_normalizer.from_bytes(content).best()
+        best = _best_legacy_match(content)
         if best is None:
             return None, None, InputProblem.unreadable, "not text in UTF-8 or any encoding charset-normalizer knows"
         text, encoding = str(best), best.encoding

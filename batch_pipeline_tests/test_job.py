@@ -1,0 +1,193 @@
+"""document_batch_job end to end, in process, against a temporary instance and store."""
+
+import json
+import shutil
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from batch_pipeline import settings
+from batch_pipeline.store import DocumentStore
+from batch_pipeline_tests.conftest import EXAMPLE_DOCS, batch_config, run_job
+
+
+def results(run_id: str) -> pd.DataFrame:
+    store = DocumentStore(settings.database_url())
+    try:
+        return store.results(run_id).set_index("filename")
+    finally:
+        store.close()
+
+
+def step_keys(result: dg.ExecuteInProcessResult) -> list[str]:
+    return sorted({e.step_key for e in result.all_events if e.is_step_success})
+
+
+def test_examples_end_to_end(pipeline_home, instance):
+    result = run_job(instance, batch_config(str(EXAMPLE_DOCS), custom_instructions="Flag vendor e-mails too."))
+    assert result.success
+    rows = results(result.run_id)
+    example_files = sorted(p.name for p in EXAMPLE_DOCS.iterdir())
+    assert sorted(rows.index) == example_files
+    assert rows.loc["empty.md", "status"] == "empty"
+    assert (rows.drop(index="empty.md")["status"] == "ok").all()
+    assert set(rows["custom_instructions"]) == {"Flag vendor e-mails too."}
+    runbook = json.loads(rows.loc["deploy_runbook.md", "result"])
+    assert runbook["risk_level"] == "high" and not runbook["compliant"]
+    assert json.loads(rows.loc["onboarding_guide.md", "result"])["compliant"] is True
+
+    report_dir = pipeline_home / "reports" / result.run_id
+    assert (report_dir / "results.csv").exists()
+    summary = (report_dir / "summary.md").read_text()
+    assert "Findings per category" in summary and "| secret" in summary
+
+    run = instance.get_run_by_id(result.run_id)
+    assert run.tags["batch_pipeline/model_key"] == "content_compliance"
+    assert run.tags["batch_pipeline/ai_model"] == "local"
+
+    (materialization,) = result.asset_materializations_for_node("aggregate")
+    assert materialization.asset_key == dg.AssetKey(["batch_pipeline", "analysed_documents", "test"])
+    assert materialization.metadata["model_key"].value == "content_compliance"
+    assert materialization.metadata["custom_instructions"].value == "Flag vendor e-mails too."
+    assert materialization.metadata["documents"].value == len(example_files)
+    assert materialization.metadata["failed"].value == 1
+
+
+def test_custom_instructions_with_offline_analysers_log_a_warning(pipeline_home, instance):
+    result = run_job(instance, batch_config(str(EXAMPLE_DOCS), custom_instructions="Be strict."))
+    warnings = [
+        e.message
+        for e in instance.all_logs(result.run_id)
+        if e.level == 30 and "do not interpret" in (e.user_message or "")
+    ]
+    assert warnings
+
+
+def test_documents_are_analysed_in_partitions_of_the_configured_size(pipeline_home, instance):
+    result = run_job(instance, batch_config(str(EXAMPLE_DOCS), model_key="document_metadata", partition_size=5))
+    assert result.success
+    mapped = [k for k in step_keys(result) if k.startswith("analyze_partition")]
+    assert mapped == ["analyze_partition[p00000]", "analyze_partition[p00001]", "analyze_partition[p00002]"]
+    rows = results(result.run_id)
+    assert json.loads(rows.loc["rapport_trimestriel.md", "result"])["language"] == "fr"
+
+
+@pytest.fixture
+def bad_batch(tmp_path):
+    folder = tmp_path / "bad_batch"
+    folder.mkdir()
+    shutil.copy(EXAMPLE_DOCS / "customer_support_ticket.md", folder)
+    (folder / "scan.md").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x02\x00")
+    (folder / "legacy_latin1.txt").write_bytes("Réunion à Paris — café, crème brûlée.\nÉté 2024.".encode("cp1252"))
+    (folder / "blank.md").write_bytes(b"")
+    (folder / "huge.md").write_text("word " * 50_000)
+    return folder
+
+
+def test_bad_documents_fail_alone_with_their_reason(pipeline_home, instance, bad_batch):
+    result = run_job(instance, batch_config(str(bad_batch), max_document_bytes=100_000))
+    assert result.success
+    rows = results(result.run_id)
+    assert rows["status"].to_dict() == {
+        "blank.md": "empty",
+        "customer_support_ticket.md": "ok",
+        "huge.md": "too_large",
+        "legacy_latin1.txt": "ok",
+        "scan.md": "unreadable",
+    }
+    assert "binary" in rows.loc["scan.md", "error"]
+    assert "over the limit of 100000 bytes" in rows.loc["huge.md", "error"]
+    assert (rows[rows["status"] == "ok"]["error"] == "").all()
+    (materialization,) = result.asset_materializations_for_node("aggregate")
+    assert materialization.metadata["failed"].value == 3
+
+
+def test_failure_policy_fail_fails_the_run_after_storing_everything(pipeline_home, instance, bad_batch):
+    result = run_job(instance, batch_config(str(bad_batch), on_document_failure="fail", max_document_bytes=100_000), raise_on_error=False)
+    assert not result.success
+    failure = [e for e in result.all_events if e.is_step_failure][0]
+    assert failure.step_key == "aggregate"
+    assert "3 of 5 documents failed" in failure.event_specific_data.error.message
+    assert len(results(result.run_id)) == 5
+    assert (pipeline_home / "reports" / result.run_id / "summary.md").exists()
+
+
+def test_running_the_same_batch_twice_reuses_every_result(pipeline_home, instance):
+    first = run_job(instance, batch_config(str(EXAMPLE_DOCS)))
+    store = DocumentStore(settings.database_url())
+    documents_after_first = store.count_documents()
+    second = run_job(instance, batch_config(str(EXAMPLE_DOCS)))
+    assert store.count_documents() == documents_after_first
+    first_rows, second_rows = results(first.run_id), results(second.run_id)
+    ok = second_rows[second_rows["status"] == "ok"]
+    assert len(ok) == 12
+    assert (ok["cached_from_run_id"] == first.run_id).all()
+    assert (ok["result"] == first_rows.loc[ok.index, "result"]).all()
+    assert first_rows["cached_from_run_id"].isna().all()
+
+    forced = run_job(instance, batch_config(str(EXAMPLE_DOCS), force=True))
+    assert results(forced.run_id)["cached_from_run_id"].isna().all()
+
+    other_context = run_job(instance, batch_config(str(EXAMPLE_DOCS), custom_instructions="new"))
+    assert results(other_context.run_id)["cached_from_run_id"].isna().all()
+    store.close()
+
+
+def _nothing_written(instance, pipeline_home) -> bool:
+    store = DocumentStore(settings.database_url())
+    store.create_schema()
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT COUNT(*) FROM analysis_results").scalar()
+        return store.count_documents() == 0 and rows == 0
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "context_override, message",
+    [
+        ({"model_key": "sentiment"}, "model_key not in enum type ModelKey got sentiment"),
+        ({"model_key": "content_compliance", "ai_model": None}, 'Missing required config entry "ai_model"'),
+    ],
+)
+def test_bad_context_is_refused_at_launch_and_no_run_is_stored(
+    pipeline_home, instance, context_override, message
+):
+    run_config = batch_config(str(EXAMPLE_DOCS))
+    context = run_config["ops"]["create_document_records"]["config"]["context"]
+    context.update(context_override)
+    if context["ai_model"] is None:
+        del context["ai_model"]
+    with pytest.raises(dg.DagsterInvalidConfigError, match=message):
+        run_job(instance, run_config)
+    assert instance.get_runs() == []
+    assert _nothing_written(instance, pipeline_home)
+
+
+@pytest.mark.parametrize(
+    "source, options, message",
+    [
+        ("{tmp}/no-such-folder", {}, "does not exist"),
+        ("{tmp}", {}, "holds no .md"),
+        (str(EXAMPLE_DOCS), {"documents": [{"filename": "a.md", "markdown_content": "# A"}]}, "not both"),
+        (str(EXAMPLE_DOCS), {"partition_size": 0}, "partition_size must be at least 1"),
+        (str(EXAMPLE_DOCS), {"ai_model": " "}, "ai_model must not be empty"),
+    ],
+)
+def test_bad_batch_fails_before_anything_is_written(pipeline_home, instance, tmp_path, source, options, message):
+    empty_folder = tmp_path / "empty_folder"
+    empty_folder.mkdir()
+    result = run_job(instance, batch_config(source.format(tmp=empty_folder), **options), raise_on_error=False)
+    assert not result.success
+    failure = [e for e in result.all_events if e.is_step_failure][0]
+    assert failure.step_key == "create_document_records"
+    assert message in failure.event_specific_data.error.message
+    assert _nothing_written(instance, pipeline_home)
+
+
+def test_inline_documents(pipeline_home, instance):
+    run_config = batch_config(documents=[{"filename": "n.md", "markdown_content": "# N\n\nmail x@example.com"}])
+    result = run_job(instance, run_config)
+    assert results(result.run_id).loc["n.md", "status"] == "ok"

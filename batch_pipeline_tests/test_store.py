@@ -1,0 +1,95 @@
+import multiprocessing
+
+import sqlalchemy as sa
+
+from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.sources import InputProblem, PreparedDocument, document_id
+from batch_pipeline.store import OK, PENDING, AnalysisOutcome, CachedResult, DocumentStore, documents
+
+CONTEXT = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
+
+
+def doc(name: str, project: str = "p", problem: InputProblem | None = None) -> PreparedDocument:
+    content_hash = f"hash-{name}"
+    return PreparedDocument(
+        document_id=document_id(project, content_hash),
+        filename=f"{name}.md",
+        content_hash=content_hash,
+        size_bytes=10,
+        text=None if problem else f"# {name}",
+        encoding=None if problem else "utf-8",
+        problem=problem,
+        reason="bad" if problem else "",
+    )
+
+
+def test_schema_creation_is_idempotent(store):
+    store.create_schema()
+    store.create_schema()
+    assert set(sa.inspect(store.engine).get_table_names()) >= {"documents", "analysis_results"}
+
+
+def test_sqlite_store_uses_wal_and_a_busy_timeout(store):
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 30000
+
+
+def test_registering_the_same_documents_twice_adds_no_document_rows(store):
+    batch = [doc("a"), doc("b"), doc("c", problem=InputProblem.empty)]
+    store.register_batch("run-1", "p", CONTEXT, batch)
+    store.register_batch("run-2", "p", CONTEXT, batch)
+    assert store.count_documents("p") == 3
+    assert store.status_counts("run-1") == {PENDING: 2, "empty": 1}
+    assert store.status_counts("run-2") == {PENDING: 2, "empty": 1}
+
+
+def test_results_are_per_run_and_cache_points_at_the_producing_run(store):
+    a = doc("a")
+    store.register_batch("run-1", "p", CONTEXT, [a])
+    store.record_outcome("run-1", a.document_id, AnalysisOutcome(status=OK, result='{"x": 1}', attempts=1))
+    store.register_batch("run-2", "p", CONTEXT, [a])
+    hits = store.find_cached("run-2", CONTEXT.cache_key(), [a.document_id])
+    assert hits == {a.document_id: CachedResult(document_id=a.document_id, origin_run_id="run-1", result='{"x": 1}')}
+    store.record_cached("run-2", hits.values())
+    # a third run reusing run-2's copy still names run-1, the run that did the work
+    store.register_batch("run-3", "p", CONTEXT, [a])
+    assert store.find_cached("run-3", CONTEXT.cache_key(), [a.document_id])[a.document_id].origin_run_id == "run-1"
+    rows = store.results("run-2")
+    assert rows.loc[0, "status"] == OK and rows.loc[0, "cached_from_run_id"] == "run-1"
+    other = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local", custom_instructions="x")
+    assert store.find_cached("run-3", other.cache_key(), [a.document_id]) == {}
+
+
+def test_failed_results_are_not_served_from_cache(store):
+    a = doc("a")
+    store.register_batch("run-1", "p", CONTEXT, [a])
+    store.record_outcome("run-1", a.document_id, AnalysisOutcome(status="analysis_error", error="boom"))
+    assert store.find_cached("run-2", CONTEXT.cache_key(), [a.document_id]) == {}
+
+
+def _register_overlapping(url: str, worker: int) -> None:
+    store = DocumentStore(url)
+    store.create_schema()
+    batch = [doc(f"shared-{i}") for i in range(200)] + [doc(f"own-{worker}-{i}") for i in range(50)]
+    for attempt in range(3):
+        store.register_batch(f"run-{worker}-{attempt}", "p", CONTEXT, batch)
+        for d in batch[:20]:
+            store.record_outcome(f"run-{worker}-{attempt}", d.document_id, AnalysisOutcome(status=OK, result="{}"))
+    store.close()
+
+
+def test_concurrent_processes_register_overlapping_batches_without_duplicates_or_lock_errors(pipeline_home):
+    url = f"sqlite:///{pipeline_home / 'concurrent.sqlite'}"
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_register_overlapping, args=(url, w)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+    store = DocumentStore(url)
+    with store.engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(documents)) == 200 + 4 * 50
+    for w in range(4):
+        assert store.status_counts(f"run-{w}-2") == {OK: 20, PENDING: 230}
