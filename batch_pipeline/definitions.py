@@ -1,11 +1,17 @@
 """The code location: ``batch_pipeline.definitions:defs``."""
 
+import os
+
 import dagster as dg
 
 from batch_pipeline.jobs import document_batch_job
-from batch_pipeline.resources import DocumentStoreResource
+from batch_pipeline.resources import DocumentStoreResource, LlmResource
+
+# EnvVar fails every run when its variable is unset, so bind it only when there is a key:
+# offline runs (ai_model: local) then need no key at all.
+llm = LlmResource(api_key=dg.EnvVar("OPENAI_API_KEY")) if os.environ.get("OPENAI_API_KEY") else LlmResource()
 
 defs = dg.Definitions(
     jobs=[document_batch_job],
-    resources={"document_store": DocumentStoreResource()},
+    resources={"document_store": DocumentStoreResource(), "llm": llm},
 )

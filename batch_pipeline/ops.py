@@ -5,11 +5,11 @@ import time
 import dagster as dg
 
 from batch_pipeline import settings
-from batch_pipeline.analysis import Analyser, OfflineAnalyser, Partition, PartitionSummary, analyze_documents
+from batch_pipeline.analysis import OfflineAnalyser, Partition, PartitionSummary, analyze_documents
 from batch_pipeline.batch import BatchConfig, FailurePolicy, RegisteredBatch, SourceError, register_batch
-from batch_pipeline.context import ProcessingContext
+from batch_pipeline.llm import LlmUnavailable
 from batch_pipeline.report import build_report, write_report
-from batch_pipeline.resources import DocumentStoreResource
+from batch_pipeline.resources import DocumentStoreResource, LlmResource
 
 ANALYSIS_RETRY_POLICY = dg.RetryPolicy(
     max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
@@ -20,14 +20,6 @@ def analysed_batch_asset_key(project: str) -> dg.AssetKey:
     return dg.AssetKey(["batch_pipeline", "analysed_documents", project])
 
 
-def analyser_for(context: ProcessingContext) -> Analyser:
-    if context.is_local:
-        return OfflineAnalyser()
-    raise dg.Failure(
-        f"ai_model {context.ai_model!r}: LLM analysis is not available in this version; use ai_model: local."
-    )
-
-
 @dg.op(
     out={
         "batch": dg.Out(RegisteredBatch, description="The registered batch: counts and the context."),
@@ -36,13 +28,17 @@ def analyser_for(context: ProcessingContext) -> Analyser:
     tags={"kind": "ingest"},
 )
 def create_document_records(
-    context: dg.OpExecutionContext, config: BatchConfig, document_store: DocumentStoreResource
+    context: dg.OpExecutionContext, config: BatchConfig, document_store: DocumentStoreResource, llm: LlmResource
 ):
     """Read the batch, register one record per distinct document and split the analysable ones into partitions."""
     if problems := config.problems():
         raise dg.Failure("Refused before writing anything: " + "; ".join(problems))
     processing = config.context
-    analyser_for(processing)
+    if not processing.is_local:
+        try:
+            llm.check_serves(processing.ai_model)
+        except LlmUnavailable as e:
+            raise dg.Failure(f"Refused before sending any document: {e}") from None
     context.instance.add_run_tags(context.run_id, processing.run_tags())
     if processing.is_local and processing.custom_instructions:
         context.log.warning(
@@ -85,12 +81,22 @@ def create_document_records(
 
 @dg.op(retry_policy=ANALYSIS_RETRY_POLICY, tags={"kind": "analysis"})
 async def analyze_partition(
-    context: dg.OpExecutionContext, partition: Partition, document_store: DocumentStoreResource
+    context: dg.OpExecutionContext, partition: Partition, document_store: DocumentStoreResource, llm: LlmResource
 ) -> PartitionSummary:
     """Analyse one partition's documents concurrently; every result is stored as soon as it is known."""
-    summary = await analyze_documents(
-        document_store.store, context.run_id, partition, analyser_for(partition.context), context.log.info
-    )
+    store = document_store.store
+    if partition.context.is_local:
+        summary = await analyze_documents(store, context.run_id, partition, OfflineAnalyser(), context.log.info)
+    else:
+        analyser = llm.analyser()
+        try:
+            summary = await analyze_documents(store, context.run_id, partition, analyser, context.log.info)
+        finally:
+            await analyser.close()
+        context.log.info(
+            f"partition {summary.index}: response format {analyser.response_format_mode.value}, "
+            f"{analyser.gate.pauses} rate-limit pauses"
+        )
     analysed = summary.documents - summary.cached - summary.skipped_already_done
     context.log.info(
         f"partition {summary.index}: {summary.documents} documents, {summary.cached} from cache, "

@@ -1,0 +1,260 @@
+"""LlmAnalyser: one document → one chat completion (plus at most one repair), through the openai client.
+
+Retries, rate limits and response-format negotiation live here; the ops never see them.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import openai
+from pydantic import BaseModel, ValidationError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from batch_pipeline.analysis_models import AnalysisModel
+from batch_pipeline.context import ProcessingContext
+from batch_pipeline.prompts import FALLBACK_ORDER, ResponseFormatMode, build_messages, extract_json, repair_messages, response_format
+from batch_pipeline.rate_limit import RateGate, retry_after_seconds
+from batch_pipeline.store import AnalysisOutcome
+from batch_pipeline.tokens import estimate_prompt_tokens
+
+# Failure statuses of the LLM backend (the README explains each).
+INVALID_OUTPUT = "invalid_output"
+REFUSED = "refused"
+TRUNCATED = "truncated"
+RATE_LIMITED = "rate_limited"
+PROVIDER_ERROR = "provider_error"
+REQUEST_ERROR = "request_error"
+
+DEFAULT_OUTPUT_TOKEN_ESTIMATE = 300
+RATE_LIMIT_FALLBACK_PAUSE_SECONDS = 1.0
+
+
+class LlmUnavailable(Exception):
+    """The provider cannot serve this run (no key, key refused, model unknown, unreachable)."""
+
+
+class LlmSettings(BaseModel):
+    timeout_seconds: float
+    max_concurrent_requests: int
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    max_attempts: int
+    max_output_tokens: int
+    response_format: ResponseFormatMode
+
+
+class FormatRejected(Exception):
+    """The server refused the requested response format (HTTP 400/422 before any success)."""
+
+
+@dataclass
+class _Answer:
+    content: str | None
+    refusal: str | None
+    finish_reason: str | None
+    model: str | None
+    request_id: str | None
+
+
+@dataclass
+class _Usage:
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    attempts: int = 0
+    seen_usage: bool = False
+
+    def add(self, usage) -> None:
+        if usage is None:
+            return
+        self.seen_usage = True
+        self.input_tokens += usage.prompt_tokens or 0
+        self.output_tokens += usage.completion_tokens or 0
+        details = getattr(usage, "prompt_tokens_details", None)
+        self.cached_input_tokens += (getattr(details, "cached_tokens", None) or 0) if details else 0
+
+
+@dataclass
+class _Negotiation:
+    """The response-format mode in use; settled by the first request the server accepts."""
+
+    modes: list[ResponseFormatMode]
+    settled: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def mode(self) -> ResponseFormatMode:
+        return self.modes[0]
+
+
+def _retryable(error: BaseException) -> bool:
+    if isinstance(error, openai.RateLimitError | openai.APITimeoutError | openai.APIConnectionError):
+        return True
+    return isinstance(error, openai.APIStatusError) and error.status_code >= 500
+
+
+def _about_format(error: openai.APIStatusError) -> bool:
+    text = f"{error.message} {error.body}".lower()
+    return any(word in text for word in ("response_format", "json", "schema", "format"))
+
+
+def _failure_status(error: BaseException) -> str:
+    if isinstance(error, openai.RateLimitError):
+        return RATE_LIMITED
+    if _retryable(error):
+        return PROVIDER_ERROR
+    return REQUEST_ERROR
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, openai.APIStatusError):
+        return f"HTTP {error.status_code} from the provider: {error.message}"[:1000]
+    return f"{type(error).__name__}: {error}"[:1000]
+
+
+class LlmAnalyser:
+    """Implements the Analyser interface of batch_pipeline.analysis for OpenAI-compatible servers."""
+
+    def __init__(self, client: openai.AsyncOpenAI, settings: LlmSettings):
+        self.client = client
+        self.settings = settings
+        self.max_concurrency = settings.max_concurrent_requests
+        self.gate = RateGate(settings.requests_per_minute, settings.tokens_per_minute)
+        modes = FALLBACK_ORDER if settings.response_format is ResponseFormatMode.auto else [settings.response_format]
+        self._negotiation = _Negotiation(modes=list(modes), settled=settings.response_format is not ResponseFormatMode.auto)
+        self._output_estimate = DEFAULT_OUTPUT_TOKEN_ESTIMATE
+
+    @property
+    def response_format_mode(self) -> ResponseFormatMode:
+        return self._negotiation.mode
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def _wait(self, retry_state) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(error, openai.RateLimitError):
+            return 0.0  # the gate's shared pause does the waiting, for every request at once
+        return wait_random_exponential(multiplier=0.5, max=30)(retry_state)
+
+    async def _request(self, messages, ai_model: str, model: AnalysisModel, mode: ResponseFormatMode, usage: _Usage) -> _Answer:
+        estimate = estimate_prompt_tokens(messages) + self._output_estimate
+        kwargs = {"model": ai_model, "messages": messages, "max_tokens": self.settings.max_output_tokens}
+        if (fmt := response_format(model, mode)) is not None:
+            kwargs["response_format"] = fmt
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self.settings.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+        ):
+            with attempt:
+                await self.gate.acquire(estimate)
+                usage.attempts += 1
+                try:
+                    raw = await self.client.chat.completions.with_raw_response.create(**kwargs)
+                except openai.RateLimitError as e:
+                    self.gate.pause(retry_after_seconds(e.response.headers) or RATE_LIMIT_FALLBACK_PAUSE_SECONDS)
+                    raise
+                except (openai.BadRequestError, openai.UnprocessableEntityError) as e:
+                    if not self._negotiation.settled and len(self._negotiation.modes) > 1 and _about_format(e):
+                        raise FormatRejected(_describe(e)) from e
+                    raise
+                completion = raw.parse()
+        if raw.headers.get("x-ratelimit-remaining-requests") == "0":
+            self.gate.pause(retry_after_seconds(raw.headers) or 0)
+        usage.add(completion.usage)
+        if completion.usage is not None:
+            self.gate.settle(estimate, completion.usage.total_tokens or 0)
+            self._output_estimate = max(50, int(0.8 * self._output_estimate + 0.2 * (completion.usage.completion_tokens or 0)))
+        choice = completion.choices[0] if completion.choices else None
+        message = choice.message if choice else None
+        return _Answer(
+            content=message.content if message else None,
+            refusal=getattr(message, "refusal", None),
+            finish_reason=choice.finish_reason if choice else None,
+            model=completion.model,
+            request_id=raw.headers.get("x-request-id") or completion.id,
+        )
+
+    async def _request_negotiating(self, context: ProcessingContext, text: str, usage: _Usage) -> tuple[list, _Answer]:
+        negotiation = self._negotiation
+        while True:
+            mode = negotiation.mode
+            messages = build_messages(context.model, context.custom_instructions, text, mode)
+            try:
+                answer = await self._request(messages, context.ai_model, context.model, mode, usage)
+            except FormatRejected:
+                if negotiation.mode is mode and len(negotiation.modes) > 1:
+                    negotiation.modes.pop(0)
+                continue
+            negotiation.settled = True
+            return messages, answer
+
+    async def _first_answer(self, context: ProcessingContext, text: str, usage: _Usage) -> tuple[list, _Answer]:
+        if not self._negotiation.settled:
+            async with self._negotiation.lock:  # the first document settles the format; the rest wait for it
+                if not self._negotiation.settled:
+                    return await self._request_negotiating(context, text, usage)
+        return await self._request_negotiating(context, text, usage)
+
+    async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome:
+        started = time.perf_counter()
+        usage = _Usage()
+        answer: _Answer | None = None
+
+        def outcome(status: str, error: str = "", result: str | None = None, raw: str | None = None) -> AnalysisOutcome:
+            return AnalysisOutcome(
+                status=status,
+                error=error,
+                result=result,
+                raw_output=raw,
+                input_tokens=usage.input_tokens if usage.seen_usage else None,
+                cached_input_tokens=usage.cached_input_tokens if usage.seen_usage else None,
+                output_tokens=usage.output_tokens if usage.seen_usage else None,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                attempts=usage.attempts,
+                request_id=answer.request_id if answer else None,
+                answered_by_model=answer.model if answer else None,
+            )
+
+        try:
+            messages, answer = await self._first_answer(context, text, usage)
+            verdict = self._judge(context.model, answer)
+            if verdict.problem is not None and verdict.repairable:
+                answer = await self._request(
+                    repair_messages(messages, answer.content or "", verdict.problem),
+                    context.ai_model, context.model, self._negotiation.mode, usage,
+                )  # fmt: skip
+                verdict = self._judge(context.model, answer)
+        except (openai.APIError, FormatRejected) as e:
+            return outcome(_failure_status(e), _describe(e))
+        except Exception as e:  # whatever else goes wrong ends this document alone
+            return outcome(PROVIDER_ERROR, _describe(e))
+        if verdict.problem is None:
+            return outcome("ok", result=verdict.result)
+        return outcome(verdict.status, verdict.problem, raw=answer.content or answer.refusal)
+
+    @staticmethod
+    def _judge(model: AnalysisModel, answer: _Answer) -> "_Verdict":
+        if answer.refusal or answer.finish_reason == "content_filter":
+            return _Verdict(REFUSED, f"the model refused: {answer.refusal or 'content filter'}", repairable=False)
+        if answer.finish_reason == "length":
+            return _Verdict(TRUNCATED, "the answer was cut off at max_output_tokens", repairable=False)
+        try:
+            result = model.result_schema.model_validate_json(extract_json(answer.content or ""))
+        except ValidationError as e:
+            problem = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'answer'}: {err['msg']}" for err in e.errors()[:10])
+            return _Verdict(INVALID_OUTPUT, f"not valid JSON for the schema: {problem}", repairable=True)
+        return _Verdict(None, None, repairable=False, result=result.model_dump_json())
+
+
+@dataclass
+class _Verdict:
+    status: str | None
+    problem: str | None
+    repairable: bool
+    result: str | None = None
+
+
