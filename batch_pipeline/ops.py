@@ -131,6 +131,11 @@ def aggregate(
         "model_key": processing.model_key.value,
         "ai_model": processing.ai_model,
         "custom_instructions": processing.custom_instructions,
+        "input_tokens": sum(u.input_tokens for u in report.usage),
+        "cached_input_tokens": sum(u.cached_input_tokens for u in report.usage),
+        "output_tokens": sum(u.output_tokens for u in report.usage),
+        "tokens_per_model": dg.MetadataValue.json([u.model_dump() for u in report.usage]),
+        "estimated_cost_usd": report.estimated_cost_usd,
     }
     context.log_event(
         dg.AssetMaterialization(

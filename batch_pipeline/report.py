@@ -6,10 +6,22 @@ import pandas as pd
 from pydantic import BaseModel
 
 from batch_pipeline.analysis_models import AnalysisModel, SummarySections
+from batch_pipeline.pricing import estimate_cost, price_for, price_table
 from batch_pipeline.store import OK, PENDING
 
 CSV_NAME = "results.csv"
 SUMMARY_NAME = "summary.md"
+
+
+class ModelUsage(BaseModel):
+    """Tokens this run spent with one model (cached results cost nothing and are not counted)."""
+
+    model: str
+    requests: int
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    estimated_cost_usd: float | None  # None: the model is not in the price table
 
 
 class BatchReport(BaseModel):
@@ -21,6 +33,12 @@ class BatchReport(BaseModel):
     status_counts: dict[str, int]
     cached: int
     model_summary: SummarySections
+    usage: list[ModelUsage]
+
+    @property
+    def estimated_cost_usd(self) -> float | None:
+        costs = [u.estimated_cost_usd for u in self.usage]
+        return None if any(c is None for c in costs) else round(sum(costs), 6)
 
     @property
     def documents(self) -> int:
@@ -45,6 +63,8 @@ class BatchReport(BaseModel):
             "",
             _table(self.status_counts, "status", "documents"),
         ]
+        if self.usage:
+            lines += ["", "## Tokens and estimated cost", "", _usage_table(self.usage)]
         for title, values in self.model_summary.items():
             lines += ["", f"## {title}", "", _table(values, "", "value") if values else "_none_"]
         return "\n".join(lines) + "\n"
@@ -53,6 +73,34 @@ class BatchReport(BaseModel):
 def _table(values: dict[str, int | float], key_header: str, value_header: str) -> str:
     frame = pd.DataFrame({key_header or "item": list(values), value_header: list(values.values())})
     return frame.to_markdown(index=False)
+
+
+def _usage_table(usage: list[ModelUsage]) -> str:
+    frame = pd.DataFrame([u.model_dump() for u in usage]).fillna("unknown price")
+    return frame.to_markdown(index=False)
+
+
+def token_usage(rows: pd.DataFrame) -> list[ModelUsage]:
+    spent = rows[rows["cached_from_run_id"].isna() & rows["input_tokens"].notna()]
+    if spent.empty:
+        return []
+    table = price_table()
+    models = spent["answered_by_model"].fillna(spent["ai_model"])
+    usage = []
+    for model, group in spent.groupby(models):
+        input_tokens, cached, output = (int(group[c].fillna(0).sum()) for c in ("input_tokens", "cached_input_tokens", "output_tokens"))
+        cost = estimate_cost(price_for(str(model), table), input_tokens, cached, output)
+        usage.append(
+            ModelUsage(
+                model=str(model),
+                requests=int(group["attempts"].fillna(0).sum()),
+                input_tokens=input_tokens,
+                cached_input_tokens=cached,
+                output_tokens=output,
+                estimated_cost_usd=None if cost is None else round(cost, 6),
+            )
+        )
+    return usage
 
 
 def build_report(run_id: str, project: str, model: AnalysisModel, rows: pd.DataFrame) -> BatchReport:
@@ -68,6 +116,7 @@ def build_report(run_id: str, project: str, model: AnalysisModel, rows: pd.DataF
         status_counts={str(k): int(v) for k, v in rows["status"].value_counts().sort_index().items()},
         cached=int(ok_rows["cached_from_run_id"].notna().sum()),
         model_summary=model.summarize(results),
+        usage=token_usage(rows),
     )
 
 

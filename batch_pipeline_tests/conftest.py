@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -8,6 +11,7 @@ from batch_pipeline.store import DocumentStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_DOCS = REPO_ROOT / "examples" / "docs"
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
 
 
 @pytest.fixture
@@ -58,3 +62,44 @@ def batch_config(
 def run_job(instance, run_config: dict, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
     job = defs.resolve_job_def("document_batch_job")
     return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=raise_on_error)
+
+
+def write_corpus(folder: Path, count: int, prefix: str = "doc") -> Path:
+    """Small, distinct, realistic documents (each holds one e-mail address and a date)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (folder / f"{prefix}_{i:04d}.md").write_text(
+            f"# Memo {i}\n\nPlease contact user{i}@example.com about invoice {i}.\n\nShipped on 2024-05-{i % 28 + 1:02d}."
+        )
+    return folder
+
+
+def with_llm(run_config: dict, base_url: str, **llm_config) -> dict:
+    """Run config that points the llm resource at base_url; the key stays in the environment."""
+    resource = {"api_key": {"env": "OPENAI_API_KEY"}, "base_url": base_url, **llm_config}
+    return {**run_config, "resources": {"llm": {"config": resource}}}
+
+
+def dagster_execute(config_path: Path, dagster_home: Path | None, env: dict) -> subprocess.Popen:
+    run_env = {**env}
+    if dagster_home is not None:
+        dagster_home.mkdir()
+        run_env["DAGSTER_HOME"] = str(dagster_home)
+    else:
+        run_env.pop("DAGSTER_HOME", None)
+    return subprocess.Popen(
+        [DAGSTER, "job", "execute", "-m", "batch_pipeline.definitions", "-j", "document_batch_job", "-c", str(config_path)],
+        cwd=REPO_ROOT,
+        env=run_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.fixture
+def shared_store_env(tmp_path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCH_PIPELINE_")}
+    env["BATCH_PIPELINE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'shared_store.sqlite'}"
+    env["BATCH_PIPELINE_REPORTS_DIR"] = str(tmp_path / "reports")
+    return env

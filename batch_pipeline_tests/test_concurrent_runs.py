@@ -1,52 +1,13 @@
 """The seed scenario: runs with different contexts at the same time, in separate processes, one store."""
 
 import itertools
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import dagster as dg
-import pytest
 import yaml
 
 from batch_pipeline.store import DocumentStore
-from batch_pipeline_tests.conftest import REPO_ROOT, batch_config
+from batch_pipeline_tests.conftest import REPO_ROOT, batch_config, dagster_execute, write_corpus
 
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
-
-
-def write_corpus(folder: Path, count: int) -> None:
-    folder.mkdir()
-    for i in range(count):
-        (folder / f"doc_{i:04d}.md").write_text(
-            f"# Memo {i}\n\nPlease contact user{i}@example.com about invoice {i}.\n\nShipped on 2024-05-{i % 28 + 1:02d}."
-        )
-
-
-def launch(config_path: Path, dagster_home: Path | None, env: dict) -> subprocess.Popen:
-    run_env = {**env}
-    if dagster_home is not None:
-        dagster_home.mkdir()
-        run_env["DAGSTER_HOME"] = str(dagster_home)
-    else:
-        run_env.pop("DAGSTER_HOME", None)
-    return subprocess.Popen(
-        [DAGSTER, "job", "execute", "-m", "batch_pipeline.definitions", "-j", "document_batch_job", "-c", str(config_path)],
-        cwd=REPO_ROOT,
-        env=run_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-@pytest.fixture
-def shared_store_env(tmp_path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCH_PIPELINE_")}
-    env["BATCH_PIPELINE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'shared_store.sqlite'}"
-    env["BATCH_PIPELINE_REPORTS_DIR"] = str(tmp_path / "reports")
-    return env
 
 
 def test_four_concurrent_runs_with_different_contexts_never_cross(tmp_path, shared_store_env):
@@ -60,7 +21,7 @@ def test_four_concurrent_runs_with_different_contexts_never_cross(tmp_path, shar
             str(corpus), model_key=model_key, custom_instructions=instructions, partition_size=40, project="seed"
         )
         config_path.write_text(yaml.safe_dump(run_config))
-        processes.append((launch(config_path, tmp_path / f"home_{n}", shared_store_env), model_key, instructions))
+        processes.append((dagster_execute(config_path, tmp_path / f"home_{n}", shared_store_env), model_key, instructions))
 
     store = DocumentStore(shared_store_env["BATCH_PIPELINE_DATABASE_URL"])
     for n, (process, model_key, instructions) in enumerate(processes):
@@ -84,7 +45,7 @@ def test_four_concurrent_runs_with_different_contexts_never_cross(tmp_path, shar
 
 
 def test_readme_demo_command_runs_without_dagster_home(tmp_path, shared_store_env):
-    process = launch(REPO_ROOT / "examples" / "compliance_local.yaml", None, shared_store_env)
+    process = dagster_execute(REPO_ROOT / "examples" / "compliance_local.yaml", None, shared_store_env)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output[-3000:]
     assert "RUN_SUCCESS" in output

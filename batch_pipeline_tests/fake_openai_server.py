@@ -1,0 +1,244 @@
+"""An OpenAI-compatible server on 127.0.0.1 for tests: /v1/models, /v1/models/{id}, /v1/chat/completions.
+
+It answers with the offline analysers' result for the document it was sent, so answers fit the
+requested schema, reports usage, checks the bearer key, and can be told to misbehave: latency,
+RPM/TPM limits with 429 + Retry-After, 500s, malformed JSON, refusals, length cut-offs, hangs,
+and rejecting response formats it "does not support" (like llama.cpp's server rejects json_schema).
+"""
+
+import asyncio
+import math
+import random
+import re
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from batch_pipeline.analysis_models import REGISTRY
+
+DOCUMENT_RE = re.compile(r"<document>\n(.*)\n</document>", re.S)
+ALL_FORMATS = {"json_schema", "json_object_schema", "json_object", "none"}
+
+
+@dataclass
+class Behaviour:
+    api_key: str = "sk-test-key"
+    models: tuple[str, ...] = ("gpt-test", "gpt-other")
+    latency: float = 0.0
+    rpm: int | None = None
+    tpm: int | None = None
+    error_rate: float = 0.0
+    malformed_rate: float = 0.0
+    refusal_rate: float = 0.0
+    length_rate: float = 0.0
+    hang_rate: float = 0.0
+    hang_seconds: float = 3600.0
+    supported_formats: set[str] = field(default_factory=lambda: set(ALL_FORMATS))
+    cached_tokens: int = 0
+    seed: int = 7
+
+
+@dataclass
+class LoggedRequest:
+    at: float
+    model: str
+    system: str
+    document: str | None
+    response_format: str
+    is_repair: bool
+    status: int
+
+
+class TokenBucket:
+    """Per-second quantised limit, the way large providers enforce per-minute limits."""
+
+    def __init__(self, per_minute: int):
+        self.rate = per_minute / 60
+        self.capacity = max(self.rate, 1.0)
+        self.level = self.capacity
+        self.updated = time.monotonic()
+
+    def take(self, amount: float) -> float:
+        """0 when taken, else the seconds until it could be."""
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        self.updated = now
+        amount = min(amount, self.capacity)
+        if self.level >= amount:
+            self.level -= amount
+            return 0.0
+        return (amount - self.level) / self.rate
+
+
+def _format_kind(response_format: dict | None) -> str:
+    if not response_format:
+        return "none"
+    if response_format.get("type") == "json_schema":
+        return "json_schema"
+    if response_format.get("type") == "json_object":
+        return "json_object_schema" if "schema" in response_format else "json_object"
+    return str(response_format.get("type"))
+
+
+def _error(status: int, message: str, headers: dict | None = None, code: str | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class FakeOpenAIServer:
+    def __init__(self, behaviour: Behaviour | None = None):
+        self.behaviour = behaviour or Behaviour()
+        self.requests: list[LoggedRequest] = []
+        self._random = random.Random(self.behaviour.seed)
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+        app = Starlette(
+            routes=[
+                Route("/v1/models", self.list_models),
+                Route("/v1/models/{model_id:path}", self.get_model),
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            ]
+        )
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+
+    def __enter__(self) -> "FakeOpenAIServer":
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise TimeoutError("fake OpenAI server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        self._socket.close()
+
+    # --- helpers -------------------------------------------------------------------------
+    def completions(self, status: int | None = 200) -> list[LoggedRequest]:
+        return [r for r in self.requests if status is None or r.status == status]
+
+    def _authorised(self, request: Request) -> bool:
+        return request.headers.get("authorization") == f"Bearer {self.behaviour.api_key}"
+
+    def _chance(self, rate: float) -> bool:
+        with self._lock:
+            return self._random.random() < rate
+
+    def _limit(self, name: str, per_minute: int | None, amount: float) -> float:
+        if not per_minute:
+            return 0.0
+        with self._lock:
+            bucket = self._buckets.setdefault(name, TokenBucket(per_minute))
+            return bucket.take(amount)
+
+    # --- endpoints -----------------------------------------------------------------------
+    async def list_models(self, request: Request) -> JSONResponse:
+        if not self._authorised(request):
+            return _error(401, "Incorrect API key provided.", code="invalid_api_key")
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in self.behaviour.models]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def get_model(self, request: Request) -> JSONResponse:
+        if not self._authorised(request):
+            return _error(401, "Incorrect API key provided.", code="invalid_api_key")
+        model_id = request.path_params["model_id"]
+        if model_id not in self.behaviour.models:
+            return _error(404, f"The model `{model_id}` does not exist.", code="model_not_found")
+        return JSONResponse({"id": model_id, "object": "model", "created": 0, "owned_by": "test"})
+
+    async def chat(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        messages = body.get("messages", [])
+        system = next((m["content"] for m in messages if m["role"] == "system"), "")
+        first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
+        match = DOCUMENT_RE.search(first_user)
+        document = match.group(1).replace("<\\/document>", "</document>") if match else None
+        kind = _format_kind(body.get("response_format"))
+        is_repair = any(m["role"] == "assistant" for m in messages)
+
+        def log(status: int) -> None:
+            self.requests.append(
+                LoggedRequest(time.time(), body.get("model", ""), system, document, kind, is_repair, status)
+            )
+
+        behaviour = self.behaviour
+        if not self._authorised(request):
+            log(401)
+            return _error(401, "Incorrect API key provided.", code="invalid_api_key")
+        if body.get("model") not in behaviour.models:
+            log(404)
+            return _error(404, f"The model `{body.get('model')}` does not exist.", code="model_not_found")
+        if kind not in behaviour.supported_formats:
+            log(400)
+            return _error(400, f"response_format of type {kind} is not supported by this server")
+        prompt_tokens = sum(len(m["content"] or "") for m in messages) // 4 + 1
+        wait = max(self._limit("rpm", behaviour.rpm, 1), self._limit("tpm", behaviour.tpm, prompt_tokens))
+        if wait > 0:
+            log(429)
+            headers = {"retry-after": str(max(1, math.ceil(wait))), "retry-after-ms": str(int(wait * 1000) + 1)}
+            return _error(429, "Rate limit reached. Please try again later.", headers, code="rate_limit_exceeded")
+        if self._chance(behaviour.hang_rate):
+            log(0)
+            await asyncio.sleep(behaviour.hang_seconds)
+        if behaviour.latency:
+            await asyncio.sleep(behaviour.latency)
+        if self._chance(behaviour.error_rate):
+            log(500)
+            return _error(500, "The server had an error while processing your request.")
+        log(200)
+
+        model = self._model_for(body, system)
+        content = model.analyse_offline(document or "").model_dump_json() if model else "{}"
+        refusal, finish_reason = None, "stop"
+        if self._chance(behaviour.refusal_rate):
+            content, refusal = None, "I'm sorry, I can't help with that."
+        elif self._chance(behaviour.length_rate):
+            content, finish_reason = content[: len(content) // 2], "length"
+        elif self._chance(behaviour.malformed_rate):
+            content = content[: max(1, len(content) // 2)] + ' "oops'
+        completion_tokens = len(content or refusal) // 4 + 1
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": f"{body['model']}-2025-01-01",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content, "refusal": refusal},
+                        "finish_reason": finish_reason,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": min(behaviour.cached_tokens, prompt_tokens)},
+                },
+            },
+            headers={"x-request-id": f"req_{uuid.uuid4().hex[:16]}"},
+        )
+
+    @staticmethod
+    def _model_for(body: dict, system: str):
+        response_format = body.get("response_format") or {}
+        name = (response_format.get("json_schema") or {}).get("name")
+        if name in REGISTRY:
+            return REGISTRY[name]
+        return next((m for m in REGISTRY.values() if system.startswith(m.system_prompt.strip())), None)
