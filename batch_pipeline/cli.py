@@ -68,12 +68,12 @@ def cmd_models(_args: argparse.Namespace) -> int:
 def config_problems(run_config: dict) -> list[str]:
     """Everything wrong with a run config for document_batch_job, with the valid choices named."""
     from batch_pipeline.batch import BatchConfig
-    from batch_pipeline.jobs import document_batch_job
+    from batch_pipeline.definitions import defs
 
     try:
-        dg.validate_run_config(document_batch_job, run_config)
+        dg.validate_run_config(defs.resolve_job_def("document_batch_job"), run_config)
     except dg.DagsterInvalidConfigError as e:
-        problems = [error.message for error in e.errors]
+        problems = [error.message.split("\n\nStack Trace")[0].strip() for error in e.errors]
         if any("model_key" in p for p in problems):
             problems.append("valid model_key values: " + ", ".join(REGISTRY))
         return problems

@@ -84,7 +84,8 @@ def test_check_names_the_bad_key_and_the_valid_ones(tmp_path, capsys):
     assert "valid model_key values: content_compliance, document_metadata" in err
 
 
-def test_check_accepts_every_shipped_example():
+def test_check_accepts_every_shipped_example(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-example")  # the LLM example names the key variable
     for path in sorted((REPO_ROOT / "examples").glob("*.yaml")):
         assert main(["check", str(path)]) == 0, path
 
@@ -93,3 +94,11 @@ def test_console_script_is_installed():
     script = Path(sys.executable).with_name("batch-pipeline")
     out = subprocess.run([str(script), "models"], capture_output=True, text=True, check=True).stdout
     assert "content_compliance" in out
+
+
+def test_check_says_when_the_key_variable_is_missing(monkeypatch, capsys):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["check", str(REPO_ROOT / "examples" / "compliance_openai.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert 'environment variable "OPENAI_API_KEY" which is not set' in err
+    assert "Stack Trace" not in err
