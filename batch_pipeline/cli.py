@@ -58,6 +58,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    from batch_pipeline.recovery import CannotResume, resume
+
+    if not os.environ.get("DAGSTER_HOME"):
+        print("error: set DAGSTER_HOME to the instance that ran the batch", file=sys.stderr)
+        return 2
+    store = _store()
+    store.create_schema()
+    with dg.DagsterInstance.get() as instance:
+        try:
+            result = resume(instance, store, args.run_id)
+        except CannotResume as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    print(f"resumed_as: {result.run_id}")
+    print(f"dagster_status: {'SUCCESS' if result.success else 'FAILURE'}")
+    for status, count in store.status_counts(result.run_id).items():
+        print(f"  {status}: {count}")
+    return 0 if result.success else 1
+
+
 def cmd_models(_args: argparse.Namespace) -> int:
     width = max(len(key) for key in REGISTRY)
     for key, model in REGISTRY.items():
@@ -111,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="print a run's Dagster status and document counts per status")
     status.add_argument("run_id")
     status.set_defaults(handler=cmd_status)
+
+    resume = commands.add_parser(
+        "resume", help="finish a batch whose run died: mark it failed and run the same batch again"
+    )
+    resume.add_argument("run_id")
+    resume.set_defaults(handler=cmd_resume)
 
     models = commands.add_parser("models", help="list the analysis models (model_key values)")
     models.set_defaults(handler=cmd_models)

@@ -13,6 +13,11 @@ from pydantic import Field
 from batch_pipeline.analysis_models import REGISTRY, AnalysisModel
 
 LOCAL_AI_MODEL = "local"
+MODEL_KEY_TAG = "batch_pipeline/model_key"
+AI_MODEL_TAG = "batch_pipeline/ai_model"
+# Run priority for the queued run coordinator (the `dagster/priority` tag: higher starts first).
+PRIORITY_TAG = "dagster/priority"
+PRIORITIES = {"high": "10", "normal": "0", "low": "-10"}
 
 # Built from the registry so Dagster refuses an unknown key at launch and the Launchpad offers the choices.
 ModelKey = enum.Enum("ModelKey", {key: key for key in REGISTRY}, type=str)
@@ -43,5 +48,9 @@ class ProcessingContext(dg.Config):
         parts = [self.model_key.value, self.model.version, self.ai_model, self.custom_instructions]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
-    def run_tags(self) -> dict[str, str]:
-        return {"batch_pipeline/model_key": self.model_key.value, "batch_pipeline/ai_model": self.ai_model}
+    def run_tags(self, priority: str | None = None) -> dict[str, str]:
+        """Tags for a run of this context: filterable in the UI, matched by the queue's per-model limits."""
+        tags = {MODEL_KEY_TAG: self.model_key.value, AI_MODEL_TAG: self.ai_model}
+        if priority is not None:
+            tags[PRIORITY_TAG] = PRIORITIES[priority]
+        return tags

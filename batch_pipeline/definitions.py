@@ -15,3 +15,8 @@ defs = dg.Definitions(
     jobs=[document_batch_job],
     resources={"document_store": DocumentStoreResource(), "llm": llm},
 )
+
+
+def resolve_document_batch_job() -> dg.JobDefinition:
+    """The job with its resources, for dagster.build_reconstructable_job (used by `batch-pipeline resume`)."""
+    return defs.resolve_job_def("document_batch_job")

@@ -79,7 +79,8 @@ def create_document_records(
         yield dg.DynamicOutput(partition, mapping_key=f"p{partition.index:05d}", output_name="partitions")
 
 
-@dg.op(retry_policy=ANALYSIS_RETRY_POLICY, tags={"kind": "analysis"})
+# Pool "llm": the instance's pool limit caps how many partitions are analysed at once across runs.
+@dg.op(retry_policy=ANALYSIS_RETRY_POLICY, pool="llm", tags={"kind": "analysis"})
 async def analyze_partition(
     context: dg.OpExecutionContext, partition: Partition, document_store: DocumentStoreResource, llm: LlmResource
 ) -> PartitionSummary:

@@ -21,6 +21,7 @@ from batch_pipeline.sources import PreparedDocument
 PENDING = "pending"
 OK = "ok"
 ANALYSIS_ERROR = "analysis_error"
+INTERRUPTED = "interrupted"
 WRITE_CHUNK = 5000
 
 metadata = sa.MetaData()
@@ -188,7 +189,8 @@ class DocumentStore:
                 "size_bytes": d.size_bytes,
                 "created_at": now,
             }
-            for d in docs
+            # One global insert order: concurrent overlapping batches on PostgreSQL cannot deadlock.
+            for d in sorted(docs, key=lambda d: d.document_id)
         ]
         base = {
             "run_id": run_id,
@@ -283,6 +285,17 @@ class DocumentStore:
         )
         with self.engine.begin() as conn:
             conn.execute(statement)
+
+    def mark_interrupted(self, run_id: str, note: str) -> int:
+        """Close a dead run's pending rows so they no longer look in progress."""
+        r = analysis_results.c
+        statement = (
+            analysis_results.update()
+            .where(r.run_id == run_id, r.status == PENDING)
+            .values(status=INTERRUPTED, error=note, finished_at=_now())
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(statement).rowcount
 
     def results(self, run_id: str) -> pd.DataFrame:
         """One row per document of the run, in filename order."""

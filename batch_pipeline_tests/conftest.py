@@ -83,7 +83,7 @@ def with_llm(run_config: dict, base_url: str, **llm_config) -> dict:
 def dagster_execute(config_path: Path, dagster_home: Path | None, env: dict) -> subprocess.Popen:
     run_env = {**env}
     if dagster_home is not None:
-        dagster_home.mkdir()
+        dagster_home.mkdir(exist_ok=True)
         run_env["DAGSTER_HOME"] = str(dagster_home)
     else:
         run_env.pop("DAGSTER_HOME", None)
@@ -103,3 +103,61 @@ def shared_store_env(tmp_path) -> dict:
     env["BATCH_PIPELINE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'shared_store.sqlite'}"
     env["BATCH_PIPELINE_REPORTS_DIR"] = str(tmp_path / "reports")
     return env
+
+
+POSTGRES_ADMIN_URL = os.environ.get("BATCH_PIPELINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The admin URL of a reachable PostgreSQL server; skips without one, except under CI=true."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as e:
+        message = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {str(e).splitlines()[0]}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI=true: PostgreSQL tests must run)")
+        pytest.skip(message)
+    finally:
+        engine.dispose()
+    return POSTGRES_ADMIN_URL
+
+
+def _make_database(admin_url: str, purpose: str):
+    import uuid
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    name = f"bp_test_{purpose}_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def drop() -> None:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+    return url, drop
+
+
+@pytest.fixture(scope="session")
+def postgres_store_url(postgres_server) -> str:
+    """A fresh database for the document store, dropped after the test session."""
+    url, drop = _make_database(postgres_server, "store")
+    yield url
+    drop()
+
+
+@pytest.fixture(scope="session")
+def postgres_dagster_url(postgres_server) -> str:
+    """A fresh database for Dagster's own storage, dropped after the test session."""
+    url, drop = _make_database(postgres_server, "dagster")
+    yield url
+    drop()
