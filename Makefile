@@ -9,7 +9,7 @@ LOCAL_DAGSTER_HOME := $(CURDIR)/.dagster_home
 $(BIN)/batch-pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
 install: $(BIN)/batch-pipeline

@@ -4,6 +4,7 @@ Retries, rate limits and response-format negotiation live here; the ops never se
 """
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 
@@ -94,9 +95,13 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, openai.APIStatusError) and error.status_code >= 500
 
 
-def _about_format(error: openai.APIStatusError) -> bool:
+def _rejects_format(error: openai.APIStatusError) -> bool:
+    """Whether an error answer says the server does not take the requested response format.
+    llama.cpp's Python server answers HTTP 500 naming response_format; most others 400 or 422."""
     text = f"{error.message} {error.body}".lower()
-    return any(word in text for word in ("response_format", "json", "schema", "format"))
+    if error.status_code in (400, 422):
+        return any(word in text for word in ("response_format", "json", "schema", "format"))
+    return error.status_code >= 500 and "response_format" in text
 
 
 def _failure_status(error: BaseException) -> str:
@@ -157,8 +162,8 @@ class LlmAnalyser:
                 except openai.RateLimitError as e:
                     self.gate.pause(retry_after_seconds(e.response.headers) or RATE_LIMIT_FALLBACK_PAUSE_SECONDS)
                     raise
-                except (openai.BadRequestError, openai.UnprocessableEntityError) as e:
-                    if not self._negotiation.settled and len(self._negotiation.modes) > 1 and _about_format(e):
+                except openai.APIStatusError as e:
+                    if not self._negotiation.settled and len(self._negotiation.modes) > 1 and _rejects_format(e):
                         raise FormatRejected(_describe(e)) from e
                     raise
                 completion = raw.parse()
@@ -243,7 +248,12 @@ class LlmAnalyser:
         if answer.finish_reason == "length":
             return _Verdict(TRUNCATED, "the answer was cut off at max_output_tokens", repairable=False)
         try:
-            result = model.result_schema.model_validate_json(extract_json(answer.content or ""))
+            # strict=False: raw newlines inside strings are a common, harmless slip of small models.
+            parsed = json.loads(extract_json(answer.content or ""), strict=False)
+        except json.JSONDecodeError as e:
+            return _Verdict(INVALID_OUTPUT, f"not valid JSON: {e}", repairable=True)
+        try:
+            result = model.result_schema.model_validate(parsed)
         except ValidationError as e:
             problem = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'answer'}: {err['msg']}" for err in e.errors()[:10])
             return _Verdict(INVALID_OUTPUT, f"not valid JSON for the schema: {problem}", repairable=True)

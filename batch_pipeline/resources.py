@@ -79,7 +79,13 @@ class LlmResource(dg.ConfigurableResource):
             except openai.PermissionDeniedError:
                 raise LlmUnavailable(f"The API key may not use model {ai_model!r} at {where} (HTTP 403).") from None
             except openai.NotFoundError:
-                raise LlmUnavailable(f"The provider at {where} does not serve model {ai_model!r}.") from None
+                # Some servers (llama.cpp's) have no /models/{id}; their model list still answers.
+                try:
+                    served = {model.id for model in client.models.list()}
+                except openai.APIError:
+                    served = set()
+                if ai_model not in served:
+                    raise LlmUnavailable(f"The provider at {where} does not serve model {ai_model!r}.") from None
             except openai.APIConnectionError as e:
                 raise LlmUnavailable(f"Cannot reach the provider at {where}: {e}") from None
             except openai.APIStatusError as e:

@@ -42,6 +42,8 @@ class Behaviour:
     hang_rate: float = 0.0
     hang_seconds: float = 3600.0
     supported_formats: set[str] = field(default_factory=lambda: set(ALL_FORMATS))
+    format_rejection_status: int = 400  # llama.cpp's Python server answers 500
+    has_model_route: bool = True  # llama.cpp's server has no /v1/models/{id}
     cached_tokens: int = 0
     seed: int = 7
 
@@ -157,6 +159,8 @@ class FakeOpenAIServer:
         if not self._authorised(request):
             return _error(401, "Incorrect API key provided.", code="invalid_api_key")
         model_id = request.path_params["model_id"]
+        if not self.behaviour.has_model_route:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
         if model_id not in self.behaviour.models:
             return _error(404, f"The model `{model_id}` does not exist.", code="model_not_found")
         return JSONResponse({"id": model_id, "object": "model", "created": 0, "owned_by": "test"})
@@ -184,8 +188,9 @@ class FakeOpenAIServer:
             log(404)
             return _error(404, f"The model `{body.get('model')}` does not exist.", code="model_not_found")
         if kind not in behaviour.supported_formats:
-            log(400)
-            return _error(400, f"response_format of type {kind} is not supported by this server")
+            status = behaviour.format_rejection_status
+            log(status)
+            return _error(status, f"body.response_format.type: input should be one of {sorted(behaviour.supported_formats)}, not {kind}")
         prompt_tokens = sum(len(m["content"] or "") for m in messages) // 4 + 1
         wait = max(self._limit("rpm", behaviour.rpm, 1), self._limit("tpm", behaviour.tpm, prompt_tokens))
         if wait > 0:

@@ -176,19 +176,22 @@ def test_hanging_requests_time_out_and_are_retried(pipeline_home, instance, key,
 
 
 @pytest.mark.parametrize(
-    "supported, expected_mode",
+    "supported, rejection_status, expected_mode",
     [
-        ({"json_object_schema", "json_object", "none"}, "json_object_schema"),  # llama.cpp's server
-        ({"json_object", "none"}, "json_object"),
-        ({"none"}, "none"),
+        ({"json_object_schema", "json_object", "none"}, 500, "json_object_schema"),  # like llama.cpp's server
+        ({"json_object", "none"}, 422, "json_object"),
+        ({"none"}, 400, "none"),
     ],
 )
-def test_response_format_falls_back_once_and_keeps_the_mode(pipeline_home, instance, key, tmp_path, supported, expected_mode):
+def test_response_format_falls_back_once_and_keeps_the_mode(
+    pipeline_home, instance, key, tmp_path, supported, rejection_status, expected_mode
+):
     corpus = write_corpus(tmp_path / "corpus", 8)
-    with FakeOpenAIServer(Behaviour(supported_formats=supported)) as server:
+    behaviour = Behaviour(supported_formats=supported, format_rejection_status=rejection_status, has_model_route=False)
+    with FakeOpenAIServer(behaviour) as server:
         result = llm_run(instance, server, corpus)
     assert (rows_of(result.run_id)["status"] == "ok").all()
-    rejected = [r for r in server.requests if r.status == 400]
+    rejected = [r for r in server.requests if r.status == rejection_status]
     accepted = [r for r in server.requests if r.status == 200]
     assert len(rejected) == 3 - len(supported) + 1  # each richer mode is tried once, by the first document
     assert {r.response_format for r in accepted} == {expected_mode}

