@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
+import httpx
 import yaml
 
 from batch_pipeline import settings
@@ -46,12 +47,46 @@ def dagster_run_status(run_id: str) -> str:
         return run.status.value if run else f"not found in the Dagster instance at {os.environ['DAGSTER_HOME']}"
 
 
+def _graphql_client(url: str):
+    from urllib.parse import urlparse
+
+    from dagster_graphql import DagsterGraphQLClient
+
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    base = f"{parsed.scheme}://{parsed.hostname}:{port}"
+    try:
+        httpx.get(f"{base}/server_info", timeout=10).raise_for_status()
+    except httpx.HTTPError as e:
+        raise WebserverUnreachable(f"cannot reach the Dagster webserver at {base}: {e}") from None
+    return DagsterGraphQLClient(parsed.hostname, port_number=port, use_https=parsed.scheme == "https")
+
+
+class WebserverUnreachable(Exception):
+    pass
+
+
+def remote_run_status(url: str, run_id: str) -> str:
+    from dagster_graphql import DagsterGraphQLClientError
+
+    client = _graphql_client(url)
+    try:
+        return client.get_run_status(run_id).value
+    except DagsterGraphQLClientError as e:
+        return f"unknown ({e})"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        dagster_status = remote_run_status(args.url, args.run_id) if args.url else dagster_run_status(args.run_id)
+    except WebserverUnreachable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     store = _store()
     store.create_schema()
     counts = store.status_counts(args.run_id)
     print(f"run_id: {args.run_id}")
-    print(f"dagster_status: {dagster_run_status(args.run_id)}")
+    print(f"dagster_status: {dagster_status}")
     print(f"documents: {sum(counts.values())}")
     for status, count in counts.items():
         print(f"  {status}: {count}")
@@ -77,6 +112,42 @@ def cmd_resume(args: argparse.Namespace) -> int:
     for status, count in store.status_counts(result.run_id).items():
         print(f"  {status}: {count}")
     return 0 if result.success else 1
+
+
+def submission(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
+    """The run config and tags for `submit`, from its arguments."""
+    from batch_pipeline.context import ModelKey, ProcessingContext
+
+    context = ProcessingContext(model_key=ModelKey[args.model_key], ai_model=args.ai_model, custom_instructions=args.instructions)
+    config = {
+        "project": args.project,
+        "source": str(Path(args.path).resolve()),
+        "context": {"model_key": args.model_key, "ai_model": args.ai_model, "custom_instructions": args.instructions},
+    }
+    return {"ops": {"create_document_records": {"config": config}}}, context.run_tags(args.priority)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from dagster_graphql import DagsterGraphQLClientError
+
+    if args.model_key not in REGISTRY:
+        print(f"error: unknown model_key {args.model_key!r}; valid: {', '.join(REGISTRY)}", file=sys.stderr)
+        return 2
+    if not Path(args.path).exists():
+        print(f"error: {args.path} does not exist", file=sys.stderr)
+        return 2
+    run_config, tags = submission(args)
+    try:
+        client = _graphql_client(args.url)
+        run_id = client.submit_job_execution("document_batch_job", run_config=run_config, tags=tags)
+    except WebserverUnreachable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except DagsterGraphQLClientError as e:
+        print(f"error: the webserver refused the run: {e}", file=sys.stderr)
+        return 1
+    print(run_id)
+    return 0
 
 
 def cmd_models(_args: argparse.Namespace) -> int:
@@ -131,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="print a run's Dagster status and document counts per status")
     status.add_argument("run_id")
+    status.add_argument("--url", help="read the status from this Dagster webserver (default: the local $DAGSTER_HOME)")
     status.set_defaults(handler=cmd_status)
 
     resume = commands.add_parser(
@@ -138,6 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("run_id")
     resume.set_defaults(handler=cmd_resume)
+
+    submit = commands.add_parser("submit", help="submit a batch as a queued run to a running Dagster webserver")
+    submit.add_argument("path", help="a folder of .md/.txt files or a .jsonl file (must be readable by the run)")
+    submit.add_argument("--model-key", required=True, help=f"one of: {', '.join(REGISTRY)}")
+    submit.add_argument("--ai-model", required=True, help="the LLM name, or 'local' for the offline analysers")
+    submit.add_argument("--instructions", default="", help="custom_instructions")
+    submit.add_argument("--priority", choices=["high", "normal", "low"], default="normal")
+    submit.add_argument("--project", default="default")
+    submit.add_argument("--url", default=os.environ.get("DAGSTER_WEBSERVER_URL", "http://127.0.0.1:3000"))
+    submit.set_defaults(handler=cmd_submit)
 
     models = commands.add_parser("models", help="list the analysis models (model_key values)")
     models.set_defaults(handler=cmd_models)

@@ -6,6 +6,8 @@ import dagster as dg
 
 from batch_pipeline.jobs import document_batch_job
 from batch_pipeline.resources import DocumentStoreResource, LlmResource
+from batch_pipeline.schedules import nightly_compliance_sweep
+from batch_pipeline.sensors import InboxConfig, batch_failure_sensor, inbox_sensor
 
 # EnvVar fails every run when its variable is unset, so bind it only when there is a key:
 # offline runs (ai_model: local) then need no key at all.
@@ -13,7 +15,9 @@ llm = LlmResource(api_key=dg.EnvVar("OPENAI_API_KEY")) if os.environ.get("OPENAI
 
 defs = dg.Definitions(
     jobs=[document_batch_job],
-    resources={"document_store": DocumentStoreResource(), "llm": llm},
+    sensors=[inbox_sensor, batch_failure_sensor],
+    schedules=[nightly_compliance_sweep],
+    resources={"document_store": DocumentStoreResource(), "llm": llm, "inbox": InboxConfig.from_env()},
 )
 
 

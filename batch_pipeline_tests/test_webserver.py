@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -48,13 +49,16 @@ def wait_for_webserver(port: int, process: subprocess.Popen, timeout: float = 90
     raise TimeoutError("dagster-webserver did not answer")
 
 
-@pytest.fixture
-def dagster_services(tmp_path):
+@pytest.fixture(scope="module")
+def dagster_services(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("services")
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO_ROOT / "dagster.yaml", home)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCH_PIPELINE_")}
     env["DAGSTER_HOME"] = str(home)
+    env["BATCH_PIPELINE_INBOX"] = str(tmp_path / "inbox")
+    env["BATCH_PIPELINE_INBOX_INTERVAL_SECONDS"] = "1"
     port = free_port()
     logs = (tmp_path / "webserver.log").open("w"), (tmp_path / "daemon.log").open("w")
     webserver = subprocess.Popen(
@@ -68,7 +72,7 @@ def dagster_services(tmp_path):
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     try:
         wait_for_webserver(port, webserver)
-        yield client, port, home
+        yield Services(client, port, home, env, tmp_path / "inbox")
     finally:
         for process in (daemon, webserver):
             process.terminate()
@@ -81,8 +85,28 @@ def dagster_services(tmp_path):
             log.close()
 
 
+@dataclass
+class Services:
+    client: DagsterGraphQLClient
+    port: int
+    home: Path
+    env: dict
+    inbox: Path
+
+
+def wait_for_status(get_status, timeout: float = 180) -> str:
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        status = get_status()
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            return status
+        time.sleep(1)
+    return status
+
+
 def test_code_location_loads_and_a_launched_run_succeeds(dagster_services):
-    client, port, home = dagster_services
+    client, port, home = dagster_services.client, dagster_services.port, dagster_services.home
     locations = graphql(
         port,
         "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
@@ -93,14 +117,64 @@ def test_code_location_loads_and_a_launched_run_succeeds(dagster_services):
     ]
 
     run_id = client.submit_job_execution("document_batch_job", run_config=batch_config(str(EXAMPLE_DOCS)))
-    deadline = time.monotonic() + 180
-    status = None
-    while time.monotonic() < deadline:
-        status = client.get_run_status(run_id).value
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            break
-        time.sleep(1)
-    assert status == "SUCCESS"
+    assert wait_for_status(lambda: client.get_run_status(run_id).value) == "SUCCESS"
     store = DocumentStore(f"sqlite:///{home / 'batch_pipeline' / 'store.sqlite'}")
     assert store.status_counts(run_id) == {"empty": 1, "ok": 12}
     store.close()
+
+
+def cli(services: Services, *args: str) -> subprocess.CompletedProcess:
+    env = {**services.env, "BATCH_PIPELINE_HOME": str(services.home / "batch_pipeline")}
+    return subprocess.run([str(BIN / "batch-pipeline"), *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_batch_pipeline_submit_and_status_against_the_webserver(dagster_services):
+    url = f"http://127.0.0.1:{dagster_services.port}"
+    submitted = cli(
+        dagster_services, "submit", str(EXAMPLE_DOCS), "--model-key", "document_metadata", "--ai-model", "local",
+        "--instructions", "From CI.", "--priority", "high", "--project", "submitted", "--url", url,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+
+    def status() -> str:
+        out = cli(dagster_services, "status", run_id, "--url", url).stdout
+        return out.split("dagster_status: ")[1].split()[0]
+
+    assert wait_for_status(status) == "SUCCESS"
+    out = cli(dagster_services, "status", run_id, "--url", url).stdout
+    assert "documents: 13" in out and "  ok: 12" in out
+    tags = graphql(dagster_services.port, f'{{ runOrError(runId: "{run_id}") {{ ... on Run {{ tags {{ key value }} }} }} }}')
+    tag_map = {t["key"]: t["value"] for t in tags["runOrError"]["tags"]}
+    assert tag_map["dagster/priority"] == "10" and tag_map["batch_pipeline/model_key"] == "document_metadata"
+
+
+def test_submit_reports_an_unreachable_server_and_a_refused_config(dagster_services, tmp_path):
+    down = cli(dagster_services, "submit", str(EXAMPLE_DOCS), "--model-key", "content_compliance", "--ai-model", "local", "--url", "http://127.0.0.1:9")
+    assert down.returncode == 2 and "cannot reach the Dagster webserver" in down.stderr
+    bad = cli(dagster_services, "submit", str(EXAMPLE_DOCS), "--model-key", "sentiment", "--ai-model", "local")
+    assert bad.returncode == 2 and "unknown model_key 'sentiment'" in bad.stderr
+
+
+def test_inbox_sensor_end_to_end(dagster_services):
+    inbox = dagster_services.inbox
+    inbox.mkdir()
+    started = subprocess.run(
+        [str(BIN / "dagster"), "sensor", "start", "inbox_sensor", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT, env=dagster_services.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    (inbox / "batch.yaml").write_text("model_key: content_compliance\nai_model: local\ncustom_instructions: From the inbox.\n")
+    (inbox / "memo.md").write_text("# Memo\n\nCall +1 415 555 0132.")
+    (inbox / "notes.txt").write_text("Plain notes, nothing sensitive.")
+    deadline = time.monotonic() + 120
+    runs = []
+    while time.monotonic() < deadline and not runs:
+        time.sleep(1)
+        data = graphql(dagster_services.port, '{ runsOrError(filter: {tags: [{key: "batch_pipeline/trigger", value: "inbox_sensor"}]}) { ... on Runs { results { runId status } } } }')
+        runs = data["runsOrError"]["results"]
+    assert len(runs) == 1, "the sensor did not request a run"
+    run_id = runs[0]["runId"]
+    assert wait_for_status(lambda: dagster_services.client.get_run_status(run_id).value) == "SUCCESS"
+    out = cli(dagster_services, "status", run_id).stdout
+    assert "documents: 2" in out and "  ok: 2" in out
