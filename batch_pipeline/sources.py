@@ -3,11 +3,11 @@
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 import charset_normalizer
-from pydantic import BaseModel
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt"}
 BINARY_SNIFF_BYTES = 8192
@@ -27,16 +27,19 @@ class InputProblem(StrEnum):
     invalid_record = "invalid_record"
 
 
-class RawDocument(BaseModel):
+# Dataclasses rather than pydantic models: a batch creates hundreds of thousands of these.
+@dataclass(slots=True)
+class RawDocument:
     filename: str
-    content: bytes | None = None  # None when the size check refused to read it
+    content: bytes | None  # None when the size check refused to read it
     size_bytes: int
     content_hash: str
     problem: InputProblem | None = None
     reason: str = ""
 
 
-class PreparedDocument(BaseModel):
+@dataclass(slots=True)
+class PreparedDocument:
     """A document ready to register: decoded text, or the reason it has none."""
 
     document_id: str
@@ -73,6 +76,7 @@ def _read_folder(folder: Path, max_bytes: int, ignored: list[str]) -> Iterator[R
                 digest = hashlib.file_digest(f, "sha256").hexdigest()
             yield RawDocument(
                 filename=relative,
+                content=None,
                 size_bytes=size,
                 content_hash=digest,
                 problem=InputProblem.too_large,
@@ -96,6 +100,7 @@ def _read_jsonl(path: Path) -> Iterator[RawDocument]:
             except (ValueError, KeyError, TypeError) as e:
                 yield RawDocument(
                     filename=label,
+                    content=None,
                     size_bytes=len(line),
                     content_hash=hashlib.sha256(line).hexdigest(),
                     problem=InputProblem.invalid_record,

@@ -37,7 +37,7 @@ documents = sa.Table(
     sa.Column("encoding", sa.String(40)),
     sa.Column("size_bytes", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.UniqueConstraint("project", "content_hash", name="uq_documents_project_content"),
+    # document_id is derived from (project, content_hash), so the pair is unique by construction.
 )
 
 analysis_results = sa.Table(
@@ -68,10 +68,7 @@ analysis_results = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
 )
 
-indexes = [
-    sa.Index("ix_results_cache_lookup", analysis_results.c.document_id, analysis_results.c.context_key),
-    sa.Index("ix_results_run_status", analysis_results.c.run_id, analysis_results.c.status),
-]
+indexes = [sa.Index("ix_results_cache_lookup", analysis_results.c.document_id, analysis_results.c.context_key)]
 
 RESULT_COLUMNS = [
     "run_id", "document_id", "filename", "status", "error", "model_key", "ai_model", "custom_instructions",
@@ -130,6 +127,7 @@ def _create_engine(url: str) -> sa.Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: bulk registration touches many pages
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
@@ -211,13 +209,29 @@ class DocumentStore:
                 "error": d.reason,
                 "finished_at": now if d.problem else None,
             }
-            for d in docs
+            for d in sorted(docs, key=lambda d: d.document_id)
         ]
         with self.engine.begin() as conn:
-            for chunk in _chunks(document_rows):
-                conn.execute(self._insert(documents).on_conflict_do_nothing(), list(chunk))
-            for chunk in _chunks(result_rows):
-                conn.execute(self._insert(analysis_results).on_conflict_do_nothing(), list(chunk))
+            self._insert_if_absent(conn, documents, document_rows)
+            self._insert_if_absent(conn, analysis_results, result_rows)
+
+    def _insert_if_absent(self, conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
+        if not rows:
+            return
+        statement = self._insert(table).on_conflict_do_nothing()
+        if conn.dialect.name != "sqlite":
+            for chunk in _chunks(rows):
+                conn.execute(statement, list(chunk))
+            return
+        # SQLite fast path: SQLAlchemy's per-row parameter handling cost more than SQLite itself.
+        compiled = statement.compile(dialect=conn.dialect, column_keys=list(rows[0]))
+        keys = compiled.positiontup
+        processors = {k: table.c[k].type.bind_processor(conn.dialect) for k in keys}
+        processors = {k: p for k, p in processors.items() if p is not None}
+        sql = str(compiled)
+        for chunk in _chunks(rows):
+            values = [tuple(processors[k](r[k]) if k in processors else r[k] for k in keys) for r in chunk]
+            conn.exec_driver_sql(sql, values)
 
     def pending_document_ids(self, run_id: str, document_ids: Sequence[str]) -> list[str]:
         pending: set[str] = set()
