@@ -96,6 +96,14 @@ class AnalysisOutcome(BaseModel):
     answered_by_model: str | None = None
 
 
+# Built once: one update per analysed document is the store's hottest statement.
+_RECORD_OUTCOME = (
+    analysis_results.update()
+    .where(analysis_results.c.run_id == sa.bindparam("_run"), analysis_results.c.document_id == sa.bindparam("_doc"))
+    .values({name: sa.bindparam(name) for name in [*AnalysisOutcome.model_fields, "finished_at"]})
+)
+
+
 class CachedResult(BaseModel):
     document_id: str
     origin_run_id: str
@@ -291,14 +299,8 @@ class DocumentStore:
             conn.execute(statement, rows)
 
     def record_outcome(self, run_id: str, document_id: str, outcome: AnalysisOutcome) -> None:
-        r = analysis_results.c
-        statement = (
-            analysis_results.update()
-            .where(r.run_id == run_id, r.document_id == document_id)
-            .values(**outcome.model_dump(), finished_at=_now())
-        )
         with self.engine.begin() as conn:
-            conn.execute(statement)
+            conn.execute(_RECORD_OUTCOME, {**outcome.model_dump(), "_run": run_id, "_doc": document_id, "finished_at": _now()})
 
     def mark_interrupted(self, run_id: str, note: str) -> int:
         """Close a dead run's pending rows so they no longer look in progress."""

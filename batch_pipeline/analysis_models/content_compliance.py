@@ -9,7 +9,7 @@ from functools import cache
 import phonenumbers
 from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 from detect_secrets.core.scan import scan_line
-from detect_secrets.settings import transient_settings
+from detect_secrets.settings import cache_bust, configure_settings_from_baseline
 from pydantic import BaseModel, ConfigDict, Field
 from stdnum import iban, luhn
 from stdnum.us import ssn
@@ -77,9 +77,14 @@ NOISY_SECRET_PLUGINS = {"Base64HighEntropyString", "HexHighEntropyString", "IPPu
 
 
 @cache
-def _secret_plugins() -> tuple[str, ...]:
+def _configure_secret_scanner() -> None:
+    """Select detect-secrets' plugins once per process (its settings are global; switching them
+    per document cost more than the scan)."""
     classes = get_mapping_from_secret_type_to_class().values()
-    return tuple(sorted(c.__name__ for c in classes if c.__name__ not in NOISY_SECRET_PLUGINS))
+    plugins = sorted(c.__name__ for c in classes if c.__name__ not in NOISY_SECRET_PLUGINS)
+    cache_bust()
+    configure_settings_from_baseline({"plugins_used": [{"name": name} for name in plugins]})
+    cache_bust()
 
 
 Span = tuple[int, int, Category, str]  # start, end, category, kind
@@ -148,26 +153,26 @@ def mask(value: str, category: Category) -> str:
 
 
 def find_sensitive_data(text: str) -> list[Finding]:
+    _configure_secret_scanner()
     findings: list[Finding] = []
-    with transient_settings({"plugins_used": [{"name": name} for name in _secret_plugins()]}):
-        for line_number, line in enumerate(text.splitlines(), start=1):
-            spans = _line_spans(line)
-            if not spans:
-                continue
-            masked_parts, positions, cursor = [], [], 0
-            for start, end, category, _ in spans:
-                masked_parts.append(line[cursor:start])
-                offset = sum(len(p) for p in masked_parts)
-                masked = mask(line[start:end], category)
-                masked_parts.append(masked)
-                positions.append((offset, offset + len(masked)))
-                cursor = end
-            masked_parts.append(line[cursor:])
-            masked_line = "".join(masked_parts)
-            for (start, end), (_, _, category, kind) in zip(positions, spans):
-                lo, hi = max(0, start - EXCERPT_RADIUS), min(len(masked_line), end + EXCERPT_RADIUS)
-                excerpt = masked_line[lo:hi].strip()
-                findings.append(Finding(category=category, kind=kind, excerpt=excerpt, line=line_number))
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        spans = _line_spans(line)
+        if not spans:
+            continue
+        masked_parts, positions, cursor = [], [], 0
+        for start, end, category, _ in spans:
+            masked_parts.append(line[cursor:start])
+            offset = sum(len(p) for p in masked_parts)
+            masked = mask(line[start:end], category)
+            masked_parts.append(masked)
+            positions.append((offset, offset + len(masked)))
+            cursor = end
+        masked_parts.append(line[cursor:])
+        masked_line = "".join(masked_parts)
+        for (start, end), (_, _, category, kind) in zip(positions, spans):
+            lo, hi = max(0, start - EXCERPT_RADIUS), min(len(masked_line), end + EXCERPT_RADIUS)
+            excerpt = masked_line[lo:hi].strip()
+            findings.append(Finding(category=category, kind=kind, excerpt=excerpt, line=line_number))
     return findings
 
 
