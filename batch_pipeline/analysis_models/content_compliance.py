@@ -82,9 +82,8 @@ def _configure_secret_scanner() -> None:
     per document cost more than the scan)."""
     classes = get_mapping_from_secret_type_to_class().values()
     plugins = sorted(c.__name__ for c in classes if c.__name__ not in NOISY_SECRET_PLUGINS)
-    cache_bust()
+    cache_bust()  # resets detect-secrets' global settings; the next line fills them
     configure_settings_from_baseline({"plugins_used": [{"name": name} for name in plugins]})
-    cache_bust()
 
 
 Span = tuple[int, int, Category, str]  # start, end, category, kind
