@@ -99,6 +99,7 @@ class FakeOpenAIServer:
     def __init__(self, behaviour: Behaviour | None = None):
         self.behaviour = behaviour or Behaviour()
         self.requests: list[LoggedRequest] = []
+        self.tokens_served = 0
         self._random = random.Random(self.behaviour.seed)
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
@@ -107,6 +108,7 @@ class FakeOpenAIServer:
                 Route("/v1/models", self.list_models),
                 Route("/v1/models/{model_id:path}", self.get_model),
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/_stats", self.stats),
             ]
         )
         self._socket = socket.socket()
@@ -149,6 +151,25 @@ class FakeOpenAIServer:
             return bucket.take(amount)
 
     # --- endpoints -----------------------------------------------------------------------
+    async def stats(self, request: Request) -> JSONResponse:
+        """Aggregates of the request log, for benchmarks driving the server from another process."""
+        requests = list(self.requests)
+        statuses: dict[str, int] = {}
+        for r in requests:
+            statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
+        ok = [r for r in requests if r.status == 200]
+        return JSONResponse(
+            {
+                "requests": len(requests),
+                "statuses": statuses,
+                "first": min((r.at for r in requests), default=None),
+                "last": max((r.at for r in requests), default=None),
+                "ok_first": min((r.at for r in ok), default=None),
+                "ok_last": max((r.at for r in ok), default=None),
+                "tokens": self.tokens_served,
+            }
+        )
+
     async def list_models(self, request: Request) -> JSONResponse:
         if not self._authorised(request):
             return _error(401, "Incorrect API key provided.", code="invalid_api_key")
@@ -217,6 +238,7 @@ class FakeOpenAIServer:
         elif self._chance(behaviour.malformed_rate):
             content = content[: max(1, len(content) // 2)] + ' "oops'
         completion_tokens = len(content or refusal) // 4 + 1
+        self.tokens_served += prompt_tokens + completion_tokens
         return JSONResponse(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
@@ -247,3 +269,30 @@ class FakeOpenAIServer:
         if name in REGISTRY:
             return REGISTRY[name]
         return next((m for m in REGISTRY.values() if system.startswith(m.system_prompt.strip())), None)
+
+
+def main() -> None:
+    """Serve from the command line (for benchmarks): python -m batch_pipeline_tests.fake_openai_server --port N ..."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port-file", required=True, help="write the chosen port here once serving")
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--rpm", type=int)
+    parser.add_argument("--tpm", type=int)
+    parser.add_argument("--api-key", default="sk-test-key")
+    args = parser.parse_args()
+    behaviour = Behaviour(api_key=args.api_key, latency=args.latency, rpm=args.rpm, tpm=args.tpm)
+    with FakeOpenAIServer(behaviour) as server:
+        from pathlib import Path
+
+        Path(args.port_file).write_text(str(server.port))
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

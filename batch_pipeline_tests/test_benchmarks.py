@@ -1,0 +1,19 @@
+"""The benchmark's smoke version: every scenario runs end to end on tiny inputs, so the benchmark
+cannot rot. It asserts that the benchmark works and reports sane figures, not a speed."""
+
+from benchmarks.run import main
+
+
+def test_benchmark_smoke(tmp_path):
+    report = main(["--smoke", "--plot", str(tmp_path / "sweep.png")])
+    throughput = report["throughput"]
+    assert throughput["job_statuses"] == {"ok": throughput["documents"]}
+    assert throughput["a_physical_limit_docs_per_s"] > 0 and throughput["c_over_b"] > 0
+    assert report["cached_rerun"]["llm_calls"] == 0
+    assert report["cached_rerun"]["statuses"] == {"ok": throughput["documents"]}
+    limited = report["rate_limited"]
+    assert limited["failed_documents"] == 0 and limited["achieved_rpm"] <= limited["rpm_limit"]
+    scale = report["scale"]["full"]
+    assert scale["statuses"] == {"ok": scale["documents"]} and scale["peak_rss_mib"] > 0 and scale["dagster_events"] > 0
+    assert [p["concurrency"] for p in report["sweep"]["points"]] == [8, 32]
+    assert (tmp_path / "sweep.png").stat().st_size > 1000

@@ -1,0 +1,322 @@
+"""Benchmarks: orchestration cost against the physical limit and a plain asyncio script, rate-limited
+throughput, cached re-runs, 100k-document scale and a concurrency sweep. Prints figures; see
+docs/benchmarks.md for recorded ones.
+
+    python -m benchmarks.run                 # everything, with the documented sizes (about 15 min)
+    python -m benchmarks.run --smoke         # seconds: the same code paths on tiny inputs
+    python -m benchmarks.run --only throughput,rerun
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+import yaml
+
+from batch_pipeline.analysis_models import REGISTRY
+from batch_pipeline.prompts import ResponseFormatMode, build_messages, response_format
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+API_KEY = "sk-bench-key"
+MODEL = REGISTRY["content_compliance"]
+RSS_WRAPPER = (
+    "import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
+    "print(f'MAXRSS_KB={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}', file=sys.stderr); sys.exit(rc)"
+)
+
+
+@dataclass
+class Sizes:
+    docs: int = 10_000
+    latency: float = 0.5
+    concurrency: int = 64  # LlmResource's default
+    limited_docs: int = 600
+    limited_rpm: int = 1200
+    limited_tpm: int = 1_500_000
+    scale_docs: int = 100_000
+    sweep_docs: int = 1000
+    sweep_latency: float = 0.2
+    sweep: tuple[int, ...] = (8, 16, 32, 64, 128)
+
+
+SMOKE = Sizes(docs=60, latency=0.05, limited_docs=20, limited_rpm=600, scale_docs=300, sweep_docs=40, sweep_latency=0.05, sweep=(8, 32))
+
+
+def document(i: int) -> dict:
+    return {
+        "filename": f"doc_{i:06d}.md",
+        "markdown_content": f"# Note {i}\n\nContact user{i}@example.com about order {i}.\n\nShipped on 2024-05-{i % 28 + 1:02d}.\n",
+    }
+
+
+def write_jsonl(path: Path, count: int) -> Path:
+    with path.open("w") as f:
+        for i in range(count):
+            f.write(json.dumps(document(i)) + "\n")
+    return path
+
+
+class Server:
+    """The loopback OpenAI-compatible test server, in its own process so it does not share a GIL."""
+
+    def __init__(self, workdir: Path, latency: float, rpm: int | None = None, tpm: int | None = None):
+        port_file = workdir / f"port-{time.monotonic_ns()}"
+        args = [sys.executable, "-m", "batch_pipeline_tests.fake_openai_server", "--port-file", str(port_file),
+                "--latency", str(latency), "--api-key", API_KEY]  # fmt: skip
+        args += ["--rpm", str(rpm)] if rpm else []
+        args += ["--tpm", str(tpm)] if tpm else []
+        self.process = subprocess.Popen(args, cwd=REPO_ROOT)
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("fake server did not start")
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{port_file.read_text()}/v1"
+
+    def stats(self) -> dict:
+        with urllib.request.urlopen(self.url.removesuffix("/v1") + "/_stats") as response:
+            return json.load(response)
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+async def plain_asyncio(url: str, count: int, concurrency: int) -> float:
+    """(b): what a hand-written script does — same prompts and response format, no orchestration."""
+    client = openai.AsyncOpenAI(api_key=API_KEY, base_url=url, max_retries=5, timeout=60)
+    semaphore = asyncio.Semaphore(concurrency)
+    fmt = response_format(MODEL, ResponseFormatMode.json_schema)
+
+    async def one(i: int) -> None:
+        async with semaphore:
+            messages = build_messages(MODEL, "", document(i)["markdown_content"], ResponseFormatMode.json_schema)
+            completion = await client.chat.completions.create(model="gpt-test", messages=messages, response_format=fmt)
+            MODEL.result_schema.model_validate_json(completion.choices[0].message.content)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    elapsed = time.perf_counter() - started
+    await client.close()
+    return elapsed
+
+
+def job_config(source: Path, ai_model: str, project: str, llm: dict | None = None) -> dict:
+    config = {
+        "ops": {
+            "create_document_records": {
+                "config": {"project": project, "source": str(source), "context": {"model_key": "content_compliance", "ai_model": ai_model}}
+            }
+        }
+    }
+    if llm is not None:
+        config["resources"] = {"llm": {"config": {"api_key": {"env": "OPENAI_API_KEY"}, **llm}}}
+    return config
+
+
+@dataclass
+class JobRun:
+    seconds: float
+    output: str
+    max_rss_kb: int | None
+
+    @property
+    def run_id(self) -> str:
+        return re.search(r"document_batch_job - ([0-9a-f-]{36}) - ", self.output).group(1)
+
+    def registration_rate(self) -> float:
+        return float(re.search(r"Registered \d+ documents .*? \((\d+) docs/s\)", self.output).group(1))
+
+
+def run_job(workdir: Path, config: dict, name: str, env: dict, measure_rss: bool = False) -> JobRun:
+    """(c): the full job via `dagster job execute`, from process start to exit."""
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [str(BIN / "dagster"), "job", "execute", "-m", "batch_pipeline.definitions", "-j", "document_batch_job", "-c", str(path)]
+    if measure_rss:
+        command = [sys.executable, "-c", RSS_WRAPPER, *command]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    output = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise RuntimeError(f"{name}: dagster job execute failed:\n{output[-3000:]}")
+    rss = re.search(r"MAXRSS_KB=(\d+)", output)
+    return JobRun(seconds, output, int(rss.group(1)) if rss else None)
+
+
+def environment(workdir: Path, dagster_home: Path | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCH_PIPELINE_", "DAGSTER_HOME"))}
+    env.update(BATCH_PIPELINE_HOME=str(workdir / "pipeline_home"), OPENAI_API_KEY=API_KEY)
+    if dagster_home is not None:
+        dagster_home.mkdir(exist_ok=True)
+        (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        env["DAGSTER_HOME"] = str(dagster_home)
+    return env
+
+
+def statuses(env: dict, run_id: str) -> dict[str, int]:
+    from batch_pipeline.store import DocumentStore
+
+    store = DocumentStore(f"sqlite:///{Path(env['BATCH_PIPELINE_HOME']) / 'store.sqlite'}")
+    try:
+        return store.status_counts(run_id)
+    finally:
+        store.close()
+
+
+def throughput_and_rerun(workdir: Path, sizes: Sizes, report: dict, rerun: bool) -> None:
+    n, latency, concurrency = sizes.docs, sizes.latency, sizes.concurrency
+    source = write_jsonl(workdir / "throughput.jsonl", n)
+    physical = n * latency / concurrency
+    server = Server(workdir, latency)
+    try:
+        plain_seconds = asyncio.run(plain_asyncio(server.url, n, concurrency))
+        env = environment(workdir)
+        llm = {"base_url": server.url, "max_concurrent_requests": concurrency}
+        job = run_job(workdir, job_config(source, "gpt-test", "throughput", llm), "throughput", env)
+        sent_first = server.stats()["requests"]
+        report["throughput"] = {
+            "documents": n, "latency_s": latency, "concurrency": concurrency,
+            "a_physical_limit_docs_per_s": round(n / physical, 1),
+            "b_plain_asyncio_docs_per_s": round(n / plain_seconds, 1),
+            "c_full_job_docs_per_s": round(n / job.seconds, 1),
+            "b_over_a": round(physical / plain_seconds, 3),
+            "c_over_b": round(plain_seconds / job.seconds, 3),
+            "job_seconds": round(job.seconds, 1), "job_statuses": statuses(env, job.run_id),
+        }  # fmt: skip
+        if rerun:
+            again = run_job(workdir, job_config(source, "gpt-test", "throughput", llm), "rerun", env)
+            report["cached_rerun"] = {
+                "documents": n,
+                "llm_calls": server.stats()["requests"] - sent_first,
+                "seconds": round(again.seconds, 1),
+                "statuses": statuses(env, again.run_id),
+            }
+    finally:
+        server.close()
+
+
+def rate_limited(workdir: Path, sizes: Sizes, report: dict) -> None:
+    n, rpm, tpm = sizes.limited_docs, sizes.limited_rpm, sizes.limited_tpm
+    source = write_jsonl(workdir / "limited.jsonl", n)
+    server = Server(workdir, latency=0.1, rpm=rpm, tpm=tpm)
+    try:
+        env = environment(workdir)
+        llm = {"base_url": server.url, "requests_per_minute": rpm, "tokens_per_minute": tpm, "max_attempts": 10}
+        job = run_job(workdir, job_config(source, "gpt-test", "limited", llm), "limited", env)
+        stats = server.stats()
+        window = max(stats["ok_last"] - stats["ok_first"], 1e-9)
+        ok = stats["statuses"].get("200", 0)
+        counts = statuses(env, job.run_id)
+        report["rate_limited"] = {
+            "documents": n, "rpm_limit": rpm, "tpm_limit": tpm,
+            "achieved_rpm": round((ok - 1) / window * 60, 1),
+            "rpm_fraction_of_limit": round((ok - 1) / window * 60 / rpm, 3),
+            "achieved_tpm": round(stats["tokens"] / window * 60),
+            "tpm_fraction_of_limit": round(stats["tokens"] / window * 60 / tpm, 3),
+            "responses_429": stats["statuses"].get("429", 0),
+            "failed_documents": sum(v for k, v in counts.items() if k != "ok"),
+        }  # fmt: skip
+    finally:
+        server.close()
+
+
+def scale(workdir: Path, sizes: Sizes, report: dict) -> None:
+    import dagster as dg
+
+    source = write_jsonl(workdir / "scale.jsonl", sizes.scale_docs)
+    results = {}
+    for label, count in (("small", max(sizes.scale_docs // 10, 1)), ("full", sizes.scale_docs)):
+        path = source if label == "full" else write_jsonl(workdir / "scale_small.jsonl", count)
+        home = workdir / f"dagster_home_{label}"
+        env = environment(workdir / label, home)
+        (workdir / label).mkdir(exist_ok=True)
+        job = run_job(workdir, job_config(path, "local", f"scale-{label}"), f"scale_{label}", env, measure_rss=True)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            events = len(instance.all_logs(job.run_id))
+        results[label] = {
+            "documents": count, "seconds": round(job.seconds, 1), "docs_per_s": round(count / job.seconds, 1),
+            "peak_rss_mib": round(job.max_rss_kb / 1024, 1), "dagster_events": events,
+            "partitions": -(-count // 500), "record_creation_docs_per_s": job.registration_rate(),
+            "statuses": statuses(env, job.run_id),
+        }  # fmt: skip
+    report["scale"] = results
+
+
+def sweep(workdir: Path, sizes: Sizes, report: dict, plot_path: Path | None) -> None:
+    n, latency = sizes.sweep_docs, sizes.sweep_latency
+    source = write_jsonl(workdir / "sweep.jsonl", n)
+    server = Server(workdir, latency)
+    points = []
+    try:
+        for concurrency in sizes.sweep:
+            env = environment(workdir / f"sweep_{concurrency}")
+            llm = {"base_url": server.url, "max_concurrent_requests": concurrency}
+            job = run_job(workdir, job_config(source, "gpt-test", f"sweep-{concurrency}", llm), f"sweep_{concurrency}", env)
+            ideal = min(concurrency, n) / latency
+            points.append({"concurrency": concurrency, "ideal_docs_per_s": round(ideal, 1), "job_docs_per_s": round(n / job.seconds, 1)})
+    finally:
+        server.close()
+    report["sweep"] = {"documents": n, "latency_s": latency, "points": points}
+    if plot_path is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        xs = [p["concurrency"] for p in points]
+        figure, axes = plt.subplots(figsize=(6, 4))
+        axes.plot(xs, [p["ideal_docs_per_s"] for p in points], "--", label="ideal: concurrency / latency")
+        axes.plot(xs, [p["job_docs_per_s"] for p in points], "o-", label="document_batch_job (process start to exit)")
+        axes.set(xscale="log", yscale="log", xlabel="max_concurrent_requests", ylabel="documents / s",
+                 title=f"{n} documents, {latency}s latency")  # fmt: skip
+        axes.set_xticks(xs, [str(x) for x in xs])
+        axes.legend()
+        figure.tight_layout()
+        figure.savefig(plot_path, dpi=120)
+        report["sweep"]["plot"] = str(plot_path)
+
+
+SCENARIOS = ("throughput", "rerun", "ratelimit", "scale", "sweep")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the benchmark works")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {', '.join(SCENARIOS)}")
+    parser.add_argument("--plot", default=str(REPO_ROOT / "docs" / "benchmark_sweep.png"))
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    sizes = SMOKE if args.smoke else Sizes()
+    chosen = set(args.only.split(","))
+    report: dict = {"machine": {"cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}}
+    with tempfile.TemporaryDirectory(prefix="batch_pipeline_bench_") as tmp:
+        workdir = Path(tmp)
+        if chosen & {"throughput", "rerun"}:
+            throughput_and_rerun(workdir, sizes, report, rerun="rerun" in chosen)
+        if "ratelimit" in chosen:
+            rate_limited(workdir, sizes, report)
+        if "scale" in chosen:
+            scale(workdir, sizes, report)
+        if "sweep" in chosen:
+            sweep(workdir, sizes, report, Path(args.plot) if args.plot else None)
+    print(json.dumps(report, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
