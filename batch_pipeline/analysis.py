@@ -9,6 +9,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from batch_pipeline.context import ProcessingContext
+from batch_pipeline.prompts import ResponseFormatMode
 from batch_pipeline.store import ANALYSIS_ERROR, OK, AnalysisOutcome, DocumentStore
 
 PROGRESS_INTERVAL_SECONDS = 5.0
@@ -22,6 +23,7 @@ class Partition(BaseModel):
     context: ProcessingContext
     document_ids: list[str]
     force: bool = False
+    response_format: ResponseFormatMode | None = None  # settled before the fan-out; None for local
 
 
 class PartitionSummary(BaseModel):
@@ -55,6 +57,18 @@ class OfflineAnalyser:
         latency_ms = (time.perf_counter() - started) * 1000
         return AnalysisOutcome(
             status=OK, result=result.model_dump_json(), attempts=1, latency_ms=latency_ms, answered_by_model="local"
+        )
+
+
+class NothingToSend:
+    """Stands in for the LLM when registration found every document already cached, so no response
+    format was probed. Should the cache change under the run, documents fail with a clear reason."""
+
+    max_concurrency = 1
+
+    async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome:
+        return AnalysisOutcome(
+            status="request_error", error="not sent: its cached result vanished during the run; run the batch again"
         )
 
 

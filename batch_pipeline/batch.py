@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from batch_pipeline.analysis import Partition
 from batch_pipeline.context import ProcessingContext
+from batch_pipeline.prompts import ResponseFormatMode
 from batch_pipeline.sources import PreparedDocument, SourceError, prepare, read_source
 from batch_pipeline.store import DocumentStore
 
@@ -33,7 +34,12 @@ class BatchConfig(dg.Config):
     )
     documents: list[InlineDocument] | None = Field(default=None, description="Inline documents, instead of source.")
     context: ProcessingContext
-    partition_size: int = Field(default=500, description="Documents per analysis step (one mapped step each).")
+    partition_size: int | None = Field(
+        default=None,
+        description="Documents per analysis step (one mapped step each). Unset: 500 for ai_model local; "
+        "for an LLM, 32 x the llm resource's max_concurrent_requests (2048 by default), so the drain at "
+        "each partition's end stays a small share of its time.",
+    )
     force: bool = Field(default=False, description="Re-analyse documents that already have a result for this context.")
     max_document_bytes: int = Field(
         default=1_000_000, description="Larger files are not read; they are stored as failed with status too_large."
@@ -51,7 +57,7 @@ class BatchConfig(dg.Config):
             found.append("project must not be empty")
         if not self.context.ai_model.strip():
             found.append("context.ai_model must not be empty (use 'local' for the offline analysers)")
-        if self.partition_size < 1:
+        if self.partition_size is not None and self.partition_size < 1:
             found.append(f"partition_size must be at least 1, got {self.partition_size}")
         if self.max_document_bytes < 1:
             found.append(f"max_document_bytes must be at least 1, got {self.max_document_bytes}")
@@ -68,6 +74,7 @@ class RegisteredBatch(BaseModel):
     ignored_files: list[str]
     partitions: int
     on_document_failure: FailurePolicy
+    response_format: ResponseFormatMode | None = None
 
 
 def _dedupe(docs: list[PreparedDocument]) -> tuple[list[PreparedDocument], list[str]]:
@@ -82,7 +89,37 @@ def _dedupe(docs: list[PreparedDocument]) -> tuple[list[PreparedDocument], list[
     return unique, duplicates
 
 
-def register_batch(store: DocumentStore, run_id: str, config: BatchConfig) -> tuple[RegisteredBatch, list[Partition]]:
+LOCAL_PARTITION_SIZE = 500
+# Every partition ends by draining its last requests (about one latency with the pipe half
+# empty): at 32 requests' worth of waves per slot, that drain costs a few percent of throughput.
+LLM_PARTITION_WAVES = 32
+
+
+def partition_size_for(config: BatchConfig, max_concurrent_requests: int) -> int:
+    if config.partition_size is not None:
+        return config.partition_size
+    if config.context.is_local:
+        return LOCAL_PARTITION_SIZE
+    return max(LOCAL_PARTITION_SIZE, LLM_PARTITION_WAVES * max_concurrent_requests)
+
+
+def needs_llm(store: DocumentStore, run_id: str, partitions: list[Partition]) -> bool:
+    """Whether any document would be sent: some document has no cached result for the context.
+    When none would, no request is made at all (not even the response-format probe)."""
+    if not partitions:
+        return False
+    if partitions[0].force:
+        return True
+    wanted = [d for p in partitions for d in p.document_ids]
+    return len(store.find_cached(run_id, partitions[0].context.cache_key(), wanted)) < len(wanted)
+
+
+def register_batch(
+    store: DocumentStore,
+    run_id: str,
+    config: BatchConfig,
+    partition_size: int = LOCAL_PARTITION_SIZE,
+) -> tuple[RegisteredBatch, list[Partition]]:
     """Read, vet and register the batch's documents; raises SourceError before writing anything."""
     ignored: list[str] = []
     inline = [(d.filename, d.markdown_content) for d in config.documents] if config.documents else None
@@ -91,7 +128,7 @@ def register_batch(store: DocumentStore, run_id: str, config: BatchConfig) -> tu
     store.register_batch(run_id, config.project, config.context, docs)
 
     analysable = [d.document_id for d in docs if d.problem is None]
-    size = config.partition_size
+    size = partition_size
     partitions = [
         Partition(
             index=i // size,

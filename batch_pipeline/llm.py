@@ -3,10 +3,9 @@
 Retries, rate limits and response-format negotiation live here; the ops never see them.
 """
 
-import asyncio
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import openai
 from pydantic import BaseModel, ValidationError
@@ -14,7 +13,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from batch_pipeline.analysis_models import AnalysisModel
 from batch_pipeline.context import ProcessingContext
-from batch_pipeline.prompts import FALLBACK_ORDER, ResponseFormatMode, build_messages, extract_json, repair_messages, response_format
+from batch_pipeline.prompts import ResponseFormatMode, build_messages, extract_json, repair_messages, response_format
 from batch_pipeline.rate_limit import RateGate, retry_after_seconds
 from batch_pipeline.store import AnalysisOutcome
 from batch_pipeline.tokens import estimate_prompt_tokens
@@ -45,10 +44,6 @@ class LlmSettings(BaseModel):
     response_format: ResponseFormatMode
 
 
-class FormatRejected(Exception):
-    """The server refused the requested response format (HTTP 400/422 before any success)."""
-
-
 @dataclass
 class _Answer:
     content: str | None
@@ -76,26 +71,13 @@ class _Usage:
         self.cached_input_tokens += (getattr(details, "cached_tokens", None) or 0) if details else 0
 
 
-@dataclass
-class _Negotiation:
-    """The response-format mode in use; settled by the first request the server accepts."""
-
-    modes: list[ResponseFormatMode]
-    settled: bool = False
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def mode(self) -> ResponseFormatMode:
-        return self.modes[0]
-
-
-def _retryable(error: BaseException) -> bool:
+def retryable(error: BaseException) -> bool:
     if isinstance(error, openai.RateLimitError | openai.APITimeoutError | openai.APIConnectionError):
         return True
     return isinstance(error, openai.APIStatusError) and error.status_code >= 500
 
 
-def _rejects_format(error: openai.APIStatusError) -> bool:
+def rejects_format(error: openai.APIStatusError) -> bool:
     """Whether an error answer says the server does not take the requested response format.
     llama.cpp's Python server answers HTTP 500 naming response_format; most others 400 or 422."""
     text = f"{error.message} {error.body}".lower()
@@ -107,7 +89,7 @@ def _rejects_format(error: openai.APIStatusError) -> bool:
 def _failure_status(error: BaseException) -> str:
     if isinstance(error, openai.RateLimitError):
         return RATE_LIMITED
-    if _retryable(error):
+    if retryable(error):
         return PROVIDER_ERROR
     return REQUEST_ERROR
 
@@ -121,18 +103,15 @@ def _describe(error: BaseException) -> str:
 class LlmAnalyser:
     """Implements the Analyser interface of batch_pipeline.analysis for OpenAI-compatible servers."""
 
-    def __init__(self, client: openai.AsyncOpenAI, settings: LlmSettings):
+    def __init__(self, client: openai.AsyncOpenAI, settings: LlmSettings, mode: ResponseFormatMode):
+        if mode is ResponseFormatMode.auto:
+            raise ValueError("settle the response format (LlmResource.settle_response_format) before analysing")
         self.client = client
         self.settings = settings
+        self.mode = mode
         self.max_concurrency = settings.max_concurrent_requests
         self.gate = RateGate(settings.requests_per_minute, settings.tokens_per_minute)
-        modes = FALLBACK_ORDER if settings.response_format is ResponseFormatMode.auto else [settings.response_format]
-        self._negotiation = _Negotiation(modes=list(modes), settled=settings.response_format is not ResponseFormatMode.auto)
         self._output_estimate = DEFAULT_OUTPUT_TOKEN_ESTIMATE
-
-    @property
-    def response_format_mode(self) -> ResponseFormatMode:
-        return self._negotiation.mode
 
     async def close(self) -> None:
         await self.client.close()
@@ -143,15 +122,18 @@ class LlmAnalyser:
             return 0.0  # the gate's shared pause does the waiting, for every request at once
         return wait_random_exponential(multiplier=0.5, max=30)(retry_state)
 
-    async def _request(self, messages, ai_model: str, model: AnalysisModel, mode: ResponseFormatMode, usage: _Usage) -> _Answer:
-        estimate = estimate_prompt_tokens(messages) + self._output_estimate
+    async def _request(self, messages, ai_model: str, model: AnalysisModel, usage: _Usage) -> _Answer:
+        # Token estimates only feed the TPM limiter; without one they are not worth their CPU.
+        estimate = estimate_prompt_tokens(messages) + self._output_estimate if self.settings.tokens_per_minute else 0
         kwargs = {"model": ai_model, "messages": messages, "max_tokens": self.settings.max_output_tokens}
-        if (fmt := response_format(model, mode)) is not None:
-            kwargs["response_format"] = fmt
+        if (fmt := response_format(model, self.mode)) is not None:
+            # Sent as-is through extra_body: the client's recursive parameter transform of a
+            # 170-node JSON schema on every request cost more CPU than the rest of the request.
+            kwargs["extra_body"] = {"response_format": fmt}
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self.settings.max_attempts),
             wait=self._wait,
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(retryable),
             reraise=True,
         ):
             with attempt:
@@ -161,10 +143,6 @@ class LlmAnalyser:
                     raw = await self.client.chat.completions.with_raw_response.create(**kwargs)
                 except openai.RateLimitError as e:
                     self.gate.pause(retry_after_seconds(e.response.headers) or RATE_LIMIT_FALLBACK_PAUSE_SECONDS)
-                    raise
-                except openai.APIStatusError as e:
-                    if not self._negotiation.settled and len(self._negotiation.modes) > 1 and _rejects_format(e):
-                        raise FormatRejected(_describe(e)) from e
                     raise
                 completion = raw.parse()
         if raw.headers.get("x-ratelimit-remaining-requests") == "0":
@@ -182,27 +160,6 @@ class LlmAnalyser:
             model=completion.model,
             request_id=raw.headers.get("x-request-id") or completion.id,
         )
-
-    async def _request_negotiating(self, context: ProcessingContext, text: str, usage: _Usage) -> tuple[list, _Answer]:
-        negotiation = self._negotiation
-        while True:
-            mode = negotiation.mode
-            messages = build_messages(context.model, context.custom_instructions, text, mode)
-            try:
-                answer = await self._request(messages, context.ai_model, context.model, mode, usage)
-            except FormatRejected:
-                if negotiation.mode is mode and len(negotiation.modes) > 1:
-                    negotiation.modes.pop(0)
-                continue
-            negotiation.settled = True
-            return messages, answer
-
-    async def _first_answer(self, context: ProcessingContext, text: str, usage: _Usage) -> tuple[list, _Answer]:
-        if not self._negotiation.settled:
-            async with self._negotiation.lock:  # the first document settles the format; the rest wait for it
-                if not self._negotiation.settled:
-                    return await self._request_negotiating(context, text, usage)
-        return await self._request_negotiating(context, text, usage)
 
     async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome:
         started = time.perf_counter()
@@ -225,15 +182,14 @@ class LlmAnalyser:
             )
 
         try:
-            messages, answer = await self._first_answer(context, text, usage)
+            messages = build_messages(context.model, context.custom_instructions, text, self.mode)
+            answer = await self._request(messages, context.ai_model, context.model, usage)
             verdict = self._judge(context.model, answer)
             if verdict.problem is not None and verdict.repairable:
-                answer = await self._request(
-                    repair_messages(messages, answer.content or "", verdict.problem),
-                    context.ai_model, context.model, self._negotiation.mode, usage,
-                )  # fmt: skip
+                repair = repair_messages(messages, answer.content or "", verdict.problem)
+                answer = await self._request(repair, context.ai_model, context.model, usage)
                 verdict = self._judge(context.model, answer)
-        except (openai.APIError, FormatRejected) as e:
+        except openai.APIError as e:
             return outcome(_failure_status(e), _describe(e))
         except Exception as e:  # whatever else goes wrong ends this document alone
             return outcome(PROVIDER_ERROR, _describe(e))

@@ -5,8 +5,16 @@ import time
 import dagster as dg
 
 from batch_pipeline import settings
-from batch_pipeline.analysis import OfflineAnalyser, Partition, PartitionSummary, analyze_documents
-from batch_pipeline.batch import BatchConfig, FailurePolicy, RegisteredBatch, SourceError, register_batch
+from batch_pipeline.analysis import NothingToSend, OfflineAnalyser, Partition, PartitionSummary, analyze_documents
+from batch_pipeline.batch import (
+    BatchConfig,
+    FailurePolicy,
+    RegisteredBatch,
+    SourceError,
+    needs_llm,
+    partition_size_for,
+    register_batch,
+)
 from batch_pipeline.llm import LlmUnavailable
 from batch_pipeline.report import build_report, write_report
 from batch_pipeline.resources import DocumentStoreResource, LlmResource
@@ -34,6 +42,7 @@ def create_document_records(
     if problems := config.problems():
         raise dg.Failure("Refused before writing anything: " + "; ".join(problems))
     processing = config.context
+    response_format = None
     if not processing.is_local:
         try:
             llm.check_serves(processing.ai_model)
@@ -48,9 +57,19 @@ def create_document_records(
 
     started = time.monotonic()
     try:
-        batch, partitions = register_batch(document_store.store, context.run_id, config)
+        size = partition_size_for(config, llm.max_concurrent_requests)
+        batch, partitions = register_batch(document_store.store, context.run_id, config, size)
     except SourceError as e:
         raise dg.Failure(f"Refused before writing anything: {e}") from e
+    if not processing.is_local and needs_llm(document_store.store, context.run_id, partitions):
+        try:
+            args = (processing.model, processing.ai_model, processing.custom_instructions)
+            response_format = llm.settle_response_format(*args)
+        except LlmUnavailable as e:
+            raise dg.Failure(f"Refused before sending any document: {e}") from None
+        context.log.info(f"{processing.ai_model} takes response format {response_format.value}")
+        batch = batch.model_copy(update={"response_format": response_format})
+        partitions = [p.model_copy(update={"response_format": response_format}) for p in partitions]
     seconds = time.monotonic() - started
 
     failed = sum(batch.input_failures.values())
@@ -73,6 +92,7 @@ def create_document_records(
             "partitions": batch.partitions,
             "model_key": processing.model_key.value,
             "ai_model": processing.ai_model,
+            "response_format": response_format.value if response_format else "offline",
         },
     )
     for partition in partitions:
@@ -88,16 +108,15 @@ async def analyze_partition(
     store = document_store.store
     if partition.context.is_local:
         summary = await analyze_documents(store, context.run_id, partition, OfflineAnalyser(), context.log.info)
+    elif partition.response_format is None:
+        summary = await analyze_documents(store, context.run_id, partition, NothingToSend(), context.log.info)
     else:
-        analyser = llm.analyser()
+        analyser = llm.analyser(partition.response_format)
         try:
             summary = await analyze_documents(store, context.run_id, partition, analyser, context.log.info)
         finally:
             await analyser.close()
-        context.log.info(
-            f"partition {summary.index}: response format {analyser.response_format_mode.value}, "
-            f"{analyser.gate.pauses} rate-limit pauses"
-        )
+        context.log.info(f"partition {summary.index}: {analyser.gate.pauses} rate-limit pauses")
     analysed = summary.documents - summary.cached - summary.skipped_already_done
     context.log.info(
         f"partition {summary.index}: {summary.documents} documents, {summary.cached} from cache, "

@@ -7,8 +7,9 @@ system prompt and output rules, then the run's custom instructions, then the doc
 import copy
 import enum
 import json
+from functools import cache, lru_cache
 
-from batch_pipeline.analysis_models import AnalysisModel
+from batch_pipeline.analysis_models import REGISTRY, AnalysisModel
 
 
 class ResponseFormatMode(enum.Enum):
@@ -49,8 +50,13 @@ Reply again with only the corrected JSON object, matching the required schema.""
 
 def strict_schema(model: AnalysisModel) -> dict:
     """The result schema in the form strict structured outputs require: every property required,
-    no additional properties, no defaults."""
-    schema = copy.deepcopy(model.result_schema.model_json_schema())
+    no additional properties, no defaults. Cached per model: treat it as read-only."""
+    return _strict_schema(model.key)
+
+
+@cache
+def _strict_schema(model_key: str) -> dict:
+    schema = copy.deepcopy(REGISTRY[model_key].result_schema.model_json_schema())
 
     def tighten(node):
         if isinstance(node, dict):
@@ -68,7 +74,17 @@ def strict_schema(model: AnalysisModel) -> dict:
     return schema
 
 
+@cache
+def _response_format(model_key: str, mode: ResponseFormatMode) -> dict | None:
+    return _build_response_format(REGISTRY[model_key], mode)
+
+
 def response_format(model: AnalysisModel, mode: ResponseFormatMode) -> dict | None:
+    """The response_format request field for a mode (cached: read-only)."""
+    return _response_format(model.key, mode)
+
+
+def _build_response_format(model: AnalysisModel, mode: ResponseFormatMode) -> dict | None:
     if mode is ResponseFormatMode.json_schema:
         return {"type": "json_schema", "json_schema": {"name": model.key, "schema": strict_schema(model), "strict": True}}
     if mode is ResponseFormatMode.json_object_schema:
@@ -79,6 +95,12 @@ def response_format(model: AnalysisModel, mode: ResponseFormatMode) -> dict | No
 
 
 def system_message(model: AnalysisModel, custom_instructions: str, mode: ResponseFormatMode) -> str:
+    return _system_message(model.key, custom_instructions, mode)
+
+
+@lru_cache(maxsize=64)
+def _system_message(model_key: str, custom_instructions: str, mode: ResponseFormatMode) -> str:
+    model = REGISTRY[model_key]
     parts = [model.system_prompt.strip(), DATA_RULES]
     if mode is not ResponseFormatMode.json_schema:
         parts.append(SCHEMA_RULES.format(schema=json.dumps(strict_schema(model))))

@@ -5,8 +5,11 @@ import openai
 from pydantic import Field, PrivateAttr
 
 from batch_pipeline import settings
-from batch_pipeline.llm import LlmAnalyser, LlmSettings, LlmUnavailable
-from batch_pipeline.prompts import ResponseFormatMode
+from batch_pipeline.analysis_models import AnalysisModel
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from batch_pipeline.llm import LlmAnalyser, LlmSettings, LlmUnavailable, rejects_format, retryable
+from batch_pipeline.prompts import FALLBACK_ORDER, ResponseFormatMode, build_messages, response_format
 from batch_pipeline.store import DocumentStore
 
 
@@ -35,6 +38,12 @@ class DocumentStoreResource(dg.ConfigurableResource):
         return self._store
 
 
+def _transient(error: BaseException) -> bool:
+    if isinstance(error, openai.APIStatusError) and rejects_format(error):
+        return False
+    return retryable(error)
+
+
 class LlmResource(dg.ConfigurableResource):
     """An OpenAI-compatible chat-completions provider: key from OPENAI_API_KEY, base URL from OPENAI_BASE_URL."""
 
@@ -48,8 +57,8 @@ class LlmResource(dg.ConfigurableResource):
     max_output_tokens: int = Field(default=4096, description="max_tokens of every completion.")
     response_format: ResponseFormatMode = Field(
         default=ResponseFormatMode.auto,
-        description="auto: strict json_schema, falling back to json_object+schema, json_object, prompt only "
-        "when the server rejects a mode.",
+        description="auto: probe once per run, before any document, for the richest mode the server accepts: "
+        "strict json_schema, else json_object+schema, json_object, prompt only.",
     )
 
     def settings(self) -> LlmSettings:
@@ -91,6 +100,32 @@ class LlmResource(dg.ConfigurableResource):
             except openai.APIStatusError as e:
                 raise LlmUnavailable(f"The provider at {where} answered HTTP {e.status_code} for model {ai_model!r}.") from None
 
-    def analyser(self) -> LlmAnalyser:
+    def settle_response_format(self, model: AnalysisModel, ai_model: str, custom_instructions: str) -> ResponseFormatMode:
+        """The richest response format the server accepts. In ``auto``, one probe request per mode
+        (the run's prompt with an empty document, max_tokens=1) until the server accepts one; the
+        run then keeps that mode, and the probe has warmed the provider's prompt cache."""
+        if self.response_format is not ResponseFormatMode.auto:
+            return self.response_format
+        # No client retries: llama.cpp rejects a format with HTTP 500, which the client would retry.
+        with openai.OpenAI(**self._client_options()) as client:
+            for mode in FALLBACK_ORDER:
+                messages = build_messages(model, custom_instructions, "", mode)
+                kwargs = {"model": ai_model, "messages": messages, "max_tokens": 1}
+                if (fmt := response_format(model, mode)) is not None:
+                    kwargs["extra_body"] = {"response_format": fmt}
+                try:
+                    for attempt in Retrying(stop=stop_after_attempt(max(5, self.max_attempts)), wait=wait_random_exponential(max=10),
+                                            retry=retry_if_exception(_transient), reraise=True):  # fmt: skip
+                        with attempt:
+                            client.chat.completions.create(**kwargs)
+                    return mode
+                except openai.APIStatusError as e:
+                    if not rejects_format(e):
+                        raise LlmUnavailable(f"Probing {ai_model!r} failed: HTTP {e.status_code} {e.message}") from None
+                except openai.APIConnectionError as e:
+                    raise LlmUnavailable(f"Cannot reach the provider at {client.base_url}: {e}") from None
+        raise LlmUnavailable(f"The provider rejected every response format for {ai_model!r}")
+
+    def analyser(self, mode: ResponseFormatMode) -> LlmAnalyser:
         """A new analyser with its own connection pool and rate gate; close it when done."""
-        return LlmAnalyser(openai.AsyncOpenAI(**self._client_options()), self.settings())
+        return LlmAnalyser(openai.AsyncOpenAI(**self._client_options()), self.settings(), mode)

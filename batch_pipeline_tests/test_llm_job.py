@@ -31,6 +31,11 @@ def rows_of(run_id: str):
         store.close()
 
 
+def document_requests(server):
+    """Requests that carried a document (the response-format probe carries an empty one)."""
+    return [r for r in server.requests if r.document]
+
+
 def llm_run(instance, server, corpus, raise_on_error=True, llm_options=None, **options):
     options.setdefault("ai_model", "gpt-test")
     run_config = with_llm(batch_config(str(corpus), **options), server.url, **(llm_options or {}))
@@ -52,11 +57,12 @@ def test_happy_path(pipeline_home, instance, key, tmp_path, capsys):
     assert json.loads(rows.loc["doc_0003.md", "result"])["findings"][0]["category"] == "email"
 
     completions = server.completions(status=None)
-    assert len(completions) == 30
+    assert len(completions) == 31  # one probe of the response format, then one request per document
     assert {r.model for r in completions} == {"gpt-test"}
     assert all("Mention vendor names." in r.system for r in completions)
     assert all(r.response_format == "json_schema" for r in completions)
-    assert sorted(r.document.splitlines()[0] for r in completions) == sorted(f"# Memo {i}" for i in range(30))
+    sent = document_requests(server)
+    assert sorted(r.document.splitlines()[0] for r in sent) == sorted(f"# Memo {i}" for i in range(30))
 
     (materialization,) = result.asset_materializations_for_node("aggregate")
     metadata = materialization.metadata
@@ -103,7 +109,7 @@ def test_two_concurrent_runs_never_mix_models_and_instructions(tmp_path, shared_
             output, _ = process.communicate(timeout=300)
             assert process.returncode == 0, output[-3000:]
     pairs = collections.Counter((r.model, "run A" in r.system, "run B" in r.system) for r in server.requests)
-    assert pairs == {("gpt-test", True, False): 40, ("gpt-other", False, True): 40}
+    assert pairs == {("gpt-test", True, False): 41, ("gpt-other", False, True): 41}  # 40 documents + the probe
     first = [r.at for r in server.requests if r.model == "gpt-test"]
     second = [r.at for r in server.requests if r.model == "gpt-other"]
     assert min(first) < max(second) and min(second) < max(first)  # the runs really overlapped
@@ -119,13 +125,13 @@ def test_429_storm_ends_ok_without_double_analysis_and_under_the_limit(pipeline_
         )  # fmt: skip
     rows = rows_of(result.run_id)
     assert (rows["status"] == "ok").all() and len(rows) == 40
-    answered = collections.Counter(r.document for r in server.completions(status=200))
+    answered = collections.Counter(r.document for r in server.completions(status=200) if r.document)
     assert len(answered) == 40 and set(answered.values()) == {1}
     assert len(server.completions(status=429)) > 5  # the storm happened
     times = sorted(r.at for r in server.requests)
     achieved_per_minute = (len(times) - 1) / (times[-1] - times[0]) * 60
     assert achieved_per_minute <= client_rpm
-    assert (rows["attempts"] >= 1).all() and rows["attempts"].sum() == len(server.requests)
+    assert (rows["attempts"] >= 1).all() and rows["attempts"].sum() == len(document_requests(server))
 
 
 def test_flaky_provider_every_document_ends_ok_or_classified(pipeline_home, instance, key, tmp_path):
@@ -160,7 +166,7 @@ def test_unusable_answers_are_classified_and_kept(pipeline_home, instance, key, 
     assert (rows["status"] == status).all()
     assert rows["raw_output"].str.contains(raw_contains, regex=False).all()
     expected_requests = 6 if status == "invalid_output" else 3  # one repair each, only for invalid JSON
-    assert len(server.requests) == expected_requests
+    assert len(document_requests(server)) == expected_requests
 
 
 def test_hanging_requests_time_out_and_are_retried(pipeline_home, instance, key, tmp_path):
@@ -193,8 +199,10 @@ def test_response_format_falls_back_once_and_keeps_the_mode(
     assert (rows_of(result.run_id)["status"] == "ok").all()
     rejected = [r for r in server.requests if r.status == rejection_status]
     accepted = [r for r in server.requests if r.status == 200]
-    assert len(rejected) == 3 - len(supported) + 1  # each richer mode is tried once, by the first document
+    assert len(rejected) == 3 - len(supported) + 1  # each richer mode is probed once, before any document
+    assert all(not r.document for r in rejected)
     assert {r.response_format for r in accepted} == {expected_mode}
+    assert len(document_requests(server)) == 8
     if expected_mode != "json_schema":
         assert all('"findings"' in r.system for r in accepted)  # the schema travels in the prompt
 
@@ -205,7 +213,7 @@ def test_a_cached_rerun_sends_nothing(pipeline_home, instance, key, tmp_path):
         first = llm_run(instance, server, corpus)
         sent = len(server.requests)
         second = llm_run(instance, server, corpus)
-    assert len(server.requests) == sent == 10
+    assert len(server.requests) == sent == 11  # the probe and 10 documents; the re-run sends nothing
     assert (rows_of(second.run_id)["cached_from_run_id"] == first.run_id).all()
 
 

@@ -1,8 +1,8 @@
 """The production setup against a real PostgreSQL server: Dagster storage and the document store on
-PostgreSQL, the run queue with priorities and per-model limits, crash recovery."""
+PostgreSQL, the run queue with priorities and per-model limits, crash recovery. (Concurrent
+registration on PostgreSQL is in test_store.py, parametrised over both databases.)"""
 
 import json
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -12,13 +12,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import sqlalchemy as sa
 import yaml
 
-from batch_pipeline.store import DocumentStore, documents
+from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import EXAMPLE_DOCS, REPO_ROOT, batch_config, dagster_execute, with_llm, write_corpus
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
-from batch_pipeline_tests.test_store import _register_overlapping
 
 BIN = Path(sys.executable).parent
 DEPLOY_CONFIG = REPO_ROOT / "deploy" / "postgres" / "dagster.yaml"
@@ -51,21 +49,6 @@ def pg_env(postgres_store_url, postgres_dagster_url, tmp_path) -> dict:
 def instance_at(home: Path, env: dict) -> dg.DagsterInstance:
     os.environ["DAGSTER_POSTGRES_URL"] = env["DAGSTER_POSTGRES_URL"]
     return dg.DagsterInstance.from_config(str(home))
-
-
-def test_store_schema_and_overlapping_batches_from_concurrent_processes(postgres_store_url):
-    ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_register_overlapping, args=(postgres_store_url, w)) for w in range(4)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(120)
-    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
-    store = DocumentStore(postgres_store_url)
-    with store.engine.connect() as conn:
-        count = conn.scalar(sa.select(sa.func.count()).select_from(documents).where(documents.c.project == "p"))
-    assert count == 200 + 4 * 50
-    store.close()
 
 
 def test_whole_job_with_dagster_and_store_on_postgres(tmp_path, pg_env):

@@ -1,5 +1,6 @@
 import multiprocessing
 
+import pytest
 import sqlalchemy as sa
 
 from batch_pipeline.context import ModelKey, ProcessingContext
@@ -79,17 +80,25 @@ def _register_overlapping(url: str, worker: int) -> None:
     store.close()
 
 
-def test_concurrent_processes_register_overlapping_batches_without_duplicates_or_lock_errors(pipeline_home):
-    url = f"sqlite:///{pipeline_home / 'concurrent.sqlite'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_url(request, pipeline_home) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{pipeline_home / 'concurrent.sqlite'}"
+    return request.getfixturevalue("postgres_store_url")
+
+
+def test_concurrent_processes_register_overlapping_batches_without_duplicates_or_lock_errors(shared_url):
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_register_overlapping, args=(url, w)) for w in range(4)]
+    workers = [ctx.Process(target=_register_overlapping, args=(shared_url, w)) for w in range(4)]
     for w in workers:
         w.start()
     for w in workers:
         w.join(120)
     assert [w.exitcode for w in workers] == [0, 0, 0, 0]
-    store = DocumentStore(url)
+    store = DocumentStore(shared_url)
     with store.engine.connect() as conn:
-        assert conn.scalar(sa.select(sa.func.count()).select_from(documents)) == 200 + 4 * 50
+        query = sa.select(sa.func.count()).select_from(documents).where(documents.c.project == "p")
+        assert conn.scalar(query) == 200 + 4 * 50
     for w in range(4):
         assert store.status_counts(f"run-{w}-2") == {OK: 20, PENDING: 230}
+    store.close()
