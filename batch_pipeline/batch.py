@@ -37,7 +37,7 @@ class BatchConfig(dg.Config):
     partition_size: int | None = Field(
         default=None,
         description="Documents per analysis step (one mapped step each). Unset: 500 for ai_model local; "
-        "for an LLM, 32 x the llm resource's max_concurrent_requests (2048 by default), so the drain at "
+        "for an LLM, 64 x the llm resource's max_concurrent_requests (4096 by default), so the drain at "
         "each partition's end stays a small share of its time.",
     )
     force: bool = Field(default=False, description="Re-analyse documents that already have a result for this context.")
@@ -90,9 +90,9 @@ def _dedupe(docs: list[PreparedDocument]) -> tuple[list[PreparedDocument], list[
 
 
 LOCAL_PARTITION_SIZE = 500
-# Every partition ends by draining its last requests (about one latency with the pipe half
-# empty): at 32 requests' worth of waves per slot, that drain costs a few percent of throughput.
-LLM_PARTITION_WAVES = 32
+# Each partition boundary drains the pipe: measured at about two latencies of lost throughput
+# (docs/benchmarks.md). With 64 requests per concurrency slot, a boundary costs about 3 %.
+LLM_PARTITION_WAVES = 64
 
 
 def partition_size_for(config: BatchConfig, max_concurrent_requests: int) -> int:
