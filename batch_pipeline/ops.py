@@ -61,6 +61,7 @@ def create_document_records(
         batch, partitions = register_batch(document_store.store, context.run_id, config, size)
     except SourceError as e:
         raise dg.Failure(f"Refused before writing anything: {e}") from e
+    seconds = time.monotonic() - started
     if not processing.is_local and needs_llm(document_store.store, context.run_id, partitions):
         try:
             args = (processing.model, processing.ai_model, processing.custom_instructions)
@@ -70,7 +71,6 @@ def create_document_records(
         context.log.info(f"{processing.ai_model} takes response format {response_format.value}")
         batch = batch.model_copy(update={"response_format": response_format})
         partitions = [p.model_copy(update={"response_format": response_format}) for p in partitions]
-    seconds = time.monotonic() - started
 
     failed = sum(batch.input_failures.values())
     context.log.info(
@@ -144,7 +144,10 @@ def aggregate(
         "ok": report.status_counts.get("ok", 0),
         "failed": report.failed,
         "served_from_cache": report.cached,
-        "status_counts": dg.MetadataValue.json(report.status_counts),
+        "status_counts": dg.MetadataValue.table(
+            records=[dg.TableRecord({"status": k, "documents": v}) for k, v in report.status_counts.items()],
+            schema=dg.TableSchema(columns=[dg.TableColumn("status", "string"), dg.TableColumn("documents", "int")]),
+        ),
         "model_summary": dg.MetadataValue.md(report.to_markdown()),
         "report_csv": dg.MetadataValue.path(str(csv_path)),
         "report_summary": dg.MetadataValue.path(str(summary_path)),

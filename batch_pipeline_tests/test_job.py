@@ -52,6 +52,9 @@ def test_examples_end_to_end(pipeline_home, instance):
     assert materialization.metadata["custom_instructions"].value == "Flag vendor e-mails too."
     assert materialization.metadata["documents"].value == len(example_files)
     assert materialization.metadata["failed"].value == 1
+    table = materialization.metadata["status_counts"]
+    assert {r.data["status"]: r.data["documents"] for r in table.records} == {"empty": 1, "ok": 12}
+    assert materialization.metadata["report_summary"].value.endswith("summary.md")
 
 
 def test_custom_instructions_with_offline_analysers_log_a_warning(pipeline_home, instance):
