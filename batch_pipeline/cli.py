@@ -116,15 +116,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def submission(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
     """The run config and tags for `submit`, from its arguments."""
-    from batch_pipeline.context import ModelKey, ProcessingContext
+    from batch_pipeline.context import ModelKey, ProcessingContext, batch_run_config
 
     context = ProcessingContext(model_key=ModelKey[args.model_key], ai_model=args.ai_model, custom_instructions=args.instructions)
-    config = {
-        "project": args.project,
-        "source": str(Path(args.path).resolve()),
-        "context": {"model_key": args.model_key, "ai_model": args.ai_model, "custom_instructions": args.instructions},
-    }
-    return {"ops": {"create_document_records": {"config": config}}}, context.run_tags(args.priority)
+    return batch_run_config(args.project, str(Path(args.path).resolve()), context), context.run_tags(args.priority)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

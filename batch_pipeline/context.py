@@ -48,9 +48,19 @@ class ProcessingContext(dg.Config):
         parts = [self.model_key.value, self.model.version, self.ai_model, self.custom_instructions]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
+    def as_run_config(self) -> dict[str, str]:
+        return {"model_key": self.model_key.value, "ai_model": self.ai_model, "custom_instructions": self.custom_instructions}
+
     def run_tags(self, priority: str | None = None) -> dict[str, str]:
         """Tags for a run of this context: filterable in the UI, matched by the queue's per-model limits."""
         tags = {MODEL_KEY_TAG: self.model_key.value, AI_MODEL_TAG: self.ai_model}
         if priority is not None:
             tags[PRIORITY_TAG] = PRIORITIES[priority]
         return tags
+
+
+def batch_run_config(project: str, source: str, context: ProcessingContext) -> dict:
+    """Run config for document_batch_job over a folder or .jsonl file (what submit, the inbox sensor
+    and the schedule launch)."""
+    config = {"project": project, "source": source, "context": context.as_run_config()}
+    return {"ops": {"create_document_records": {"config": config}}}

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from batch_pipeline.context import PRIORITIES, ModelKey, ProcessingContext
+from batch_pipeline.context import PRIORITIES, ModelKey, ProcessingContext, batch_run_config
 
 BATCH_FILE = "batch.yaml"
 SNAPSHOT_DIR = ".batches"
@@ -105,14 +105,4 @@ def snapshot(folder: Path, batch: InboxBatch) -> Path:
 
 
 def run_config(batch: InboxBatch, source: Path) -> dict:
-    context = batch.context
-    config = {
-        "project": batch.project,
-        "source": str(source),
-        "context": {
-            "model_key": context.model_key.value,
-            "ai_model": context.ai_model,
-            "custom_instructions": context.custom_instructions,
-        },
-    }
-    return {"ops": {"create_document_records": {"config": config}}}
+    return batch_run_config(batch.project, str(source), batch.context)

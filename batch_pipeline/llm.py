@@ -41,7 +41,6 @@ class LlmSettings(BaseModel):
     tokens_per_minute: int | None
     max_attempts: int
     max_output_tokens: int
-    response_format: ResponseFormatMode
 
 
 @dataclass
@@ -75,6 +74,18 @@ def retryable(error: BaseException) -> bool:
     if isinstance(error, openai.RateLimitError | openai.APITimeoutError | openai.APIConnectionError):
         return True
     return isinstance(error, openai.APIStatusError) and error.status_code >= 500
+
+
+def completion_request(
+    model: AnalysisModel, ai_model: str, messages: list[dict[str, str]], mode: ResponseFormatMode, max_tokens: int
+) -> dict:
+    """Keyword arguments for chat.completions.create."""
+    request = {"model": ai_model, "messages": messages, "max_tokens": max_tokens}
+    if (fmt := response_format(model, mode)) is not None:
+        # Sent as-is through extra_body: the client's recursive parameter transform of a
+        # 170-node JSON schema on every request cost more CPU than the rest of the request.
+        request["extra_body"] = {"response_format": fmt}
+    return request
 
 
 def rejects_format(error: openai.APIStatusError) -> bool:
@@ -125,11 +136,7 @@ class LlmAnalyser:
     async def _request(self, messages, ai_model: str, model: AnalysisModel, usage: _Usage) -> _Answer:
         # Token estimates only feed the TPM limiter; without one they are not worth their CPU.
         estimate = estimate_prompt_tokens(messages) + self._output_estimate if self.settings.tokens_per_minute else 0
-        kwargs = {"model": ai_model, "messages": messages, "max_tokens": self.settings.max_output_tokens}
-        if (fmt := response_format(model, self.mode)) is not None:
-            # Sent as-is through extra_body: the client's recursive parameter transform of a
-            # 170-node JSON schema on every request cost more CPU than the rest of the request.
-            kwargs["extra_body"] = {"response_format": fmt}
+        kwargs = completion_request(model, ai_model, messages, self.mode, self.settings.max_output_tokens)
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self.settings.max_attempts),
             wait=self._wait,

@@ -8,8 +8,8 @@ from batch_pipeline import settings
 from batch_pipeline.analysis_models import AnalysisModel
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from batch_pipeline.llm import LlmAnalyser, LlmSettings, LlmUnavailable, rejects_format, retryable
-from batch_pipeline.prompts import FALLBACK_ORDER, ResponseFormatMode, build_messages, response_format
+from batch_pipeline.llm import LlmAnalyser, LlmSettings, LlmUnavailable, completion_request, rejects_format, retryable
+from batch_pipeline.prompts import FALLBACK_ORDER, ResponseFormatMode, build_messages
 from batch_pipeline.store import DocumentStore
 
 
@@ -69,7 +69,6 @@ class LlmResource(dg.ConfigurableResource):
             tokens_per_minute=self.tokens_per_minute,
             max_attempts=self.max_attempts,
             max_output_tokens=self.max_output_tokens,
-            response_format=self.response_format,
         )
 
     def _client_options(self) -> dict:
@@ -110,9 +109,7 @@ class LlmResource(dg.ConfigurableResource):
         with openai.OpenAI(**self._client_options()) as client:
             for mode in FALLBACK_ORDER:
                 messages = build_messages(model, custom_instructions, "", mode)
-                kwargs = {"model": ai_model, "messages": messages, "max_tokens": 1}
-                if (fmt := response_format(model, mode)) is not None:
-                    kwargs["extra_body"] = {"response_format": fmt}
+                kwargs = completion_request(model, ai_model, messages, mode, max_tokens=1)
                 try:
                     for attempt in Retrying(stop=stop_after_attempt(max(5, self.max_attempts)), wait=wait_random_exponential(max=10),
                                             retry=retry_if_exception(_transient), reraise=True):  # fmt: skip

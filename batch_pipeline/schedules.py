@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from batch_pipeline import settings
-from batch_pipeline.context import LOCAL_AI_MODEL, ModelKey, ProcessingContext
+from batch_pipeline.context import LOCAL_AI_MODEL, ModelKey, ProcessingContext, batch_run_config
 from batch_pipeline.jobs import document_batch_job
 
 SWEEP_SOURCE_ENV = "BATCH_PIPELINE_SWEEP_SOURCE"
@@ -29,19 +29,8 @@ def nightly_compliance_sweep(context: dg.ScheduleEvaluationContext):
     if not folder.is_dir():
         return dg.SkipReason(f"sweep folder {folder} does not exist (set {SWEEP_SOURCE_ENV})")
     processing = ProcessingContext(model_key=ModelKey.content_compliance, ai_model=LOCAL_AI_MODEL)
-    run_config = {
-        "ops": {
-            "create_document_records": {
-                "config": {
-                    "project": "nightly-sweep",
-                    "source": str(folder.resolve()),
-                    "context": {"model_key": "content_compliance", "ai_model": LOCAL_AI_MODEL, "custom_instructions": ""},
-                }
-            }
-        }
-    }
     return dg.RunRequest(
         run_key=context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else None,
-        run_config=run_config,
+        run_config=batch_run_config("nightly-sweep", str(folder.resolve()), processing),
         tags={**processing.run_tags("low"), "batch_pipeline/trigger": "nightly_compliance_sweep"},
     )

@@ -184,6 +184,8 @@ class DocumentStore:
         Documents that cannot be analysed get their final status now; the rest start as pending.
         """
         now = _now()
+        # One global insert order: concurrent overlapping batches on PostgreSQL cannot deadlock.
+        docs = sorted(docs, key=lambda d: d.document_id)
         document_rows = [
             {
                 "document_id": d.document_id,
@@ -195,8 +197,7 @@ class DocumentStore:
                 "size_bytes": d.size_bytes,
                 "created_at": now,
             }
-            # One global insert order: concurrent overlapping batches on PostgreSQL cannot deadlock.
-            for d in sorted(docs, key=lambda d: d.document_id)
+            for d in docs
         ]
         base = {
             "run_id": run_id,
@@ -217,7 +218,7 @@ class DocumentStore:
                 "error": d.reason,
                 "finished_at": now if d.problem else None,
             }
-            for d in sorted(docs, key=lambda d: d.document_id)
+            for d in docs
         ]
         with self.engine.begin() as conn:
             self._insert_if_absent(conn, documents, document_rows)

@@ -35,7 +35,8 @@ def postgres_home(path: Path, max_concurrent_runs: int | None = None, per_model_
 
 
 @pytest.fixture
-def pg_env(postgres_store_url, postgres_dagster_url, tmp_path) -> dict:
+def pg_env(postgres_store_url, postgres_dagster_url, tmp_path, monkeypatch) -> dict:
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_dagster_url)  # read by instance_at in this process
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCH_PIPELINE_")}
     env.update(
         BATCH_PIPELINE_DATABASE_URL=postgres_store_url,
@@ -47,7 +48,7 @@ def pg_env(postgres_store_url, postgres_dagster_url, tmp_path) -> dict:
 
 
 def instance_at(home: Path, env: dict) -> dg.DagsterInstance:
-    os.environ["DAGSTER_POSTGRES_URL"] = env["DAGSTER_POSTGRES_URL"]
+    assert os.environ["DAGSTER_POSTGRES_URL"] == env["DAGSTER_POSTGRES_URL"]
     return dg.DagsterInstance.from_config(str(home))
 
 
