@@ -1,20 +1,20 @@
 """The per-run ProcessingContext: which analysis, which model, which extra instructions.
 
-It arrives as run config and travels with every partition; nothing else holds it.
+It arrives as run config (``defs/config.py``) and travels with every partition; nothing else holds it.
 """
 
 import enum
 import hashlib
 import json
 
-import dagster as dg
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict
 
-from batch_pipeline.analysis_models import REGISTRY, AnalysisModel
+from batch_pipeline.analysis import REGISTRY, AnalysisModel
 
 LOCAL_AI_MODEL = "local"
 MODEL_KEY_TAG = "batch_pipeline/model_key"
 AI_MODEL_TAG = "batch_pipeline/ai_model"
+TRIGGER_TAG = "batch_pipeline/trigger"  # which sensor or schedule launched the run
 # Run priority for the queued run coordinator (the `dagster/priority` tag: higher starts first).
 PRIORITY_TAG = "dagster/priority"
 PRIORITIES = {"high": "10", "normal": "0", "low": "-10"}
@@ -22,18 +22,13 @@ PRIORITIES = {"high": "10", "normal": "0", "low": "-10"}
 # Built from the registry so Dagster refuses an unknown key at launch and the Launchpad offers the choices.
 ModelKey = enum.Enum("ModelKey", {key: key for key in REGISTRY}, type=str)
 
-MODEL_KEY_HELP = "; ".join(f"{m.key}: {m.description}" for m in REGISTRY.values())
 
+class ProcessingContext(BaseModel):
+    model_config = ConfigDict(frozen=True)
 
-class ProcessingContext(dg.Config):
-    model_key: ModelKey = Field(description=f"The analysis to run. One of — {MODEL_KEY_HELP}")
-    ai_model: str = Field(
-        description="The LLM to use, as the provider names it (e.g. gpt-4.1-mini), or 'local' for the offline analysers.",
-    )
-    custom_instructions: str = Field(
-        default="",
-        description="Extra instructions appended to the system prompt. The offline analysers record but do not interpret them.",
-    )
+    model_key: ModelKey
+    ai_model: str
+    custom_instructions: str = ""
 
     @property
     def model(self) -> AnalysisModel:
@@ -43,9 +38,15 @@ class ProcessingContext(dg.Config):
     def is_local(self) -> bool:
         return self.ai_model == LOCAL_AI_MODEL
 
+    @property
+    def analyser_version(self) -> str:
+        """What produced the results besides the context itself: the model's version, and for the
+        offline analysers also the versions of the libraries whose data they use."""
+        return self.model.offline_version() if self.is_local else self.model.version
+
     def cache_key(self) -> str:
         """Identifies the full context: equal keys mean a stored result can be reused."""
-        parts = [self.model_key.value, self.model.version, self.ai_model, self.custom_instructions]
+        parts = [self.model_key.value, self.analyser_version, self.ai_model, self.custom_instructions]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
     def as_run_config(self) -> dict[str, str]:
@@ -57,10 +58,3 @@ class ProcessingContext(dg.Config):
         if priority is not None:
             tags[PRIORITY_TAG] = PRIORITIES[priority]
         return tags
-
-
-def batch_run_config(project: str, source: str, context: ProcessingContext) -> dict:
-    """Run config for document_batch_job over a folder or .jsonl file (what submit, the inbox sensor
-    and the schedule launch)."""
-    config = {"project": project, "source": source, "context": context.as_run_config()}
-    return {"ops": {"create_document_records": {"config": config}}}

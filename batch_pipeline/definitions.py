@@ -4,10 +4,11 @@ import os
 
 import dagster as dg
 
-from batch_pipeline.jobs import document_batch_job
-from batch_pipeline.resources import DocumentStoreResource, LlmResource
-from batch_pipeline.schedules import nightly_compliance_sweep
-from batch_pipeline.sensors import InboxConfig, batch_failure_sensor, inbox_sensor
+from batch_pipeline.defs.job import document_batch_job
+from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource
+from batch_pipeline.defs.triggers.failure_sensor import batch_failure_sensor
+from batch_pipeline.defs.triggers.inbox_sensor import InboxConfig, inbox_sensor
+from batch_pipeline.defs.triggers.nightly_sweep import nightly_compliance_sweep
 
 # EnvVar fails every run when its variable is unset, so bind it only when there is a key:
 # offline runs (ai_model: local) then need no key at all.

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from batch_pipeline.analysis_models import REGISTRY
+from batch_pipeline.analysis import REGISTRY
 
 DOCUMENT_RE = re.compile(r"<document>\n(.*)\n</document>", re.S)
 ALL_FORMATS = {"json_schema", "json_object_schema", "json_object", "none"}

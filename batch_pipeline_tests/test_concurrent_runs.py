@@ -1,6 +1,10 @@
 """The seed scenario: runs with different contexts at the same time, in separate processes, one store."""
 
 import itertools
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import yaml
@@ -8,7 +12,7 @@ import yaml
 from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import REPO_ROOT, batch_config, dagster_execute, write_corpus
 
-
+BATCH_PIPELINE = str(Path(sys.executable).with_name("batch-pipeline"))
 
 def test_four_concurrent_runs_with_different_contexts_never_cross(tmp_path, shared_store_env):
     corpus = tmp_path / "corpus"
@@ -52,3 +56,39 @@ def test_readme_demo_command_runs_without_dagster_home(tmp_path, shared_store_en
     store = DocumentStore(shared_store_env["BATCH_PIPELINE_DATABASE_URL"])
     assert store.count_documents("demo") == 13
     store.close()
+
+
+def alembic_heads(database: Path) -> list[str]:
+    with sqlite3.connect(database) as conn:
+        return [row[0] for row in conn.execute("SELECT version_num FROM alembic_version")]
+
+
+def test_parallel_first_launches_on_a_fresh_dagster_home_after_init(tmp_path, shared_store_env):
+    """What users' CI does: several launches at once against a brand-new SQLite DAGSTER_HOME.
+    `batch-pipeline init` (itself started several times at once) prepares the home first."""
+    home = tmp_path / "fresh" / "dagster_home"
+    env = {**shared_store_env, "DAGSTER_HOME": str(home)}
+    command = [BATCH_PIPELINE, "init", "--config", str(REPO_ROOT / "dagster.yaml")]
+    inits = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(4)]
+    for init in inits:
+        output, _ = init.communicate(timeout=120)
+        assert init.returncode == 0, output
+    assert (home / "dagster.yaml").read_text() == (REPO_ROOT / "dagster.yaml").read_text()
+
+    config = REPO_ROOT / "examples" / "compliance_local.yaml"
+    launches = [dagster_execute(config, home, env) for _ in range(4)]
+    for launch in launches:
+        output, _ = launch.communicate(timeout=300)
+        assert launch.returncode == 0, output[-3000:]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 4 and {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+    # One alembic head per database: two would make every later launch fail.
+    assert len(alembic_heads(home / "history" / "runs.db")) == 1
+    assert len(alembic_heads(home / "schedules" / "schedules.db")) == 1
+
+
+def test_init_refuses_without_dagster_home(shared_store_env):
+    env = {k: v for k, v in shared_store_env.items() if k != "DAGSTER_HOME"}
+    done = subprocess.run([BATCH_PIPELINE, "init"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "set DAGSTER_HOME" in done.stderr

@@ -1,8 +1,11 @@
+import importlib.metadata
+
 import dagster as dg
 import pytest
 
-from batch_pipeline.analysis_models import REGISTRY
+from batch_pipeline.analysis import REGISTRY, distribution_version
 from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.defs.config import ProcessingContextConfig
 
 
 def make(**overrides) -> ProcessingContext:
@@ -39,5 +42,25 @@ def test_run_tags_name_the_model_key_and_ai_model():
     }
 
 
-def test_context_is_a_dagster_config():
-    assert issubclass(ProcessingContext, dg.Config)
+def test_the_run_config_form_is_a_dagster_config_that_yields_the_context():
+    config = ProcessingContextConfig(model_key=ModelKey.document_metadata, ai_model="gpt-x", custom_instructions="c")
+    assert isinstance(config, dg.Config)
+    assert config.to_context() == make(model_key=ModelKey.document_metadata, ai_model="gpt-x", custom_instructions="c")
+
+
+def test_offline_results_follow_the_versions_of_the_libraries_whose_data_they_use(monkeypatch):
+    local, llm = make(), make(ai_model="gpt-x")
+    before_local, before_llm = local.cache_key(), llm.cache_key()
+    assert local.analyser_version.startswith(local.model.version + "+")
+    assert set(local.model.offline_data_versions()) == {"phonenumbers", "detect-secrets", "python-stdnum"}
+
+    installed = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "99.0" if name == "detect-secrets" else installed(name))
+    distribution_version.cache_clear()
+    try:
+        assert local.cache_key() != before_local
+        assert llm.cache_key() == before_llm  # an LLM's answers do not depend on detect-secrets' patterns
+    finally:
+        monkeypatch.undo()
+        distribution_version.cache_clear()
+    assert local.cache_key() == before_local

@@ -1,7 +1,7 @@
 import dagster as dg
 
 from batch_pipeline.definitions import defs
-from batch_pipeline.resources import DocumentStoreResource
+from batch_pipeline.defs.resources import DocumentStoreResource
 
 
 def test_definitions_load_the_job_its_ops_and_resources():

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from batch_pipeline import settings
-from batch_pipeline.cli import main
+from batch_pipeline.cli.main import main
 from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import batch_config, dagster_execute, run_job, with_llm, write_corpus
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer

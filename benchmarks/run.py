@@ -23,8 +23,9 @@ from pathlib import Path
 import openai
 import yaml
 
-from batch_pipeline.analysis_models import REGISTRY
-from batch_pipeline.prompts import ResponseFormatMode, build_messages, response_format
+from batch_pipeline.analysis import REGISTRY
+from batch_pipeline.llm.prompts import build_messages
+from batch_pipeline.llm.response_format import ResponseFormatMode, response_format
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

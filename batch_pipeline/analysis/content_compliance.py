@@ -1,0 +1,220 @@
+"""content_compliance: PII and secrets, each finding masked and located by line."""
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from enum import StrEnum
+from functools import cache
+
+import phonenumbers
+from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+from detect_secrets.core.scan import scan_line
+from detect_secrets.settings import cache_bust, configure_settings_from_baseline
+from pydantic import BaseModel, ConfigDict, Field
+from stdnum import iban, luhn
+from stdnum.us import ssn
+
+from batch_pipeline.analysis import AnalysisModel, SummarySections
+
+
+class Category(StrEnum):
+    email = "email"
+    phone = "phone"
+    payment_card = "payment_card"
+    iban = "iban"
+    ssn = "ssn"
+    secret = "secret"
+
+
+class RiskLevel(StrEnum):
+    none = "none"
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+class Finding(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    category: Category
+    kind: str = Field(description="What was found, e.g. 'AWS Access Key' or 'Visa-like card number'")
+    excerpt: str = Field(description="The surrounding text with every finding masked")
+    line: int = Field(description="1-based line number in the document")
+
+
+class ComplianceResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    findings: list[Finding]
+    risk_level: RiskLevel
+    compliant: bool
+    summary: str
+
+
+SYSTEM_PROMPT = """\
+You are a data-protection reviewer. Find personal data and secrets in the document:
+e-mail addresses, phone numbers, payment card numbers (only numbers that pass the Luhn check),
+IBANs, US social security numbers, and API keys, access tokens, passwords or private keys.
+For each finding give its category, a short description of its kind, an excerpt of the
+surrounding text in which the sensitive value is masked with '*' except for at most its last
+four characters, and the 1-based line number. Never repeat a sensitive value unmasked.
+Set risk_level to "high" if any secret, payment card, IBAN or SSN is present, "medium" for
+phone numbers or more than two e-mail addresses, "low" for one or two e-mail addresses,
+"none" when nothing is found. The document is compliant only when nothing is found.
+"""
+
+HIGH_RISK = {Category.secret, Category.payment_card, Category.iban, Category.ssn}
+EXCERPT_RADIUS = 30
+
+EMAIL_RE = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+CARD_RE = re.compile(r"(?<![\d-])[2-6]\d{3}(?:[ -]?\d){9,15}(?![\d-])")
+IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
+SSN_RE = re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")
+SECRET_CHARS_RE = re.compile(r"[A-Za-z0-9_\-./+]")
+PEM_HEADER_RE = re.compile(r"-*BEGIN [A-Z ]*PRIVATE KEY-*")
+
+CARD_BRANDS = {"2": "Mastercard", "3": "Amex", "4": "Visa", "5": "Mastercard", "6": "Discover"}
+# Entropy detectors flag ordinary words and hashes; the named detectors are precise.
+NOISY_SECRET_PLUGINS = {"Base64HighEntropyString", "HexHighEntropyString", "IPPublicDetector"}
+
+
+@cache
+def _configure_secret_scanner() -> None:
+    """Select detect-secrets' plugins once per process (its settings are global; switching them
+    per document cost more than the scan)."""
+    classes = get_mapping_from_secret_type_to_class().values()
+    plugins = sorted(c.__name__ for c in classes if c.__name__ not in NOISY_SECRET_PLUGINS)
+    cache_bust()  # resets detect-secrets' global settings; the next line fills them
+    configure_settings_from_baseline({"plugins_used": [{"name": name} for name in plugins]})
+
+
+Span = tuple[int, int, Category, str]  # start, end, category, kind
+
+
+def _overlaps(spans: list[Span], start: int, end: int) -> bool:
+    return any(start < s_end and s_start < end for s_start, s_end, _, _ in spans)
+
+
+def _secret_spans(line: str) -> list[Span]:
+    spans: list[Span] = []
+    for secret in scan_line(line):
+        value = secret.secret_value or ""
+        start = line.find(value) if value else -1
+        if start < 0:
+            continue
+        end = start + len(value)
+        if secret.type == "Private Key":  # the match is the PEM header; keep it as it is
+            spans.append((start, end, Category.secret, secret.type))
+            continue
+        while start > 0 and SECRET_CHARS_RE.match(line[start - 1]):
+            start -= 1
+        while end < len(line) and SECRET_CHARS_RE.match(line[end]):
+            end += 1
+        if not _overlaps(spans, start, end):
+            spans.append((start, end, Category.secret, secret.type))
+    return spans
+
+
+def _line_spans(line: str) -> list[Span]:
+    spans = _secret_spans(line)
+
+    def add(start: int, end: int, category: Category, kind: str) -> None:
+        if not _overlaps(spans, start, end):
+            spans.append((start, end, category, kind))
+
+    for m in IBAN_RE.finditer(line):
+        if iban.is_valid(m.group()):
+            add(m.start(), m.end(), Category.iban, f"IBAN ({m.group()[:2]})")
+    for m in CARD_RE.finditer(line):
+        digits = re.sub(r"\D", "", m.group())
+        if 13 <= len(digits) <= 19 and luhn.is_valid(digits):
+            add(m.start(), m.end(), Category.payment_card, f"{CARD_BRANDS[digits[0]]}-like card number")
+    for m in SSN_RE.finditer(line):
+        if ssn.is_valid(m.group()):
+            add(m.start(), m.end(), Category.ssn, "US social security number")
+    for m in EMAIL_RE.finditer(line):
+        add(m.start(), m.end(), Category.email, "e-mail address")
+    for match in phonenumbers.PhoneNumberMatcher(line, "US", leniency=phonenumbers.Leniency.VALID):
+        add(match.start, match.end, Category.phone, "phone number")
+    return sorted(spans)
+
+
+def mask(value: str, category: Category) -> str:
+    """Hide a sensitive value, keeping just enough to recognise it."""
+    if category is Category.email:
+        local, _, domain = value.partition("@")
+        return f"{local[:1]}***@{domain}"
+    if category is Category.secret:
+        if PEM_HEADER_RE.fullmatch(value):  # a PEM header names the key; it holds none of it
+            return value
+        return value[:4] + "*" * min(max(len(value) - 4, 4), 12)
+    alnum_positions = [i for i, ch in enumerate(value) if ch.isalnum()]
+    keep = set(alnum_positions[-4:])
+    return "".join(ch if (i in keep or not ch.isalnum()) else "*" for i, ch in enumerate(value))
+
+
+def find_sensitive_data(text: str) -> list[Finding]:
+    _configure_secret_scanner()
+    findings: list[Finding] = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        spans = _line_spans(line)
+        if not spans:
+            continue
+        masked_parts, positions, cursor = [], [], 0
+        for start, end, category, _ in spans:
+            masked_parts.append(line[cursor:start])
+            offset = sum(len(p) for p in masked_parts)
+            masked = mask(line[start:end], category)
+            masked_parts.append(masked)
+            positions.append((offset, offset + len(masked)))
+            cursor = end
+        masked_parts.append(line[cursor:])
+        masked_line = "".join(masked_parts)
+        for (start, end), (_, _, category, kind) in zip(positions, spans):
+            lo, hi = max(0, start - EXCERPT_RADIUS), min(len(masked_line), end + EXCERPT_RADIUS)
+            excerpt = masked_line[lo:hi].strip()
+            findings.append(Finding(category=category, kind=kind, excerpt=excerpt, line=line_number))
+    return findings
+
+
+def risk_level(findings: Sequence[Finding]) -> RiskLevel:
+    categories = Counter(f.category for f in findings)
+    if any(c in HIGH_RISK for c in categories):
+        return RiskLevel.high
+    if categories[Category.phone] or categories[Category.email] > 2:
+        return RiskLevel.medium
+    if categories[Category.email]:
+        return RiskLevel.low
+    return RiskLevel.none
+
+
+def analyse(text: str) -> ComplianceResult:
+    findings = find_sensitive_data(text)
+    counts = Counter(f.category.value for f in findings)
+    summary = (
+        f"{len(findings)} finding(s): " + ", ".join(f"{n} {c}" for c, n in sorted(counts.items()))
+        if findings
+        else "No personal data or secrets found."
+    )
+    return ComplianceResult(findings=findings, risk_level=risk_level(findings), compliant=not findings, summary=summary)
+
+
+def summarize(results: Sequence[ComplianceResult]) -> SummarySections:
+    return {
+        "Risk levels": dict(Counter(r.risk_level.value for r in results).most_common()),
+        "Findings per category": dict(Counter(f.category.value for r in results for f in r.findings).most_common()),
+        "Compliance": {
+            "compliant": sum(r.compliant for r in results),
+            "non_compliant": sum(not r.compliant for r in results),
+        },
+    }
+
+
+MODEL = AnalysisModel(
+    key="content_compliance",
+    description="Finds personal data and secrets (e-mails, phones, cards, IBANs, SSNs, keys) and rates the risk.",
+    version="1",
+    system_prompt=SYSTEM_PROMPT,
+    result_schema=ComplianceResult,
+    analyse_offline=analyse,
+    summarize=summarize,
+    offline_data_packages=("phonenumbers", "detect-secrets", "python-stdnum"),
+)

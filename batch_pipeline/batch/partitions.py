@@ -1,0 +1,26 @@
+"""A partition: the unit of analysis (one mapped step), and what its analysis reports back."""
+
+from pydantic import BaseModel
+
+from batch_pipeline.context import ProcessingContext
+from batch_pipeline.llm.response_format import ResponseFormatMode
+
+
+class Partition(BaseModel):
+    """A slice of a batch: document ids plus the context they are analysed under."""
+
+    index: int
+    project: str
+    context: ProcessingContext
+    document_ids: list[str]
+    force: bool = False
+    response_format: ResponseFormatMode | None = None  # settled before the fan-out; None for local
+
+
+class PartitionSummary(BaseModel):
+    index: int
+    documents: int
+    status_counts: dict[str, int]
+    cached: int
+    skipped_already_done: int
+    seconds: float

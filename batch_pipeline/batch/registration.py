@@ -1,0 +1,134 @@
+"""A batch: what a launch asks for, its registration in the store, and its split into partitions."""
+
+import enum
+from collections import Counter
+
+from pydantic import BaseModel
+
+from batch_pipeline.batch.partitions import Partition
+from batch_pipeline.context import ProcessingContext
+from batch_pipeline.documents.sources import read_source
+from batch_pipeline.documents.vetting import PreparedDocument, prepare
+from batch_pipeline.llm.response_format import ResponseFormatMode
+from batch_pipeline.store import DocumentStore
+
+
+class FailurePolicy(enum.Enum):
+    """What a run does when some documents fail while the rest complete."""
+
+    succeed = "succeed"
+    fail = "fail"
+
+
+class BatchRequest(BaseModel):
+    """What a launch asks for (the run config of create_document_records, without Dagster)."""
+
+    project: str
+    source: str | None = None
+    documents: list[tuple[str, str]] | None = None  # inline (filename, markdown content)
+    context: ProcessingContext
+    partition_size: int | None = None
+    force: bool = False
+    max_document_bytes: int = 1_000_000
+    on_document_failure: FailurePolicy = FailurePolicy.succeed
+
+    def problems(self) -> list[str]:
+        """Launch checks the Dagster config schema cannot express."""
+        found = []
+        if not self.project.strip():
+            found.append("project must not be empty")
+        if not self.context.ai_model.strip():
+            found.append("context.ai_model must not be empty (use 'local' for the offline analysers)")
+        if self.partition_size is not None and self.partition_size < 1:
+            found.append(f"partition_size must be at least 1, got {self.partition_size}")
+        if self.max_document_bytes < 1:
+            found.append(f"max_document_bytes must be at least 1, got {self.max_document_bytes}")
+        return found
+
+
+class RegisteredBatch(BaseModel):
+    project: str
+    context: ProcessingContext
+    documents: int
+    analysable: int
+    input_failures: dict[str, int]
+    duplicate_files: list[str]
+    ignored_files: list[str]
+    partitions: int
+    on_document_failure: FailurePolicy
+    response_format: ResponseFormatMode | None = None
+
+
+def _dedupe(docs: list[PreparedDocument]) -> tuple[list[PreparedDocument], list[str]]:
+    seen: set[str] = set()
+    unique, duplicates = [], []
+    for doc in docs:
+        if doc.document_id in seen:
+            duplicates.append(doc.filename)
+        else:
+            seen.add(doc.document_id)
+            unique.append(doc)
+    return unique, duplicates
+
+
+LOCAL_PARTITION_SIZE = 500
+# Each partition boundary drains the pipe: measured at about two latencies of lost throughput
+# (docs/benchmarks.md). With 64 requests per concurrency slot, a boundary costs about 3 %.
+LLM_PARTITION_WAVES = 64
+
+
+def partition_size_for(request: BatchRequest, max_concurrent_requests: int) -> int:
+    if request.partition_size is not None:
+        return request.partition_size
+    if request.context.is_local:
+        return LOCAL_PARTITION_SIZE
+    return max(LOCAL_PARTITION_SIZE, LLM_PARTITION_WAVES * max_concurrent_requests)
+
+
+def needs_llm(store: DocumentStore, run_id: str, partitions: list[Partition]) -> bool:
+    """Whether any document would be sent: some document has no cached result for the context.
+    When none would, no request is made at all (not even the response-format probe)."""
+    if not partitions:
+        return False
+    if partitions[0].force:
+        return True
+    wanted = [d for p in partitions for d in p.document_ids]
+    return len(store.find_cached(run_id, partitions[0].context.cache_key(), wanted)) < len(wanted)
+
+
+def register_batch(
+    store: DocumentStore,
+    run_id: str,
+    request: BatchRequest,
+    partition_size: int = LOCAL_PARTITION_SIZE,
+) -> tuple[RegisteredBatch, list[Partition]]:
+    """Read, vet and register the batch's documents; raises SourceError before writing anything."""
+    ignored: list[str] = []
+    raw = read_source(request.source, request.documents, request.max_document_bytes, ignored)
+    docs, duplicates = _dedupe([prepare(request.project, r) for r in raw])
+    store.register_batch(run_id, request.project, request.context, docs)
+
+    analysable = [d.document_id for d in docs if d.problem is None]
+    size = partition_size
+    partitions = [
+        Partition(
+            index=i // size,
+            project=request.project,
+            context=request.context,
+            document_ids=analysable[i : i + size],
+            force=request.force,
+        )
+        for i in range(0, len(analysable), size)
+    ]
+    batch = RegisteredBatch(
+        project=request.project,
+        context=request.context,
+        documents=len(docs),
+        analysable=len(analysable),
+        input_failures=dict(Counter(d.problem.value for d in docs if d.problem)),
+        duplicate_files=duplicates,
+        ignored_files=ignored,
+        partitions=len(partitions),
+        on_document_failure=request.on_document_failure,
+    )
+    return batch, partitions

@@ -1,0 +1,55 @@
+"""What the command reads on this host: a run's stored results and status, the models, a config check."""
+
+import json
+import os
+import sys
+
+import dagster as dg
+import pandas as pd
+from sqlalchemy.engine import make_url
+
+from batch_pipeline import settings
+from batch_pipeline.analysis import REGISTRY
+from batch_pipeline.defs.config import BatchConfig, batch_config_of
+from batch_pipeline.definitions import defs
+from batch_pipeline.store import DocumentStore
+
+
+def open_store() -> DocumentStore:
+    store = DocumentStore(settings.database_url())
+    store.create_schema()
+    return store
+
+
+def display_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def print_results(rows: pd.DataFrame, output_format: str) -> None:
+    rows = rows.astype(object).where(rows.notna(), None)
+    if output_format == "csv":
+        rows.to_csv(sys.stdout, index=False)
+        return
+    for record in rows.to_dict(orient="records"):
+        record["result"] = json.loads(record["result"]) if record["result"] else None
+        print(json.dumps(record, ensure_ascii=False))
+
+
+def dagster_run_status(run_id: str) -> str:
+    if not os.environ.get("DAGSTER_HOME"):
+        return "unknown (DAGSTER_HOME is not set, so there is no persistent Dagster instance to ask)"
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(run_id)
+        return run.status.value if run else f"not found in the Dagster instance at {os.environ['DAGSTER_HOME']}"
+
+
+def config_problems(run_config: dict) -> list[str]:
+    """Everything wrong with a run config for document_batch_job, with the valid choices named."""
+    try:
+        dg.validate_run_config(defs.resolve_job_def("document_batch_job"), run_config)
+    except dg.DagsterInvalidConfigError as e:
+        problems = [error.message.split("\n\nStack Trace")[0].strip() for error in e.errors]
+        if any("model_key" in p for p in problems):
+            problems.append("valid model_key values: " + ", ".join(REGISTRY))
+        return problems
+    return BatchConfig(**batch_config_of(run_config)).to_request().problems()

@@ -1,0 +1,167 @@
+"""The ``batch-pipeline`` command: inspect runs' results and status, list models, check a run
+config, submit to a webserver, resume a dead run."""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from batch_pipeline.analysis import REGISTRY
+from batch_pipeline.cli import local, remote
+from batch_pipeline.context import ModelKey, ProcessingContext
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    store = local.open_store()
+    rows = store.results(args.run_id)
+    if rows.empty:
+        print(f"No results for run {args.run_id} in the store at {local.display_url(store.url)}", file=sys.stderr)
+        return 1
+    local.print_results(rows, args.format)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        status = remote.remote_run_status(args.url, args.run_id) if args.url else local.dagster_run_status(args.run_id)
+    except remote.WebserverUnreachable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    counts = local.open_store().status_counts(args.run_id)
+    print(f"run_id: {args.run_id}")
+    print(f"dagster_status: {status}")
+    print(f"documents: {sum(counts.values())}")
+    for name, count in counts.items():
+        print(f"  {name}: {count}")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from batch_pipeline.cli.recovery import CannotResume, resume
+
+    if not os.environ.get("DAGSTER_HOME"):
+        print("error: set DAGSTER_HOME to the instance that ran the batch", file=sys.stderr)
+        return 2
+    store = local.open_store()
+    with dg.DagsterInstance.get() as instance:
+        try:
+            result = resume(instance, store, args.run_id)
+        except CannotResume as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    print(f"resumed_as: {result.run_id}")
+    print(f"dagster_status: {'SUCCESS' if result.success else 'FAILURE'}")
+    for status, count in store.status_counts(result.run_id).items():
+        print(f"  {status}: {count}")
+    return 0 if result.success else 1
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    if args.model_key not in REGISTRY:
+        print(f"error: unknown model_key {args.model_key!r}; valid: {', '.join(REGISTRY)}", file=sys.stderr)
+        return 2
+    if not Path(args.path).exists():
+        print(f"error: {args.path} does not exist", file=sys.stderr)
+        return 2
+    context = ProcessingContext(
+        model_key=ModelKey[args.model_key], ai_model=args.ai_model, custom_instructions=args.instructions
+    )
+    run_config, tags = remote.submission(args.project, str(Path(args.path).resolve()), context, args.priority)
+    try:
+        run_id = remote.submit(args.url, run_config, tags)
+    except remote.WebserverUnreachable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except remote.RunRefused as e:
+        print(f"error: the webserver refused the run: {e}", file=sys.stderr)
+        return 1
+    print(run_id)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from batch_pipeline.cli.instance import NoDagsterHome, init_home
+
+    try:
+        home = init_home(Path(args.config) if args.config else None)
+    except NoDagsterHome as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"initialised the Dagster instance and the document store for DAGSTER_HOME={home}")
+    return 0
+
+
+def cmd_models(_args: argparse.Namespace) -> int:
+    width = max(len(key) for key in REGISTRY)
+    for key, model in REGISTRY.items():
+        print(f"{key:<{width}}  {model.description}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    run_config = yaml.safe_load(Path(args.config).read_text()) or {}
+    problems = local.config_problems(run_config)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"{args.config}: valid run config for document_batch_job")
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batch-pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    results = commands.add_parser("results", help="print one row per document of a run")
+    results.add_argument("run_id")
+    results.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    results.set_defaults(handler=cmd_results)
+
+    status = commands.add_parser("status", help="print a run's Dagster status and document counts per status")
+    status.add_argument("run_id")
+    status.add_argument("--url", help="read the status from this Dagster webserver (default: the local $DAGSTER_HOME)")
+    status.set_defaults(handler=cmd_status)
+
+    resume = commands.add_parser(
+        "resume", help="finish a batch whose run died: mark it failed and run the same batch again"
+    )
+    resume.add_argument("run_id")
+    resume.set_defaults(handler=cmd_resume)
+
+    submit = commands.add_parser("submit", help="submit a batch as a queued run to a running Dagster webserver")
+    submit.add_argument("path", help="a folder of .md/.txt files or a .jsonl file (must be readable by the run)")
+    submit.add_argument("--model-key", required=True, help=f"one of: {', '.join(REGISTRY)}")
+    submit.add_argument("--ai-model", required=True, help="the LLM name, or 'local' for the offline analysers")
+    submit.add_argument("--instructions", default="", help="custom_instructions")
+    submit.add_argument("--priority", choices=["high", "normal", "low"], default="normal")
+    submit.add_argument("--project", default="default")
+    submit.add_argument("--url", default=os.environ.get("DAGSTER_WEBSERVER_URL", "http://127.0.0.1:3000"))
+    submit.set_defaults(handler=cmd_submit)
+
+    init = commands.add_parser(
+        "init", help="create $DAGSTER_HOME's storage once, before runs are launched in it (safe to repeat)"
+    )
+    init.add_argument("--config", help="a dagster.yaml to copy into $DAGSTER_HOME when it has none yet")
+    init.set_defaults(handler=cmd_init)
+
+    models = commands.add_parser("models", help="list the analysis models (model_key values)")
+    models.set_defaults(handler=cmd_models)
+
+    check = commands.add_parser("check", help="validate a run config file without launching anything")
+    check.add_argument("config")
+    check.set_defaults(handler=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

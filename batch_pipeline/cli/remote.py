@@ -1,0 +1,60 @@
+"""Talking to a running Dagster webserver over GraphQL: submit a batch, ask a run's status."""
+
+import urllib.error
+import urllib.request
+from urllib.parse import urlparse
+
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+from batch_pipeline.context import ProcessingContext
+from batch_pipeline.defs.config import batch_run_config
+
+JOB_NAME = "document_batch_job"
+REACHABILITY_TIMEOUT_SECONDS = 10
+
+
+class WebserverUnreachable(Exception):
+    pass
+
+
+class RunRefused(Exception):
+    """The webserver refused the run (its config or the job)."""
+
+
+def graphql_client(url: str) -> DagsterGraphQLClient:
+    """A client for the webserver at url, after checking that it answers (the GraphQL client's own
+    errors for an unreachable server are long and vague)."""
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    base = f"{parsed.scheme}://{parsed.hostname}:{port}"
+    try:
+        with urllib.request.urlopen(f"{base}/server_info", timeout=REACHABILITY_TIMEOUT_SECONDS):
+            pass
+    except (urllib.error.URLError, OSError) as e:
+        raise WebserverUnreachable(f"cannot reach the Dagster webserver at {base}: {e}") from None
+    return DagsterGraphQLClient(parsed.hostname, port_number=port, use_https=parsed.scheme == "https")
+
+
+def remote_run_status(url: str, run_id: str) -> str:
+    client = graphql_client(url)
+    try:
+        return client.get_run_status(run_id).value
+    except DagsterGraphQLClientError as e:
+        return f"unknown ({e})"
+
+
+def submission(
+    project: str, path: str, context: ProcessingContext, priority: str
+) -> tuple[dict, dict[str, str]]:
+    """The run config and tags of a submitted batch."""
+    run_config = {k: v for k, v in batch_run_config(project, path, context).to_config_dict().items() if v}
+    return run_config, context.run_tags(priority)
+
+
+def submit(url: str, run_config: dict, tags: dict[str, str]) -> str:
+    """Submit a queued run of the job; its run id."""
+    client = graphql_client(url)
+    try:
+        return client.submit_job_execution(JOB_NAME, run_config=run_config, tags=tags)
+    except DagsterGraphQLClientError as e:
+        raise RunRefused(str(e)) from e

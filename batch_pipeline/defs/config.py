@@ -1,0 +1,87 @@
+"""The job's run config: what the Launchpad shows (with every field's description) and what
+every trigger builds. All of it is set on ``create_document_records``."""
+
+import dagster as dg
+from pydantic import Field
+
+from batch_pipeline.analysis import REGISTRY
+from batch_pipeline.batch.registration import BatchRequest, FailurePolicy
+from batch_pipeline.context import ModelKey, ProcessingContext
+
+BATCH_OP = "create_document_records"
+
+MODEL_KEY_HELP = "; ".join(f"{m.key}: {m.description}" for m in REGISTRY.values())
+
+
+class ProcessingContextConfig(dg.Config):
+    """The ProcessingContext as run config."""
+
+    model_key: ModelKey = Field(description=f"The analysis to run. One of — {MODEL_KEY_HELP}")
+    ai_model: str = Field(
+        description="The LLM to use, as the provider names it (e.g. gpt-4.1-mini), or 'local' for the offline analysers.",
+    )
+    custom_instructions: str = Field(
+        default="",
+        description="Extra instructions appended to the system prompt. The offline analysers record but do not interpret them.",
+    )
+
+    def to_context(self) -> ProcessingContext:
+        return ProcessingContext(
+            model_key=self.model_key, ai_model=self.ai_model, custom_instructions=self.custom_instructions
+        )
+
+
+class InlineDocument(dg.Config):
+    filename: str
+    markdown_content: str
+
+
+class BatchConfig(dg.Config):
+    project: str = Field(description="Records are scoped to a project: same project + same content = same document.")
+    source: str | None = Field(
+        default=None,
+        description="A folder of .md/.markdown/.txt files (searched recursively) or a .jsonl file of "
+        "{filename, markdown_content}. Relative paths resolve from the run's working directory.",
+    )
+    documents: list[InlineDocument] | None = Field(default=None, description="Inline documents, instead of source.")
+    context: ProcessingContextConfig
+    partition_size: int | None = Field(
+        default=None,
+        description="Documents per analysis step (one mapped step each). Unset: 500 for ai_model local; "
+        "for an LLM, 64 x the llm resource's max_concurrent_requests (4096 by default), so the drain at "
+        "each partition's end stays a small share of its time.",
+    )
+    force: bool = Field(default=False, description="Re-analyse documents that already have a result for this context.")
+    max_document_bytes: int = Field(
+        default=1_000_000, description="Larger files are not read; they are stored as failed with status too_large."
+    )
+    on_document_failure: FailurePolicy = Field(
+        default=FailurePolicy.succeed,
+        description="succeed: the run succeeds and counts failed documents in its metadata; "
+        "fail: the run fails after writing the report if any document failed.",
+    )
+
+    def to_request(self) -> BatchRequest:
+        inline = [(d.filename, d.markdown_content) for d in self.documents] if self.documents else None
+        return BatchRequest(
+            project=self.project,
+            source=self.source,
+            documents=inline,
+            context=self.context.to_context(),
+            partition_size=self.partition_size,
+            force=self.force,
+            max_document_bytes=self.max_document_bytes,
+            on_document_failure=self.on_document_failure,
+        )
+
+
+def batch_run_config(project: str, source: str, context: ProcessingContext) -> dg.RunConfig:
+    """Run config for document_batch_job over a folder or .jsonl file (what submit, the inbox sensor
+    and the schedule launch)."""
+    config = {"project": project, "source": source, "context": context.as_run_config()}
+    return dg.RunConfig(ops={BATCH_OP: {"config": config}})
+
+
+def batch_config_of(run_config: dict) -> dict:
+    """The create_document_records section of a run config dict (empty when absent)."""
+    return run_config.get("ops", {}).get(BATCH_OP, {}).get("config", {})

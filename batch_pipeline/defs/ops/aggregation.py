@@ -1,0 +1,73 @@
+"""aggregate: the run's report from its stored rows, and the analysed batch's materialization."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from batch_pipeline import settings
+from batch_pipeline.batch.partitions import PartitionSummary
+from batch_pipeline.batch.registration import FailurePolicy, RegisteredBatch
+from batch_pipeline.context import ProcessingContext
+from batch_pipeline.defs.resources import DocumentStoreResource
+from batch_pipeline.report.report import BatchReport, build_report, write_report
+
+
+def analysed_batch_asset_key(project: str) -> dg.AssetKey:
+    return dg.AssetKey(["batch_pipeline", "analysed_documents", project])
+
+
+@dg.op(tags={"kind": "report"})
+def aggregate(
+    context: dg.OpExecutionContext,
+    batch: RegisteredBatch,
+    partition_summaries: list[PartitionSummary],
+    document_store: DocumentStoreResource,
+) -> None:
+    """Summarise the run's stored results into a report (CSV + Markdown) and record the batch's lineage."""
+    rows = document_store.store.results(context.run_id)
+    report = build_report(context.run_id, batch.project, batch.context.model, rows)
+    csv_path, summary_path = write_report(report, rows, settings.reports_dir() / context.run_id)
+    processing = batch.context
+    metadata = _report_metadata(report, processing, csv_path, summary_path)
+    context.log_event(
+        dg.AssetMaterialization(
+            asset_key=analysed_batch_asset_key(batch.project),
+            description=f"Documents of project {batch.project} analysed by run {context.run_id}",
+            metadata={**metadata, "run_id": context.run_id, "analyser_version": processing.analyser_version},
+        )
+    )
+    context.add_output_metadata(metadata)
+    context.log.info(
+        f"Run summary: {report.documents} documents, {metadata['ok']} ok ({report.cached} from cache), "
+        f"{report.failed} failed, {report.status_counts.get('pending', 0)} pending; report in {summary_path.parent}"
+    )
+    if report.failed and batch.on_document_failure is FailurePolicy.fail:
+        raise dg.Failure(
+            f"{report.failed} of {report.documents} documents failed (on_document_failure: fail); "
+            f"see {csv_path}",
+            metadata={"failed": report.failed, "status_counts": dg.MetadataValue.json(report.status_counts)},
+        )
+
+
+def _report_metadata(report: BatchReport, processing: ProcessingContext, csv_path: Path, summary_path: Path) -> dict:
+    return {
+        "documents": report.documents,
+        "ok": report.status_counts.get("ok", 0),
+        "failed": report.failed,
+        "served_from_cache": report.cached,
+        "status_counts": dg.MetadataValue.table(
+            records=[dg.TableRecord({"status": k, "documents": v}) for k, v in report.status_counts.items()],
+            schema=dg.TableSchema(columns=[dg.TableColumn("status", "string"), dg.TableColumn("documents", "int")]),
+        ),
+        "model_summary": dg.MetadataValue.md(report.to_markdown()),
+        "report_csv": dg.MetadataValue.path(str(csv_path)),
+        "report_summary": dg.MetadataValue.path(str(summary_path)),
+        "model_key": processing.model_key.value,
+        "ai_model": processing.ai_model,
+        "custom_instructions": processing.custom_instructions,
+        "input_tokens": sum(u.input_tokens for u in report.usage),
+        "cached_input_tokens": sum(u.cached_input_tokens for u in report.usage),
+        "output_tokens": sum(u.output_tokens for u in report.usage),
+        "tokens_per_model": dg.MetadataValue.json([u.model_dump() for u in report.usage]),
+        "estimated_cost_usd": report.estimated_cost_usd,
+    }

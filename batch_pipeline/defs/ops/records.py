@@ -1,0 +1,107 @@
+"""create_document_records: refuse a bad launch, check the provider, register the batch, fan out."""
+
+import time
+
+import dagster as dg
+
+from batch_pipeline.batch.partitions import Partition
+from batch_pipeline.batch.registration import BatchRequest, RegisteredBatch, needs_llm, partition_size_for, register_batch
+from batch_pipeline.context import ProcessingContext
+from batch_pipeline.defs.config import BatchConfig
+from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource
+from batch_pipeline.documents.sources import SourceError
+from batch_pipeline.llm.provider import LlmUnavailable
+from batch_pipeline.store import DocumentStore
+
+REFUSED = "Refused before writing anything: "
+NOT_SENT = "Refused before sending any document: "
+
+
+@dg.op(
+    out={
+        "batch": dg.Out(RegisteredBatch, description="The registered batch: counts and the context."),
+        "partitions": dg.DynamicOut(Partition, description="Document ids to analyse, one output per partition."),
+    },
+    tags={"kind": "ingest"},
+)
+def create_document_records(
+    context: dg.OpExecutionContext, config: BatchConfig, document_store: DocumentStoreResource, llm: LlmResource
+):
+    """Read the batch, register one record per distinct document and split the analysable ones into partitions."""
+    request = config.to_request()
+    if problems := request.problems():
+        raise dg.Failure(REFUSED + "; ".join(problems))
+    processing = request.context
+    if not processing.is_local:
+        try:
+            llm.provider().check_serves(processing.ai_model)
+        except LlmUnavailable as e:
+            raise dg.Failure(NOT_SENT + str(e)) from e
+    context.instance.add_run_tags(context.run_id, processing.run_tags())
+    if processing.is_local and processing.custom_instructions:
+        context.log.warning(
+            "custom_instructions are recorded with every result, but the offline analysers (ai_model: local) "
+            "do not interpret them."
+        )
+    started = time.monotonic()
+    batch, partitions = _register(document_store.store, context.run_id, request, llm.max_concurrent_requests)
+    seconds = time.monotonic() - started
+    if not processing.is_local and needs_llm(document_store.store, context.run_id, partitions):
+        batch, partitions = _settle_response_format(context, llm, processing, batch, partitions)
+    _log_registration(context.log, batch, seconds)
+    yield dg.Output(batch, "batch", metadata=_batch_metadata(batch))
+    for partition in partitions:
+        yield dg.DynamicOutput(partition, mapping_key=f"p{partition.index:05d}", output_name="partitions")
+
+
+def _register(
+    store: DocumentStore, run_id: str, request: BatchRequest, max_concurrent_requests: int
+) -> tuple[RegisteredBatch, list[Partition]]:
+    try:
+        return register_batch(store, run_id, request, partition_size_for(request, max_concurrent_requests))
+    except SourceError as e:
+        raise dg.Failure(REFUSED + str(e)) from e
+
+
+def _settle_response_format(
+    context: dg.OpExecutionContext,
+    llm: LlmResource,
+    processing: ProcessingContext,
+    batch: RegisteredBatch,
+    partitions: list[Partition],
+) -> tuple[RegisteredBatch, list[Partition]]:
+    """Probe once, before the fan-out, for the response format every partition then uses."""
+    try:
+        mode = llm.provider().settle_response_format(
+            processing.model, processing.ai_model, processing.custom_instructions
+        )
+    except LlmUnavailable as e:
+        raise dg.Failure(NOT_SENT + str(e)) from e
+    context.log.info(f"{processing.ai_model} takes response format {mode.value}")
+    batch = batch.model_copy(update={"response_format": mode})
+    return batch, [p.model_copy(update={"response_format": mode}) for p in partitions]
+
+
+def _log_registration(log: dg.DagsterLogManager, batch: RegisteredBatch, seconds: float) -> None:
+    failed = sum(batch.input_failures.values())
+    log.info(
+        f"Registered {batch.documents} documents of project {batch.project!r} in {seconds:.2f}s "
+        f"({batch.documents / max(seconds, 1e-9):.0f} docs/s): {batch.analysable} to analyse in "
+        f"{batch.partitions} partitions, {failed} unusable {batch.input_failures or ''}"
+    )
+    if batch.duplicate_files:
+        log.info(f"{len(batch.duplicate_files)} files repeat another file's content: {batch.duplicate_files[:20]}")
+    if batch.ignored_files:
+        log.warning(f"Ignored {len(batch.ignored_files)} files that are not .md/.markdown/.txt: {batch.ignored_files[:20]}")
+
+
+def _batch_metadata(batch: RegisteredBatch) -> dict:
+    return {
+        "documents": batch.documents,
+        "analysable": batch.analysable,
+        "input_failures": sum(batch.input_failures.values()),
+        "partitions": batch.partitions,
+        "model_key": batch.context.model_key.value,
+        "ai_model": batch.context.ai_model,
+        "response_format": batch.response_format.value if batch.response_format else "offline",
+    }

@@ -1,0 +1,56 @@
+"""Dagster resources: thin wrappers that open the plain-Python services for a run."""
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from batch_pipeline import settings
+from batch_pipeline.llm.provider import LlmProvider
+from batch_pipeline.llm.response_format import ResponseFormatMode
+from batch_pipeline.llm.settings import LlmSettings
+from batch_pipeline.store import DocumentStore
+
+
+class DocumentStoreResource(dg.ConfigurableResource):
+    """The document store (documents and analysis results), opened once per run."""
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Unset: $BATCH_PIPELINE_DATABASE_URL, else an SQLite file in the data folder. "
+        "Pass a URL that holds a password only through dagster.EnvVar.",
+    )
+    _store: DocumentStore | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._store = DocumentStore(self.database_url or settings.database_url())
+        self._store.create_schema()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    @property
+    def store(self) -> DocumentStore:
+        if self._store is None:
+            raise RuntimeError("DocumentStoreResource used outside a run")
+        return self._store
+
+
+class LlmResource(dg.ConfigurableResource):
+    """An OpenAI-compatible chat-completions provider: key from OPENAI_API_KEY, base URL from OPENAI_BASE_URL."""
+
+    api_key: str | None = Field(default=None, description="Bind with dagster.EnvVar('OPENAI_API_KEY'), never a literal.")
+    base_url: str | None = Field(default=None, description="Unset: $OPENAI_BASE_URL, else api.openai.com.")
+    timeout_seconds: float = Field(default=60.0, description="Per-request timeout.")
+    max_concurrent_requests: int = Field(default=64, description="Requests in flight at once, per partition step.")
+    requests_per_minute: int | None = Field(default=None, description="Client-side RPM limit (unset: none).")
+    tokens_per_minute: int | None = Field(default=None, description="Client-side TPM limit (unset: none).")
+    max_attempts: int = Field(default=5, description="HTTP attempts per request before a document fails.")
+    max_output_tokens: int = Field(default=4096, description="max_tokens of every completion.")
+    response_format: ResponseFormatMode = Field(
+        default=ResponseFormatMode.auto,
+        description="auto: probe once per run, before any document, for the richest mode the server accepts: "
+        "strict json_schema, else json_object+schema, json_object, prompt only.",
+    )
+
+    def provider(self) -> LlmProvider:
+        return LlmProvider(LlmSettings(**{name: getattr(self, name) for name in LlmSettings.model_fields}))

@@ -1,0 +1,62 @@
+"""batch_failure_sensor: log every failed batch and post it to a webhook."""
+
+import json
+import os
+import urllib.request
+
+import dagster as dg
+
+from batch_pipeline import settings
+from batch_pipeline.defs.config import batch_config_of
+from batch_pipeline.defs.job import document_batch_job
+from batch_pipeline.outcome import count_failed
+from batch_pipeline.store import DocumentStore
+
+WEBHOOK_ENV = "BATCH_PIPELINE_FAILURE_WEBHOOK_URL"
+WEBHOOK_TIMEOUT_SECONDS = 10
+
+
+def failure_message(run: dg.DagsterRun, error: str | None, status_counts: dict[str, int]) -> dict:
+    failed = count_failed(status_counts)
+    config = batch_config_of(run.run_config)
+    context = config.get("context", {})
+    return {
+        "text": f"Batch run {run.run_id} failed: {failed} failed document(s) of {sum(status_counts.values())}",
+        "run_id": run.run_id,
+        "job": run.job_name,
+        "project": config.get("project"),
+        "model_key": context.get("model_key"),
+        "ai_model": context.get("ai_model"),
+        "custom_instructions": context.get("custom_instructions", ""),
+        "failed_documents": failed,
+        "status_counts": status_counts,
+        "error": (error or "")[:500],
+    }
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[document_batch_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Logs every failed batch (run, context, failed documents) and posts it to "
+    "$BATCH_PIPELINE_FAILURE_WEBHOOK_URL when set.",
+)
+def batch_failure_sensor(context: dg.RunFailureSensorContext):
+    store = DocumentStore(settings.database_url())
+    try:
+        store.create_schema()
+        counts = store.status_counts(context.dagster_run.run_id)
+    finally:
+        store.close()
+    message = failure_message(context.dagster_run, context.failure_event.message, counts)
+    context.log.error(json.dumps(message))
+    if url := os.environ.get(WEBHOOK_ENV):
+        post_json(url, message)
+
+
+def post_json(url: str, message: dict) -> None:
+    """POST a JSON body; urllib raises HTTPError for any 4xx/5xx answer."""
+    request = urllib.request.Request(
+        url, data=json.dumps(message).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS):
+        pass

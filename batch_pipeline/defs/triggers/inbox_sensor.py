@@ -1,0 +1,78 @@
+"""inbox_sensor: new or changed files in the inbox folder become one batch per evaluation."""
+
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from batch_pipeline import settings
+from batch_pipeline.context import TRIGGER_TAG
+from batch_pipeline.defs.config import batch_run_config
+from batch_pipeline.defs.job import document_batch_job
+from batch_pipeline.documents.inbox import (
+    InboxBatch,
+    InboxDefaults,
+    InvalidBatchFile,
+    new_or_changed,
+    read_batch_settings,
+    scan,
+    snapshot,
+)
+
+INBOX_ENV = "BATCH_PIPELINE_INBOX"
+INBOX_INTERVAL_ENV = "BATCH_PIPELINE_INBOX_INTERVAL_SECONDS"
+
+
+class InboxConfig(dg.ConfigurableResource):
+    """The inbox folder and the defaults for batches whose folder has no batch.yaml."""
+
+    folder: str | None = None  # unset: $BATCH_PIPELINE_INBOX, else <data folder>/inbox
+    project: str = "inbox"
+    model_key: str | None = None
+    ai_model: str | None = None
+    custom_instructions: str = ""
+    priority: str = "normal"
+
+    @classmethod
+    def from_env(cls) -> "InboxConfig":
+        """Settings from BATCH_PIPELINE_INBOX (the folder) and BATCH_PIPELINE_INBOX_<FIELD> (the defaults)."""
+        fields = ("project", "model_key", "ai_model", "custom_instructions", "priority")
+        values = {f: os.environ[f"BATCH_PIPELINE_INBOX_{f.upper()}"] for f in fields if f"BATCH_PIPELINE_INBOX_{f.upper()}" in os.environ}
+        return cls(folder=os.environ.get(INBOX_ENV), **values)
+
+    def path(self) -> Path:
+        return Path(self.folder or os.environ.get(INBOX_ENV) or settings.data_dir() / "inbox")
+
+    def defaults(self) -> InboxDefaults:
+        return InboxDefaults(**self.model_dump(exclude={"folder"}))
+
+
+@dg.sensor(
+    job=document_batch_job,
+    minimum_interval_seconds=int(os.environ.get(INBOX_INTERVAL_ENV, "30")),
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="New or changed .md/.txt files in the inbox folder become one batch per evaluation; "
+    "the context comes from the folder's batch.yaml, else the inbox resource's defaults.",
+)
+def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxConfig):
+    folder = inbox.path()
+    if not folder.is_dir():
+        return dg.SkipReason(f"inbox folder {folder} does not exist")
+    seen = json.loads(context.cursor) if context.cursor else {}
+    current = scan(folder)
+    fresh = new_or_changed(current, seen)
+    if not fresh:
+        return dg.SkipReason(f"no new or changed files in {folder}")
+    try:
+        project, processing, priority = read_batch_settings(folder, inbox.defaults())
+    except InvalidBatchFile as e:
+        return dg.SkipReason(f"{len(fresh)} new file(s) waiting, but {e}")
+    batch = InboxBatch(project=project, context=processing, priority=priority, files=fresh)
+    source = snapshot(folder, batch)
+    context.update_cursor(json.dumps({**seen, **fresh}))
+    return dg.RunRequest(
+        run_key=batch.run_key,
+        run_config=batch_run_config(batch.project, str(source), batch.context),
+        tags={**processing.run_tags(priority), TRIGGER_TAG: "inbox_sensor"},
+    )

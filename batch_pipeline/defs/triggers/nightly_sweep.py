@@ -1,0 +1,37 @@
+"""nightly_compliance_sweep: the offline compliance analysis every night (stopped until an operator turns it on)."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from batch_pipeline import settings
+from batch_pipeline.context import LOCAL_AI_MODEL, TRIGGER_TAG, ModelKey, ProcessingContext
+from batch_pipeline.defs.config import batch_run_config
+from batch_pipeline.defs.job import document_batch_job
+
+SWEEP_SOURCE_ENV = "BATCH_PIPELINE_SWEEP_SOURCE"
+
+
+def sweep_folder() -> Path:
+    return Path(os.environ.get(SWEEP_SOURCE_ENV) or settings.data_dir() / "sweep")
+
+
+@dg.schedule(
+    job=document_batch_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Every night at 02:00 UTC: content_compliance over $BATCH_PIPELINE_SWEEP_SOURCE with the "
+    "offline analysers. Unchanged documents come from the cache, so only new ones are analysed.",
+)
+def nightly_compliance_sweep(context: dg.ScheduleEvaluationContext):
+    folder = sweep_folder()
+    if not folder.is_dir():
+        return dg.SkipReason(f"sweep folder {folder} does not exist (set {SWEEP_SOURCE_ENV})")
+    processing = ProcessingContext(model_key=ModelKey.content_compliance, ai_model=LOCAL_AI_MODEL)
+    return dg.RunRequest(
+        run_key=context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else None,
+        run_config=batch_run_config("nightly-sweep", str(folder.resolve()), processing),
+        tags={**processing.run_tags("low"), TRIGGER_TAG: "nightly_compliance_sweep"},
+    )

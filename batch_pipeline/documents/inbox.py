@@ -1,0 +1,104 @@
+"""The inbox: which files are new or changed since the last batch, and the batch.yaml beside them.
+
+Plain functions; ``defs/triggers/inbox_sensor.py`` wraps them in a Dagster sensor.
+"""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from batch_pipeline.context import PRIORITIES, ModelKey, ProcessingContext
+from batch_pipeline.documents.sources import TEXT_SUFFIXES
+
+BATCH_FILE = "batch.yaml"
+SNAPSHOT_DIR = ".batches"
+
+
+class InboxDefaults(BaseModel):
+    """What a batch uses when batch.yaml does not say (the sensor's configuration)."""
+
+    project: str = "inbox"
+    model_key: str | None = None
+    ai_model: str | None = None
+    custom_instructions: str = ""
+    priority: str = "normal"
+
+
+class InboxBatch(BaseModel):
+    project: str
+    context: ProcessingContext
+    priority: str
+    files: dict[str, str]  # relative path -> sha256
+
+    @property
+    def run_key(self) -> str:
+        return hashlib.sha256(json.dumps(sorted(self.files.items())).encode()).hexdigest()[:32]
+
+
+class InvalidBatchFile(ValueError):
+    pass
+
+
+def scan(folder: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every .md/.markdown/.txt file, hidden folders excluded."""
+    found = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES):
+        relative = path.relative_to(folder)
+        if not any(part.startswith(".") for part in relative.parts):
+            found[relative.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def new_or_changed(current: dict[str, str], seen: dict[str, str]) -> dict[str, str]:
+    return {path: digest for path, digest in current.items() if seen.get(path) != digest}
+
+
+def read_batch_settings(folder: Path, defaults: InboxDefaults) -> tuple[str, ProcessingContext, str]:
+    """(project, context, priority) from batch.yaml over the defaults; InvalidBatchFile says what is wrong."""
+    values = defaults.model_dump()
+    batch_file = folder / BATCH_FILE
+    if batch_file.exists():
+        try:
+            loaded = yaml.safe_load(batch_file.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise InvalidBatchFile(f"{BATCH_FILE} is not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise InvalidBatchFile(f"{BATCH_FILE} must be a mapping of settings")
+        unknown = set(loaded) - set(values)
+        if unknown:
+            raise InvalidBatchFile(f"{BATCH_FILE} has unknown keys {sorted(unknown)}; allowed: {sorted(values)}")
+        values.update({k: v for k, v in loaded.items() if v is not None})
+    if not values["model_key"]:
+        raise InvalidBatchFile(f"no model_key: set it in {BATCH_FILE} or the sensor's configuration")
+    if values["model_key"] not in ModelKey.__members__:
+        raise InvalidBatchFile(
+            f"model_key {values['model_key']!r} is not one of {', '.join(ModelKey.__members__)} "
+            f"(set it in {BATCH_FILE} or the sensor's configuration)"
+        )
+    if not values["ai_model"]:
+        raise InvalidBatchFile(f"no ai_model: set it in {BATCH_FILE} or the sensor's configuration")
+    if values["priority"] not in PRIORITIES:
+        raise InvalidBatchFile(f"priority {values['priority']!r} is not one of {', '.join(PRIORITIES)}")
+    try:
+        context = ProcessingContext(
+            model_key=ModelKey[values["model_key"]],
+            ai_model=str(values["ai_model"]),
+            custom_instructions=str(values["custom_instructions"] or ""),
+        )
+    except ValidationError as e:
+        raise InvalidBatchFile(f"{BATCH_FILE}: {e}") from None
+    return str(values["project"]), context, values["priority"]
+
+
+def snapshot(folder: Path, batch: InboxBatch) -> Path:
+    """Copy the batch's files aside, so the run reads exactly what was detected even if the inbox changes."""
+    target = folder / SNAPSHOT_DIR / batch.run_key
+    for relative in batch.files:
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(folder / relative, destination)
+    return target.resolve()

@@ -1,0 +1,78 @@
+"""Vetting a raw document: its id, its text (decoded from UTF-8 or a legacy encoding), or why it has none."""
+
+import hashlib
+from dataclasses import dataclass
+
+import charset_normalizer
+
+from batch_pipeline.documents.sources import RawDocument
+from batch_pipeline.outcome import DocumentStatus
+
+BINARY_SNIFF_BYTES = 8192
+WESTERN_FALLBACK = "cp1252"
+
+
+@dataclass(slots=True)
+class PreparedDocument:
+    """A document ready to register: decoded text, or the reason it has none."""
+
+    document_id: str
+    filename: str
+    content_hash: str
+    size_bytes: int
+    text: str | None
+    encoding: str | None
+    problem: DocumentStatus | None
+    reason: str
+
+
+def document_id(project: str, content_hash: str) -> str:
+    return hashlib.sha256(f"{project}\0{content_hash}".encode()).hexdigest()[:32]
+
+
+def _best_legacy_match(content: bytes) -> charset_normalizer.CharsetMatch | None:
+    matches = charset_normalizer.from_bytes(content)
+    best = matches.best()
+    if best is None:
+        return None
+    # Short Western texts fit several code pages equally well; Windows-1252 (a superset of
+    # Latin-1's printable range) is then by far the most likely one.
+    for match in matches:
+        tied = match.chaos <= best.chaos and match.coherence >= best.coherence - 0.05
+        if tied and match.encoding == WESTERN_FALLBACK:
+            return match
+    return best
+
+
+def decode(content: bytes) -> tuple[str | None, str | None, DocumentStatus | None, str]:
+    """(text, encoding, problem, reason) for a document's bytes."""
+    if not content.strip():
+        return None, None, DocumentStatus.empty, "the document is empty"
+    if b"\x00" in content[:BINARY_SNIFF_BYTES]:
+        return None, None, DocumentStatus.unreadable, "binary content (NUL bytes), not text"
+    try:
+        text, encoding = content.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        best = _best_legacy_match(content)
+        if best is None:
+            return None, None, DocumentStatus.unreadable, "not text in UTF-8 or any encoding charset-normalizer knows"
+        text, encoding = str(best), best.encoding
+    if not text.strip():
+        return None, encoding, DocumentStatus.empty, "the document holds only whitespace"
+    return text, encoding, None, ""
+
+
+def prepare(project: str, raw: RawDocument) -> PreparedDocument:
+    text, encoding, problem, reason = (None, None, raw.problem, raw.reason)
+    if raw.problem is None and raw.content is not None:
+        text, encoding, problem, reason = decode(raw.content)
+    return PreparedDocument(
+        document_id=document_id(project, raw.content_hash),
+        filename=raw.filename,
+        content_hash=raw.content_hash,
+        size_bytes=raw.size_bytes,
+        text=text,
+        encoding=encoding,
+        problem=problem,
+        reason=reason,
+    )

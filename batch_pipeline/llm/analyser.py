@@ -1,0 +1,174 @@
+"""LlmAnalyser: one document → one chat completion (plus at most one repair), through the openai client.
+
+Retries and rate limits live here; the ops never see them.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+
+import openai
+from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from batch_pipeline.analysis import AnalysisModel
+from batch_pipeline.context import ProcessingContext
+from batch_pipeline.llm.completions import completion_request, describe, failure_status, retryable
+from batch_pipeline.llm.prompts import build_messages, extract_json, repair_messages
+from batch_pipeline.llm.rate_limit import RateGate, retry_after_seconds
+from batch_pipeline.llm.response_format import ResponseFormatMode
+from batch_pipeline.llm.settings import LlmSettings
+from batch_pipeline.llm.tokens import estimate_prompt_tokens
+from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
+
+DEFAULT_OUTPUT_TOKEN_ESTIMATE = 300
+RATE_LIMIT_FALLBACK_PAUSE_SECONDS = 1.0
+
+
+@dataclass
+class _Answer:
+    content: str | None
+    refusal: str | None
+    finish_reason: str | None
+    model: str | None
+    request_id: str | None
+
+
+@dataclass
+class _Usage:
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    attempts: int = 0
+    seen_usage: bool = False
+
+    def add(self, usage) -> None:
+        if usage is None:
+            return
+        self.seen_usage = True
+        self.input_tokens += usage.prompt_tokens or 0
+        self.output_tokens += usage.completion_tokens or 0
+        details = getattr(usage, "prompt_tokens_details", None)
+        self.cached_input_tokens += (getattr(details, "cached_tokens", None) or 0) if details else 0
+
+
+class LlmAnalyser:
+    """Implements the Analyser interface of batch_pipeline.batch.runner for OpenAI-compatible servers."""
+
+    def __init__(self, client: openai.AsyncOpenAI, settings: LlmSettings, mode: ResponseFormatMode):
+        if mode is ResponseFormatMode.auto:
+            raise ValueError("settle the response format (LlmProvider.settle_response_format) before analysing")
+        self.client = client
+        self.settings = settings
+        self.mode = mode
+        self.max_concurrency = settings.max_concurrent_requests
+        self.gate = RateGate(settings.requests_per_minute, settings.tokens_per_minute)
+        self._output_estimate = DEFAULT_OUTPUT_TOKEN_ESTIMATE
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def _wait(self, retry_state) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(error, openai.RateLimitError):
+            return 0.0  # the gate's shared pause does the waiting, for every request at once
+        return wait_random_exponential(multiplier=0.5, max=30)(retry_state)
+
+    async def _request(self, messages, ai_model: str, model: AnalysisModel, usage: _Usage) -> _Answer:
+        # Token estimates only feed the TPM limiter; without one they are not worth their CPU.
+        estimate = estimate_prompt_tokens(messages) + self._output_estimate if self.settings.tokens_per_minute else 0
+        kwargs = completion_request(model, ai_model, messages, self.mode, self.settings.max_output_tokens)
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self.settings.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(retryable),
+            reraise=True,
+        ):
+            with attempt:
+                await self.gate.acquire(estimate)
+                usage.attempts += 1
+                try:
+                    raw = await self.client.chat.completions.with_raw_response.create(**kwargs)
+                except openai.RateLimitError as e:
+                    self.gate.pause(retry_after_seconds(e.response.headers) or RATE_LIMIT_FALLBACK_PAUSE_SECONDS)
+                    raise
+                completion = raw.parse()
+        if raw.headers.get("x-ratelimit-remaining-requests") == "0":
+            self.gate.pause(retry_after_seconds(raw.headers) or 0)
+        usage.add(completion.usage)
+        if completion.usage is not None:
+            self.gate.settle(estimate, completion.usage.total_tokens or 0)
+            self._output_estimate = max(50, int(0.8 * self._output_estimate + 0.2 * (completion.usage.completion_tokens or 0)))
+        choice = completion.choices[0] if completion.choices else None
+        message = choice.message if choice else None
+        return _Answer(
+            content=message.content if message else None,
+            refusal=getattr(message, "refusal", None),
+            finish_reason=choice.finish_reason if choice else None,
+            model=completion.model,
+            request_id=raw.headers.get("x-request-id") or completion.id,
+        )
+
+    async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome:
+        started = time.perf_counter()
+        usage = _Usage()
+        answer: _Answer | None = None
+
+        def outcome(status: DocumentStatus, error: str = "", result: str | None = None, raw: str | None = None) -> AnalysisOutcome:
+            return AnalysisOutcome(
+                status=status,
+                error=error,
+                result=result,
+                raw_output=raw,
+                input_tokens=usage.input_tokens if usage.seen_usage else None,
+                cached_input_tokens=usage.cached_input_tokens if usage.seen_usage else None,
+                output_tokens=usage.output_tokens if usage.seen_usage else None,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                attempts=usage.attempts,
+                request_id=answer.request_id if answer else None,
+                answered_by_model=answer.model if answer else None,
+            )
+
+        try:
+            messages = build_messages(context.model, context.custom_instructions, text, self.mode)
+            answer = await self._request(messages, context.ai_model, context.model, usage)
+            verdict = self._judge(context.model, answer)
+            if verdict.problem is not None and verdict.repairable:
+                repair = repair_messages(messages, answer.content or "", verdict.problem)
+                answer = await self._request(repair, context.ai_model, context.model, usage)
+                verdict = self._judge(context.model, answer)
+        except openai.APIError as e:
+            return outcome(failure_status(e), describe(e))
+        except Exception as e:  # whatever else goes wrong ends this document alone
+            return outcome(DocumentStatus.provider_error, describe(e))
+        if verdict.problem is None:
+            return outcome(DocumentStatus.ok, result=verdict.result)
+        return outcome(verdict.status, verdict.problem, raw=answer.content or answer.refusal)
+
+    @staticmethod
+    def _judge(model: AnalysisModel, answer: _Answer) -> "_Verdict":
+        if answer.refusal or answer.finish_reason == "content_filter":
+            return _Verdict(DocumentStatus.refused, f"the model refused: {answer.refusal or 'content filter'}", repairable=False)
+        if answer.finish_reason == "length":
+            return _Verdict(DocumentStatus.truncated, "the answer was cut off at max_output_tokens", repairable=False)
+        try:
+            # strict=False: raw newlines inside strings are a common, harmless slip of small models.
+            parsed = json.loads(extract_json(answer.content or ""), strict=False)
+        except json.JSONDecodeError as e:
+            return _Verdict(DocumentStatus.invalid_output, f"not valid JSON: {e}", repairable=True)
+        try:
+            result = model.result_schema.model_validate(parsed)
+        except ValidationError as e:
+            problem = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'answer'}: {err['msg']}" for err in e.errors()[:10])
+            return _Verdict(DocumentStatus.invalid_output, f"not valid JSON for the schema: {problem}", repairable=True)
+        return _Verdict(None, None, repairable=False, result=result.model_dump_json())
+
+
+@dataclass
+class _Verdict:
+    status: DocumentStatus | None
+    problem: str | None
+    repairable: bool
+    result: str | None = None
+
+

@@ -1,0 +1,48 @@
+"""One chat-completion request as the openai client takes it, and what its errors mean."""
+
+import openai
+
+from batch_pipeline.analysis import AnalysisModel
+from batch_pipeline.llm.response_format import ResponseFormatMode, response_format
+from batch_pipeline.outcome import DocumentStatus
+
+
+def completion_request(
+    model: AnalysisModel, ai_model: str, messages: list[dict[str, str]], mode: ResponseFormatMode, max_tokens: int
+) -> dict:
+    """Keyword arguments for chat.completions.create."""
+    request = {"model": ai_model, "messages": messages, "max_tokens": max_tokens}
+    if (fmt := response_format(model, mode)) is not None:
+        # Sent as-is through extra_body: the client's recursive parameter transform of a
+        # 170-node JSON schema on every request cost more CPU than the rest of the request.
+        request["extra_body"] = {"response_format": fmt}
+    return request
+
+
+def retryable(error: BaseException) -> bool:
+    if isinstance(error, openai.RateLimitError | openai.APITimeoutError | openai.APIConnectionError):
+        return True
+    return isinstance(error, openai.APIStatusError) and error.status_code >= 500
+
+
+def rejects_format(error: openai.APIStatusError) -> bool:
+    """Whether an error answer says the server does not take the requested response format.
+    llama.cpp's Python server answers HTTP 500 naming response_format; most others 400 or 422."""
+    text = f"{error.message} {error.body}".lower()
+    if error.status_code in (400, 422):
+        return any(word in text for word in ("response_format", "json", "schema", "format"))
+    return error.status_code >= 500 and "response_format" in text
+
+
+def failure_status(error: BaseException) -> DocumentStatus:
+    if isinstance(error, openai.RateLimitError):
+        return DocumentStatus.rate_limited
+    if retryable(error):
+        return DocumentStatus.provider_error
+    return DocumentStatus.request_error
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, openai.APIStatusError):
+        return f"HTTP {error.status_code} from the provider: {error.message}"[:1000]
+    return f"{type(error).__name__}: {error}"[:1000]

@@ -1,0 +1,98 @@
+"""The provider as a whole, before any document is sent: is the key accepted and the model served
+(preflight), and which response format does the server take (one probe per run)."""
+
+import openai
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from batch_pipeline.analysis import AnalysisModel
+from batch_pipeline.llm.analyser import LlmAnalyser
+from batch_pipeline.llm.completions import completion_request, rejects_format, retryable
+from batch_pipeline.llm.prompts import build_messages
+from batch_pipeline.llm.response_format import FALLBACK_ORDER, ResponseFormatMode
+from batch_pipeline.llm.settings import LlmSettings
+
+
+class LlmUnavailable(Exception):
+    """The provider cannot serve this run (no key, key refused, model unknown, unreachable)."""
+
+
+def _transient(error: BaseException) -> bool:
+    if isinstance(error, openai.APIStatusError) and rejects_format(error):
+        return False
+    return retryable(error)
+
+
+class LlmProvider:
+    """An OpenAI-compatible chat-completions provider, as configured by LlmSettings."""
+
+    def __init__(self, settings: LlmSettings):
+        self.settings = settings
+
+    def _client_options(self) -> dict:
+        if self.settings.api_key is None or not self.settings.api_key.get_secret_value():
+            raise LlmUnavailable(
+                "OPENAI_API_KEY is not set: an LLM ai_model needs an API key (any value for servers without auth)."
+            )
+        return {
+            "api_key": self.settings.api_key.get_secret_value(),
+            "base_url": self.settings.base_url,
+            "timeout": self.settings.timeout_seconds,
+            "max_retries": 0,
+        }
+
+    def check_serves(self, ai_model: str) -> None:
+        """Fail fast, before any document is sent: the key is accepted and the provider serves ai_model."""
+        with openai.OpenAI(**{**self._client_options(), "max_retries": 2}) as client:
+            where = str(client.base_url)
+            try:
+                client.models.retrieve(ai_model)
+            except openai.AuthenticationError:
+                raise LlmUnavailable(f"The provider at {where} refused the API key (HTTP 401).") from None
+            except openai.PermissionDeniedError:
+                raise LlmUnavailable(f"The API key may not use model {ai_model!r} at {where} (HTTP 403).") from None
+            except openai.NotFoundError:
+                # Some servers (llama.cpp's) have no /models/{id}; their model list still answers.
+                try:
+                    served = {model.id for model in client.models.list()}
+                except openai.APIError:
+                    served = set()
+                if ai_model not in served:
+                    raise LlmUnavailable(f"The provider at {where} does not serve model {ai_model!r}.") from None
+            except openai.APIConnectionError as e:
+                raise LlmUnavailable(f"Cannot reach the provider at {where}: {e}") from None
+            except openai.APIStatusError as e:
+                raise LlmUnavailable(
+                    f"The provider at {where} answered HTTP {e.status_code} for model {ai_model!r}."
+                ) from None
+
+    def settle_response_format(self, model: AnalysisModel, ai_model: str, custom_instructions: str) -> ResponseFormatMode:
+        """The richest response format the server accepts. In ``auto``, one probe request per mode
+        (the run's prompt with an empty document, max_tokens=1) until the server accepts one; the
+        run then keeps that mode, and the probe has warmed the provider's prompt cache."""
+        if self.settings.response_format is not ResponseFormatMode.auto:
+            return self.settings.response_format
+        attempts = max(5, self.settings.max_attempts)
+        # No client retries: llama.cpp rejects a format with HTTP 500, which the client would retry.
+        with openai.OpenAI(**self._client_options()) as client:
+            for mode in FALLBACK_ORDER:
+                messages = build_messages(model, custom_instructions, "", mode)
+                request = completion_request(model, ai_model, messages, mode, max_tokens=1)
+                retrying = Retrying(
+                    stop=stop_after_attempt(attempts),
+                    wait=wait_random_exponential(max=10),
+                    retry=retry_if_exception(_transient),
+                    reraise=True,
+                )
+                try:
+                    retrying(client.chat.completions.create, **request)
+                    return mode
+                except openai.APIStatusError as e:
+                    if not rejects_format(e):
+                        raise LlmUnavailable(f"Probing {ai_model!r} failed: HTTP {e.status_code} {e.message}") from e
+                except openai.APIConnectionError as e:
+                    raise LlmUnavailable(f"Cannot reach the provider at {client.base_url}: {e}") from e
+        raise LlmUnavailable(f"The provider rejected every response format for {ai_model!r}")
+
+    def analyser(self, mode: ResponseFormatMode) -> LlmAnalyser:
+        """A new analyser with its own connection pool and rate gate; close it when done."""
+        return LlmAnalyser(openai.AsyncOpenAI(**self._client_options()), self.settings, mode)

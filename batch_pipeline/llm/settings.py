@@ -1,0 +1,18 @@
+"""LlmSettings: everything the LLM backend is configured with, as the `llm` resource passes it down
+(the resource holds the defaults and their descriptions)."""
+
+from pydantic import BaseModel, SecretStr
+
+from batch_pipeline.llm.response_format import ResponseFormatMode
+
+
+class LlmSettings(BaseModel):
+    api_key: SecretStr | None = None  # SecretStr: never shown in a repr, a log line or an error
+    base_url: str | None = None
+    timeout_seconds: float
+    max_concurrent_requests: int
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    max_attempts: int
+    max_output_tokens: int
+    response_format: ResponseFormatMode

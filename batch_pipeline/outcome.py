@@ -1,0 +1,54 @@
+"""How a document's analysis ends: one status enum for every layer, and the outcome record the store keeps."""
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class DocumentStatus(StrEnum):
+    """A document's status in a run (the README's "Failed documents" table explains each)."""
+
+    pending = "pending"  # registered, not analysed yet
+    ok = "ok"
+    interrupted = "interrupted"  # its run died and was resumed
+    # Found at registration: the document cannot be analysed.
+    empty = "empty"
+    unreadable = "unreadable"
+    too_large = "too_large"
+    invalid_record = "invalid_record"
+    # The offline analysers.
+    analysis_error = "analysis_error"
+    # The LLM backend.
+    invalid_output = "invalid_output"
+    refused = "refused"
+    truncated = "truncated"
+    rate_limited = "rate_limited"
+    provider_error = "provider_error"
+    request_error = "request_error"
+
+    @property
+    def is_failure(self) -> bool:
+        return self not in (DocumentStatus.ok, DocumentStatus.pending)
+
+
+def count_failed(status_counts: dict[str, int]) -> int:
+    """Documents that ended in a failure status, from a status -> count mapping."""
+    return sum(n for status, n in status_counts.items() if DocumentStatus(status).is_failure)
+
+
+class AnalysisOutcome(BaseModel):
+    """How one document's analysis ended, as the store records it."""
+
+    model_config = ConfigDict(use_enum_values=True)  # the store and the drivers see plain strings
+
+    status: DocumentStatus
+    error: str = ""
+    result: str | None = None  # the analysis as JSON
+    raw_output: str | None = None
+    input_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_ms: float | None = None
+    attempts: int | None = None
+    request_id: str | None = None
+    answered_by_model: str | None = None

@@ -1,0 +1,130 @@
+"""The per-run report: status counts, the model's own summary, a CSV of rows and a Markdown page."""
+
+from pathlib import Path
+
+import pandas as pd
+from pydantic import BaseModel
+
+from batch_pipeline.analysis import AnalysisModel, SummarySections
+from batch_pipeline.outcome import DocumentStatus, count_failed
+from batch_pipeline.report.pricing import estimate_cost, price_for, price_table
+
+OK = DocumentStatus.ok.value
+
+CSV_NAME = "results.csv"
+SUMMARY_NAME = "summary.md"
+
+
+class ModelUsage(BaseModel):
+    """Tokens this run spent with one model (cached results cost nothing and are not counted)."""
+
+    model: str
+    requests: int
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    estimated_cost_usd: float | None  # None: the model is not in the price table
+
+
+class BatchReport(BaseModel):
+    run_id: str
+    project: str
+    model_key: str
+    ai_model: str
+    custom_instructions: str
+    status_counts: dict[str, int]
+    cached: int
+    model_summary: SummarySections
+    usage: list[ModelUsage]
+
+    @property
+    def estimated_cost_usd(self) -> float | None:
+        costs = [u.estimated_cost_usd for u in self.usage]
+        return None if any(c is None for c in costs) else round(sum(costs), 6)
+
+    @property
+    def documents(self) -> int:
+        return sum(self.status_counts.values())
+
+    @property
+    def failed(self) -> int:
+        return count_failed(self.status_counts)
+
+    def to_markdown(self) -> str:
+        lines = [
+            f"# Batch report — run {self.run_id}",
+            "",
+            f"- project: `{self.project}`",
+            f"- model_key: `{self.model_key}`",
+            f"- ai_model: `{self.ai_model}`",
+            f"- custom_instructions: {self.custom_instructions!r}",
+            f"- documents: {self.documents} (ok: {self.status_counts.get(OK, 0)}, "
+            f"served from cache: {self.cached}, failed: {self.failed})",
+            "",
+            "## Documents per status",
+            "",
+            _table(self.status_counts, "status", "documents"),
+        ]
+        if self.usage:
+            lines += ["", "## Tokens and estimated cost", "", _usage_table(self.usage)]
+        for title, values in self.model_summary.items():
+            lines += ["", f"## {title}", "", _table(values, "", "value") if values else "_none_"]
+        return "\n".join(lines) + "\n"
+
+
+def _table(values: dict[str, int | float], key_header: str, value_header: str) -> str:
+    frame = pd.DataFrame({key_header or "item": list(values), value_header: list(values.values())})
+    return frame.to_markdown(index=False)
+
+
+def _usage_table(usage: list[ModelUsage]) -> str:
+    frame = pd.DataFrame([u.model_dump() for u in usage]).fillna("unknown price")
+    return frame.to_markdown(index=False)
+
+
+def token_usage(rows: pd.DataFrame) -> list[ModelUsage]:
+    spent = rows[rows["cached_from_run_id"].isna() & rows["input_tokens"].notna()]
+    if spent.empty:
+        return []
+    table = price_table()
+    models = spent["answered_by_model"].fillna(spent["ai_model"])
+    usage = []
+    for model, group in spent.groupby(models):
+        input_tokens, cached, output = (int(group[c].fillna(0).sum()) for c in ("input_tokens", "cached_input_tokens", "output_tokens"))
+        cost = estimate_cost(price_for(str(model), table), input_tokens, cached, output)
+        usage.append(
+            ModelUsage(
+                model=str(model),
+                requests=int(group["attempts"].fillna(0).sum()),
+                input_tokens=input_tokens,
+                cached_input_tokens=cached,
+                output_tokens=output,
+                estimated_cost_usd=None if cost is None else round(cost, 6),
+            )
+        )
+    return usage
+
+
+def build_report(run_id: str, project: str, model: AnalysisModel, rows: pd.DataFrame) -> BatchReport:
+    ok_rows = rows[rows["status"] == OK]
+    results = [model.parse_result(text) for text in ok_rows["result"]]
+    first = rows.iloc[0] if len(rows) else None
+    return BatchReport(
+        run_id=run_id,
+        project=project,
+        model_key=model.key,
+        ai_model="" if first is None else first["ai_model"],
+        custom_instructions="" if first is None else first["custom_instructions"],
+        status_counts={str(k): int(v) for k, v in rows["status"].value_counts().sort_index().items()},
+        cached=int(ok_rows["cached_from_run_id"].notna().sum()),
+        model_summary=model.summarize(results),
+        usage=token_usage(rows),
+    )
+
+
+def write_report(report: BatchReport, rows: pd.DataFrame, folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path, summary_path = folder / CSV_NAME, folder / SUMMARY_NAME
+    rows.drop(columns=["raw_output"]).to_csv(csv_path, index=False)
+    summary_path.write_text(report.to_markdown(), encoding="utf-8")
+    return csv_path, summary_path

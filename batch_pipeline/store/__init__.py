@@ -1,0 +1,6 @@
+"""The document store: documents and per-run analysis results in SQLite or PostgreSQL
+(``schema`` the tables, ``engine`` the connection, ``document_store`` every read and write)."""
+
+from batch_pipeline.store.document_store import CachedResult, DocumentStore
+
+__all__ = ["CachedResult", "DocumentStore"]

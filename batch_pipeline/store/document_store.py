@@ -1,0 +1,233 @@
+"""DocumentStore: documents and per-run analysis results in one SQL database (SQLite or PostgreSQL).
+
+Writes never collide between runs: documents are insert-if-absent, and every result row is keyed
+by (run_id, document_id), so a run only ever updates its own rows.
+"""
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from batch_pipeline.context import ProcessingContext
+from batch_pipeline.documents.vetting import PreparedDocument
+from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
+from batch_pipeline.store.engine import create_engine
+from batch_pipeline.store.schema import INTEGER_COLUMNS, RESULT_COLUMNS, analysis_results, documents, indexes, metadata
+
+WRITE_CHUNK = 5000
+
+# Built once: one update per analysed document is the store's hottest statement.
+_RECORD_OUTCOME = (
+    analysis_results.update()
+    .where(analysis_results.c.run_id == sa.bindparam("_run"), analysis_results.c.document_id == sa.bindparam("_doc"))
+    .values({name: sa.bindparam(name) for name in [*AnalysisOutcome.model_fields, "finished_at"]})
+)
+
+
+class CachedResult(BaseModel):
+    document_id: str
+    origin_run_id: str
+    result: str
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _chunks(items: Sequence, size: int = WRITE_CHUNK) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class DocumentStore:
+    """Documents and analysis results. Plain Python: the Dagster resource only opens one."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = create_engine(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def create_schema(self) -> None:
+        """Idempotent and safe when several runs start at once."""
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Concurrent CREATE ... IF NOT EXISTS can still race in the catalog; serialize them.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7341002)"))
+            for table in metadata.sorted_tables:
+                conn.execute(CreateTable(table, if_not_exists=True))
+            for index in indexes:
+                conn.execute(CreateIndex(index, if_not_exists=True))
+
+    def _insert(self, table: sa.Table):
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            return postgresql.insert(table)
+        if dialect == "sqlite":
+            return sqlite.insert(table)
+        raise NotImplementedError(f"The document store supports SQLite and PostgreSQL, not {dialect}")
+
+    def register_batch(
+        self, run_id: str, project: str, context: ProcessingContext, docs: Sequence[PreparedDocument]
+    ) -> None:
+        """Insert the batch's documents if absent and one result row per document for this run.
+
+        Documents that cannot be analysed get their final status now; the rest start as pending.
+        """
+        now = _now()
+        # One global insert order: concurrent overlapping batches on PostgreSQL cannot deadlock.
+        docs = sorted(docs, key=lambda d: d.document_id)
+        document_rows = [
+            {
+                "document_id": d.document_id,
+                "project": project,
+                "content_hash": d.content_hash,
+                "filename": d.filename,
+                "content": d.text,
+                "encoding": d.encoding,
+                "size_bytes": d.size_bytes,
+                "created_at": now,
+            }
+            for d in docs
+        ]
+        base = {
+            "run_id": run_id,
+            "project": project,
+            "model_key": context.model_key.value,
+            "ai_model": context.ai_model,
+            "custom_instructions": context.custom_instructions,
+            "analyser_version": context.analyser_version,
+            "context_key": context.cache_key(),
+            "created_at": now,
+        }
+        result_rows = [
+            {
+                **base,
+                "document_id": d.document_id,
+                "filename": d.filename,
+                "status": (d.problem or DocumentStatus.pending).value,
+                "error": d.reason,
+                "finished_at": now if d.problem else None,
+            }
+            for d in docs
+        ]
+        with self.engine.begin() as conn:
+            self._insert_if_absent(conn, documents, document_rows)
+            self._insert_if_absent(conn, analysis_results, result_rows)
+
+    def _insert_if_absent(self, conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
+        if not rows:
+            return
+        statement = self._insert(table).on_conflict_do_nothing()
+        if conn.dialect.name != "sqlite":
+            for chunk in _chunks(rows):
+                conn.execute(statement, list(chunk))
+            return
+        # SQLite fast path: SQLAlchemy's per-row parameter handling cost more than SQLite itself.
+        compiled = statement.compile(dialect=conn.dialect, column_keys=list(rows[0]))
+        keys = compiled.positiontup
+        processors = {k: table.c[k].type.bind_processor(conn.dialect) for k in keys}
+        processors = {k: p for k, p in processors.items() if p is not None}
+        sql = str(compiled)
+        for chunk in _chunks(rows):
+            values = [tuple(processors[k](r[k]) if k in processors else r[k] for k in keys) for r in chunk]
+            conn.exec_driver_sql(sql, values)
+
+    def pending_document_ids(self, run_id: str, document_ids: Sequence[str]) -> list[str]:
+        pending: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(document_ids, 500):
+                query = sa.select(analysis_results.c.document_id).where(
+                    analysis_results.c.run_id == run_id,
+                    analysis_results.c.status == DocumentStatus.pending,
+                    analysis_results.c.document_id.in_(chunk),
+                )
+                pending.update(conn.scalars(query))
+        return [d for d in document_ids if d in pending]
+
+    def document_texts(self, document_ids: Sequence[str]) -> dict[str, str]:
+        texts: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(document_ids, 500):
+                query = sa.select(documents.c.document_id, documents.c.content).where(
+                    documents.c.document_id.in_(chunk)
+                )
+                texts.update({row.document_id: row.content for row in conn.execute(query)})
+        return texts
+
+    def find_cached(self, run_id: str, context_key: str, document_ids: Sequence[str]) -> dict[str, CachedResult]:
+        """An ``ok`` result from another run under the same full context, per document that has one."""
+        r = analysis_results.c
+        found: dict[str, CachedResult] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(document_ids, 500):
+                query = (
+                    sa.select(r.document_id, r.run_id, r.cached_from_run_id, r.result)
+                    .where(r.document_id.in_(chunk), r.context_key == context_key, r.status == DocumentStatus.ok, r.run_id != run_id)
+                    .order_by(r.finished_at)
+                )
+                for row in conn.execute(query):
+                    found.setdefault(
+                        row.document_id,
+                        CachedResult(
+                            document_id=row.document_id,
+                            origin_run_id=row.cached_from_run_id or row.run_id,
+                            result=row.result,
+                        ),
+                    )
+        return found
+
+    def record_cached(self, run_id: str, hits: Iterable[CachedResult]) -> None:
+        r = analysis_results.c
+        rows = [{"doc": h.document_id, "origin": h.origin_run_id, "res": h.result} for h in hits]
+        if not rows:
+            return
+        statement = (
+            analysis_results.update()
+            .where(r.run_id == run_id, r.document_id == sa.bindparam("doc"), r.status == DocumentStatus.pending)
+            .values(status=DocumentStatus.ok, error="", cached_from_run_id=sa.bindparam("origin"), result=sa.bindparam("res"), finished_at=_now())
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement, rows)
+
+    def record_outcome(self, run_id: str, document_id: str, outcome: AnalysisOutcome) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_RECORD_OUTCOME, {**outcome.model_dump(), "_run": run_id, "_doc": document_id, "finished_at": _now()})
+
+    def mark_interrupted(self, run_id: str, note: str) -> int:
+        """Close a dead run's pending rows so they no longer look in progress."""
+        r = analysis_results.c
+        statement = (
+            analysis_results.update()
+            .where(r.run_id == run_id, r.status == DocumentStatus.pending)
+            .values(status=DocumentStatus.interrupted, error=note, finished_at=_now())
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(statement).rowcount
+
+    def results(self, run_id: str) -> pd.DataFrame:
+        """One row per document of the run, in filename order."""
+        columns = [analysis_results.c[name] for name in RESULT_COLUMNS]
+        query = sa.select(*columns).where(analysis_results.c.run_id == run_id).order_by(analysis_results.c.filename)
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).all(), columns=RESULT_COLUMNS)
+        return frame.astype({name: "Int64" for name in INTEGER_COLUMNS})
+
+    def status_counts(self, run_id: str) -> dict[str, int]:
+        r = analysis_results.c
+        query = sa.select(r.status, sa.func.count()).where(r.run_id == run_id).group_by(r.status).order_by(r.status)
+        with self.engine.connect() as conn:
+            return {status: count for status, count in conn.execute(query)}
+
+    def count_documents(self, project: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(documents)
+        if project is not None:
+            query = query.where(documents.c.project == project)
+        with self.engine.connect() as conn:
+            return conn.scalar(query) or 0

@@ -1,0 +1,34 @@
+"""The SQLAlchemy engine: PostgreSQL as is; SQLite tuned so concurrent runs wait instead of failing."""
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+
+def create_engine(url: str) -> sa.Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # Autocommit at the driver level so that "begin" below decides how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: bulk registration touches many pages
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        # IMMEDIATE takes the write lock up front, so concurrent writers wait on busy_timeout
+        # instead of failing with "database is locked" when a read lock cannot be upgraded.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

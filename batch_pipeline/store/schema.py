@@ -1,0 +1,59 @@
+"""The store's two tables: ``documents`` (one row per distinct document of a project) and
+``analysis_results`` (one row per run and document). The README's "Store schema" explains each column."""
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("document_id", sa.String(64), primary_key=True),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("content", sa.Text),
+    sa.Column("encoding", sa.String(40)),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # document_id is derived from (project, content_hash), so the pair is unique by construction.
+)
+
+analysis_results = sa.Table(
+    "analysis_results",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("document_id", sa.String(64), primary_key=True),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("error", sa.Text, nullable=False, default=""),
+    sa.Column("model_key", sa.String(100), nullable=False),
+    sa.Column("ai_model", sa.String(200), nullable=False),
+    sa.Column("custom_instructions", sa.Text, nullable=False),
+    sa.Column("analyser_version", sa.String(40), nullable=False),
+    sa.Column("context_key", sa.String(64), nullable=False),
+    sa.Column("result", sa.Text),
+    sa.Column("raw_output", sa.Text),
+    sa.Column("cached_from_run_id", sa.String(64)),
+    sa.Column("input_tokens", sa.Integer),
+    sa.Column("cached_input_tokens", sa.Integer),
+    sa.Column("output_tokens", sa.Integer),
+    sa.Column("latency_ms", sa.Float),
+    sa.Column("attempts", sa.Integer),
+    sa.Column("request_id", sa.String(200)),
+    sa.Column("answered_by_model", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+indexes = [sa.Index("ix_results_cache_lookup", analysis_results.c.document_id, analysis_results.c.context_key)]
+
+RESULT_COLUMNS = [
+    "run_id", "document_id", "filename", "status", "error", "model_key", "ai_model", "custom_instructions",
+    "result", "cached_from_run_id", "input_tokens", "cached_input_tokens", "output_tokens", "latency_ms",
+    "attempts", "request_id", "answered_by_model", "raw_output",
+]  # fmt: skip
+
+
+INTEGER_COLUMNS = ["input_tokens", "cached_input_tokens", "output_tokens", "attempts"]

@@ -1,0 +1,106 @@
+import asyncio
+import dataclasses
+import importlib.metadata
+
+import sqlalchemy as sa
+
+from batch_pipeline.analysis import REGISTRY, distribution_version
+from batch_pipeline.batch.partitions import Partition
+from batch_pipeline.batch.runner import OfflineAnalyser, analyze_documents
+from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.documents.vetting import PreparedDocument, document_id
+from batch_pipeline.outcome import AnalysisOutcome
+from batch_pipeline.store.schema import analysis_results
+
+CONTEXT = ProcessingContext(model_key=ModelKey.document_metadata, ai_model="local", custom_instructions="x")
+
+
+def register(store, run_id: str, texts: list[str]) -> list[str]:
+    docs = [
+        PreparedDocument(
+            document_id=document_id("p", f"h{i}"), filename=f"{i}.md", content_hash=f"h{i}", size_bytes=len(t),
+            text=t, encoding="utf-8", problem=None, reason="",
+        )  # fmt: skip
+        for i, t in enumerate(texts)
+    ]
+    store.register_batch(run_id, "p", CONTEXT, docs)
+    return [d.document_id for d in docs]
+
+
+class RecordingAnalyser:
+    """Fails on documents containing 'boom', records what it was asked to analyse."""
+
+    max_concurrency = 4
+
+    def __init__(self):
+        self.seen: list[tuple[str, ProcessingContext]] = []
+
+    async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome:
+        self.seen.append((text, context))
+        await asyncio.sleep(0.01)
+        if "boom" in text:
+            return AnalysisOutcome(status="analysis_error", error="boom found")
+        return AnalysisOutcome(status="ok", result='{"ok": true}')
+
+
+def test_a_failing_document_fails_alone_and_the_context_travels_with_the_partition(store):
+    ids = register(store, "r1", ["# a", "boom", "# c"])
+    analyser = RecordingAnalyser()
+    summary = asyncio.run(analyze_documents(store, "r1", Partition(index=0, project="p", context=CONTEXT, document_ids=ids), analyser))
+    assert summary.status_counts == {"ok": 2, "analysis_error": 1}
+    assert {c for _, c in analyser.seen} == {CONTEXT}
+    rows = store.results("r1").set_index("filename")
+    assert rows.loc["1.md", "error"] == "boom found"
+
+
+def test_a_retried_partition_skips_documents_already_finished_in_this_run(store):
+    ids = register(store, "r1", ["# a", "# b", "# c"])
+    store.record_outcome("r1", ids[0], AnalysisOutcome(status="ok", result="{}"))
+    analyser = RecordingAnalyser()
+    summary = asyncio.run(analyze_documents(store, "r1", Partition(index=0, project="p", context=CONTEXT, document_ids=ids), analyser))
+    assert [t for t, _ in analyser.seen] == ["# b", "# c"]
+    assert summary.skipped_already_done == 1
+
+
+def test_offline_analyser_turns_an_exception_into_an_analysis_error(monkeypatch):
+    def explode(_text):
+        raise ValueError("parser bug")
+
+    context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
+    broken = dataclasses.replace(REGISTRY["content_compliance"], analyse_offline=explode)
+    monkeypatch.setitem(REGISTRY, "content_compliance", broken)
+    outcome = asyncio.run(OfflineAnalyser().analyse("text", context))
+    assert outcome.status == "analysis_error"
+    assert outcome.error == "ValueError: parser bug"
+
+
+def stored_versions(store, run_id: str) -> set[str]:
+    query = sa.select(analysis_results.c.analyser_version).where(analysis_results.c.run_id == run_id)
+    with store.engine.connect() as conn:
+        return set(conn.scalars(query))
+
+
+def test_an_upgraded_data_library_re_analyses_instead_of_serving_old_results(store, monkeypatch):
+    """document_metadata's offline results depend on py3langid's model: after an upgrade of it,
+    a new run must not be served the results the old version produced."""
+    partition = Partition(index=0, project="p", context=CONTEXT, document_ids=register(store, "r1", ["# a", "# b"]))
+    asyncio.run(analyze_documents(store, "r1", partition, OfflineAnalyser()))
+    register(store, "r2", ["# a", "# b"])
+    assert asyncio.run(analyze_documents(store, "r2", partition, OfflineAnalyser())).cached == 2
+    old_digest = CONTEXT.analyser_version.split("+")[1]
+
+    installed = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "99.0" if name == "py3langid" else installed(name))
+    distribution_version.cache_clear()
+    try:
+        upgraded = ProcessingContext(**CONTEXT.model_dump())
+        ids = register(store, "r3", ["# a", "# b"])
+        summary = asyncio.run(analyze_documents(store, "r3", partition.model_copy(update={"context": upgraded}), OfflineAnalyser()))
+        assert summary.cached == 0 and summary.status_counts == {"ok": 2}
+        assert stored_versions(store, "r3") == {upgraded.analyser_version}
+        assert stored_versions(store, "r1") == {CONTEXT.model.version + "+" + old_digest}
+        assert upgraded.analyser_version != CONTEXT.model.version + "+" + old_digest
+        assert set(store.results("r3")["document_id"]) == set(ids)
+    finally:
+        monkeypatch.undo()
+        distribution_version.cache_clear()

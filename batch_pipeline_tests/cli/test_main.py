@@ -1,0 +1,104 @@
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from batch_pipeline.cli.main import main
+from batch_pipeline_tests.conftest import EXAMPLE_DOCS, REPO_ROOT, batch_config, run_job
+
+RESULT_FIELDS = {
+    "run_id", "document_id", "filename", "status", "error", "model_key", "ai_model", "custom_instructions",
+    "result", "cached_from_run_id", "input_tokens", "output_tokens", "cached_input_tokens", "latency_ms",
+    "attempts", "request_id", "answered_by_model",
+}  # fmt: skip
+
+
+@pytest.fixture
+def finished_run(pipeline_home, instance) -> str:
+    return run_job(instance, batch_config(str(EXAMPLE_DOCS), custom_instructions="Note vendors.")).run_id
+
+
+def test_results_jsonl(finished_run, capsys):
+    assert main(["results", finished_run]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 13
+    assert RESULT_FIELDS <= set(rows[0])
+    by_name = {r["filename"]: r for r in rows}
+    assert by_name["empty.md"]["status"] == "empty" and by_name["empty.md"]["error"]
+    assert by_name["hr_record.txt"]["result"]["risk_level"] == "high"
+    assert by_name["hr_record.txt"]["cached_from_run_id"] is None
+    assert {r["custom_instructions"] for r in rows} == {"Note vendors."}
+
+
+def test_results_csv(finished_run, capsys):
+    assert main(["results", finished_run, "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 13 and RESULT_FIELDS <= set(rows[0])
+    assert json.loads(rows[0]["result"])
+
+
+def test_results_for_unknown_run_exits_non_zero(pipeline_home, capsys):
+    assert main(["results", "no-such-run"]) == 1
+    assert "No results for run no-such-run" in capsys.readouterr().err
+
+
+def test_status_counts_documents_per_status(finished_run, capsys, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert main(["status", finished_run]) == 0
+    out = capsys.readouterr().out
+    assert "documents: 13" in out and "  ok: 12" in out and "  empty: 1" in out
+    assert "dagster_status: unknown" in out
+
+
+def test_status_reads_the_dagster_run_status_from_dagster_home(pipeline_home, tmp_path, monkeypatch, capsys):
+    import dagster as dg
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        run_id = run_job(instance, batch_config(str(EXAMPLE_DOCS))).run_id
+    assert main(["status", run_id]) == 0
+    assert "dagster_status: SUCCESS" in capsys.readouterr().out
+
+
+def test_models_lists_every_key_with_its_description(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "content_compliance  Finds personal data" in out
+    assert "document_metadata   Extracts title" in out
+
+
+def test_check_names_the_bad_key_and_the_valid_ones(tmp_path, capsys):
+    config = batch_config(str(EXAMPLE_DOCS), model_key="sentiment")
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "got sentiment" in err
+    assert "valid model_key values: content_compliance, document_metadata" in err
+
+
+def test_check_accepts_every_shipped_example(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-example")  # the LLM example names the key variable
+    for path in sorted((REPO_ROOT / "examples").glob("*.yaml")):
+        assert main(["check", str(path)]) == 0, path
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).with_name("batch-pipeline")
+    out = subprocess.run([str(script), "models"], capture_output=True, text=True, check=True).stdout
+    assert "content_compliance" in out
+
+
+def test_check_says_when_the_key_variable_is_missing(monkeypatch, capsys):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["check", str(REPO_ROOT / "examples" / "compliance_openai.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert 'environment variable "OPENAI_API_KEY" which is not set' in err
+    assert "Stack Trace" not in err

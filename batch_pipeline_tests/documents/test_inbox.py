@@ -1,0 +1,43 @@
+import pytest
+
+from batch_pipeline.documents.inbox import InboxDefaults, InvalidBatchFile, new_or_changed, read_batch_settings, scan
+
+
+def test_scan_hashes_text_files_and_skips_hidden_folders(tmp_path):
+    (tmp_path / "a.md").write_text("A")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.txt").write_text("B")
+    (tmp_path / "batch.yaml").write_text("ai_model: local")
+    (tmp_path / ".batches" / "x").mkdir(parents=True)
+    (tmp_path / ".batches" / "x" / "a.md").write_text("A")
+    assert list(scan(tmp_path)) == ["a.md", "sub/b.txt"]
+
+
+def test_new_or_changed():
+    assert new_or_changed({"a": "1", "b": "2", "c": "3"}, {"a": "1", "b": "old"}) == {"b": "2", "c": "3"}
+
+
+def test_batch_yaml_overrides_defaults(tmp_path):
+    (tmp_path / "batch.yaml").write_text(
+        "model_key: document_metadata\nai_model: gpt-4.1-mini\ncustom_instructions: Be brief.\npriority: high\n"
+    )
+    project, context, priority = read_batch_settings(tmp_path, InboxDefaults(project="p", model_key="content_compliance"))
+    assert (project, context.model_key.value, context.ai_model, context.custom_instructions, priority) == (
+        "p", "document_metadata", "gpt-4.1-mini", "Be brief.", "high",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("model_key: sentiment\nai_model: local\n", "model_key 'sentiment' is not one of content_compliance, document_metadata"),
+        ("model_key: content_compliance\n", "no ai_model"),
+        ("model_key: content_compliance\nai_model: local\nmodle: x\n", "unknown keys ['modle']"),
+        ("model_key: [unclosed\n", "not valid YAML"),
+        ("model_key: content_compliance\nai_model: local\npriority: urgent\n", "priority 'urgent'"),
+    ],
+)
+def test_invalid_batch_yaml_says_what_is_wrong(tmp_path, content, message):
+    (tmp_path / "batch.yaml").write_text(content)
+    with pytest.raises(InvalidBatchFile, match=message.replace("[", r"\[").replace("]", r"\]")):
+        read_batch_settings(tmp_path, InboxDefaults())

@@ -1,0 +1,107 @@
+import multiprocessing
+
+import pytest
+import sqlalchemy as sa
+
+from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.documents.vetting import PreparedDocument, document_id
+from batch_pipeline.outcome import DocumentStatus
+from batch_pipeline.outcome import AnalysisOutcome
+from batch_pipeline.store import CachedResult, DocumentStore
+from batch_pipeline.store.schema import documents
+
+CONTEXT = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
+
+
+def doc(name: str, project: str = "p", problem: DocumentStatus | None = None) -> PreparedDocument:
+    content_hash = f"hash-{name}"
+    return PreparedDocument(
+        document_id=document_id(project, content_hash),
+        filename=f"{name}.md",
+        content_hash=content_hash,
+        size_bytes=10,
+        text=None if problem else f"# {name}",
+        encoding=None if problem else "utf-8",
+        problem=problem,
+        reason="bad" if problem else "",
+    )
+
+
+def test_schema_creation_is_idempotent(store):
+    store.create_schema()
+    store.create_schema()
+    assert set(sa.inspect(store.engine).get_table_names()) >= {"documents", "analysis_results"}
+
+
+def test_sqlite_store_uses_wal_and_a_busy_timeout(store):
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 30000
+
+
+def test_registering_the_same_documents_twice_adds_no_document_rows(store):
+    batch = [doc("a"), doc("b"), doc("c", problem=DocumentStatus.empty)]
+    store.register_batch("run-1", "p", CONTEXT, batch)
+    store.register_batch("run-2", "p", CONTEXT, batch)
+    assert store.count_documents("p") == 3
+    assert store.status_counts("run-1") == {"pending": 2, "empty": 1}
+    assert store.status_counts("run-2") == {"pending": 2, "empty": 1}
+
+
+def test_results_are_per_run_and_cache_points_at_the_producing_run(store):
+    a = doc("a")
+    store.register_batch("run-1", "p", CONTEXT, [a])
+    store.record_outcome("run-1", a.document_id, AnalysisOutcome(status="ok", result='{"x": 1}', attempts=1))
+    store.register_batch("run-2", "p", CONTEXT, [a])
+    hits = store.find_cached("run-2", CONTEXT.cache_key(), [a.document_id])
+    assert hits == {a.document_id: CachedResult(document_id=a.document_id, origin_run_id="run-1", result='{"x": 1}')}
+    store.record_cached("run-2", hits.values())
+    # a third run reusing run-2's copy still names run-1, the run that did the work
+    store.register_batch("run-3", "p", CONTEXT, [a])
+    assert store.find_cached("run-3", CONTEXT.cache_key(), [a.document_id])[a.document_id].origin_run_id == "run-1"
+    rows = store.results("run-2")
+    assert rows.loc[0, "status"] == "ok" and rows.loc[0, "cached_from_run_id"] == "run-1"
+    other = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local", custom_instructions="x")
+    assert store.find_cached("run-3", other.cache_key(), [a.document_id]) == {}
+
+
+def test_failed_results_are_not_served_from_cache(store):
+    a = doc("a")
+    store.register_batch("run-1", "p", CONTEXT, [a])
+    store.record_outcome("run-1", a.document_id, AnalysisOutcome(status="analysis_error", error="boom"))
+    assert store.find_cached("run-2", CONTEXT.cache_key(), [a.document_id]) == {}
+
+
+def _register_overlapping(url: str, worker: int) -> None:
+    store = DocumentStore(url)
+    store.create_schema()
+    batch = [doc(f"shared-{i}") for i in range(200)] + [doc(f"own-{worker}-{i}") for i in range(50)]
+    for attempt in range(3):
+        store.register_batch(f"run-{worker}-{attempt}", "p", CONTEXT, batch)
+        for d in batch[:20]:
+            store.record_outcome(f"run-{worker}-{attempt}", d.document_id, AnalysisOutcome(status="ok", result="{}"))
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_url(request, pipeline_home) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{pipeline_home / 'concurrent.sqlite'}"
+    return request.getfixturevalue("postgres_store_url")
+
+
+def test_concurrent_processes_register_overlapping_batches_without_duplicates_or_lock_errors(shared_url):
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_register_overlapping, args=(shared_url, w)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+    store = DocumentStore(shared_url)
+    with store.engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(documents).where(documents.c.project == "p")
+        assert conn.scalar(query) == 200 + 4 * 50
+    for w in range(4):
+        assert store.status_counts(f"run-{w}-2") == {"ok": 20, "pending": 230}
+    store.close()
