@@ -50,7 +50,11 @@ class ProcessingContext(BaseModel):
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
     def as_run_config(self) -> dict[str, str]:
-        return {"model_key": self.model_key.value, "ai_model": self.ai_model, "custom_instructions": self.custom_instructions}
+        return {
+            "model_key": self.model_key.value,
+            "ai_model": self.ai_model,
+            "custom_instructions": self.custom_instructions,
+        }
 
     def run_tags(self, priority: str | None = None) -> dict[str, str]:
         """Tags for a run of this context: filterable in the UI, matched by the queue's per-model limits."""

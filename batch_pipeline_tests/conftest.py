@@ -88,7 +88,17 @@ def dagster_execute(config_path: Path, dagster_home: Path | None, env: dict) -> 
     else:
         run_env.pop("DAGSTER_HOME", None)
     return subprocess.Popen(
-        [DAGSTER, "job", "execute", "-m", "batch_pipeline.definitions", "-j", "document_batch_job", "-c", str(config_path)],
+        [
+            DAGSTER,
+            "job",
+            "execute",
+            "-m",
+            "batch_pipeline.definitions",
+            "-j",
+            "document_batch_job",
+            "-c",
+            str(config_path),
+        ],
         cwd=REPO_ROOT,
         env=run_env,
         stdout=subprocess.PIPE,

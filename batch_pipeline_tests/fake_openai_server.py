@@ -129,6 +129,7 @@ class FakeOpenAIServer:
 
     def __exit__(self, *exc) -> None:
         self._server.should_exit = True
+        self._server.force_exit = True  # do not wait for requests the behaviour left hanging
         self._thread.join(10)
         self._socket.close()
 
@@ -211,7 +212,10 @@ class FakeOpenAIServer:
         if kind not in behaviour.supported_formats:
             status = behaviour.format_rejection_status
             log(status)
-            return _error(status, f"body.response_format.type: input should be one of {sorted(behaviour.supported_formats)}, not {kind}")
+            return _error(
+                status,
+                f"body.response_format.type: input should be one of {sorted(behaviour.supported_formats)}, not {kind}",
+            )
         prompt_tokens = sum(len(m["content"] or "") for m in messages) // 4 + 1
         wait = max(self._limit("rpm", behaviour.rpm, 1), self._limit("tpm", behaviour.tpm, prompt_tokens))
         if wait > 0:

@@ -14,6 +14,7 @@ from batch_pipeline_tests.conftest import REPO_ROOT, batch_config, dagster_execu
 
 BATCH_PIPELINE = str(Path(sys.executable).with_name("batch-pipeline"))
 
+
 def test_four_concurrent_runs_with_different_contexts_never_cross(tmp_path, shared_store_env):
     corpus = tmp_path / "corpus"
     write_corpus(corpus, 240)
@@ -25,7 +26,9 @@ def test_four_concurrent_runs_with_different_contexts_never_cross(tmp_path, shar
             str(corpus), model_key=model_key, custom_instructions=instructions, partition_size=40, project="seed"
         )
         config_path.write_text(yaml.safe_dump(run_config))
-        processes.append((dagster_execute(config_path, tmp_path / f"home_{n}", shared_store_env), model_key, instructions))
+        processes.append(
+            (dagster_execute(config_path, tmp_path / f"home_{n}", shared_store_env), model_key, instructions)
+        )
 
     store = DocumentStore(shared_store_env["BATCH_PIPELINE_DATABASE_URL"])
     for n, (process, model_key, instructions) in enumerate(processes):
@@ -38,7 +41,7 @@ def test_four_concurrent_runs_with_different_contexts_never_cross(tmp_path, shar
         rows = store.results(run.run_id)
         assert len(rows) == 240
         assert (rows["status"] == "ok").all()
-        assert set(zip(rows["model_key"], rows["ai_model"], rows["custom_instructions"])) == {
+        assert set(zip(rows["model_key"], rows["ai_model"], rows["custom_instructions"], strict=True)) == {
             (model_key, "local", instructions)
         }
         assert rows["cached_from_run_id"].isna().all()  # each context is new: nothing may be reused across them
@@ -69,7 +72,10 @@ def test_parallel_first_launches_on_a_fresh_dagster_home_after_init(tmp_path, sh
     home = tmp_path / "fresh" / "dagster_home"
     env = {**shared_store_env, "DAGSTER_HOME": str(home)}
     command = [BATCH_PIPELINE, "init", "--config", str(REPO_ROOT / "dagster.yaml")]
-    inits = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(4)]
+    inits = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(4)
+    ]
     for init in inits:
         output, _ = init.communicate(timeout=120)
         assert init.returncode == 0, output

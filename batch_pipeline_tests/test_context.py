@@ -55,7 +55,9 @@ def test_offline_results_follow_the_versions_of_the_libraries_whose_data_they_us
     assert set(local.model.offline_data_versions()) == {"phonenumbers", "detect-secrets", "python-stdnum"}
 
     installed = importlib.metadata.version
-    monkeypatch.setattr(importlib.metadata, "version", lambda name: "99.0" if name == "detect-secrets" else installed(name))
+    monkeypatch.setattr(
+        importlib.metadata, "version", lambda name: "99.0" if name == "detect-secrets" else installed(name)
+    )
     distribution_version.cache_clear()
     try:
         assert local.cache_key() != before_local

@@ -107,7 +107,11 @@ def test_bad_documents_fail_alone_with_their_reason(pipeline_home, instance, bad
 
 
 def test_failure_policy_fail_fails_the_run_after_storing_everything(pipeline_home, instance, bad_batch):
-    result = run_job(instance, batch_config(str(bad_batch), on_document_failure="fail", max_document_bytes=100_000), raise_on_error=False)
+    result = run_job(
+        instance,
+        batch_config(str(bad_batch), on_document_failure="fail", max_document_bytes=100_000),
+        raise_on_error=False,
+    )
     assert not result.success
     failure = [e for e in result.all_events if e.is_step_failure][0]
     assert failure.step_key == "aggregate"
@@ -155,9 +159,7 @@ def _nothing_written(instance, pipeline_home) -> bool:
         ({"model_key": "content_compliance", "ai_model": None}, 'Missing required config entry "ai_model"'),
     ],
 )
-def test_bad_context_is_refused_at_launch_and_no_run_is_stored(
-    pipeline_home, instance, context_override, message
-):
+def test_bad_context_is_refused_at_launch_and_no_run_is_stored(pipeline_home, instance, context_override, message):
     run_config = batch_config(str(EXAMPLE_DOCS))
     context = run_config["ops"]["create_document_records"]["config"]["context"]
     context.update(context_override)

@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import EXAMPLE_DOCS, REPO_ROOT, batch_config, dagster_execute, with_llm, write_corpus
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
@@ -61,7 +62,11 @@ def test_whole_job_with_dagster_and_store_on_postgres(tmp_path, pg_env):
     assert process.returncode == 0, output[-3000:]
     with instance_at(home, pg_env) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        (run,) = [r for r in instance.get_runs() if r.run_config["ops"]["create_document_records"]["config"]["project"] == "pg-e2e"]
+        (run,) = [
+            r
+            for r in instance.get_runs()
+            if r.run_config["ops"]["create_document_records"]["config"]["project"] == "pg-e2e"
+        ]
         assert run.status == dg.DagsterRunStatus.SUCCESS
     store = DocumentStore(pg_env["BATCH_PIPELINE_DATABASE_URL"])
     assert store.status_counts(run.run_id) == {"empty": 1, "ok": 12}
@@ -99,56 +104,41 @@ def queued_run_ids(instance: dg.DagsterInstance, batch_tag: str) -> list[str]:
     return [r.run_id for r in instance.get_runs(dg.RunsFilter(tags={"test_batch": batch_tag}))]
 
 
-def test_high_priority_run_submitted_last_starts_first(tmp_path, pg_env):
-    home = postgres_home(tmp_path / "home", max_concurrent_runs=1)
-    corpus = write_corpus(tmp_path / "corpus", 5)
-    with instance_at(home, pg_env) as instance:
-        for n, priority in enumerate(["low", "low", "low", "high"]):
-            config = batch_config(str(corpus), project=f"prio-{n}", custom_instructions=f"run {n}")
-            context = config["ops"]["create_document_records"]["config"]["context"]
-            tags = {"batch_pipeline/model_key": context["model_key"], "batch_pipeline/ai_model": "local",
-                    "dagster/priority": {"high": "10", "low": "-10"}[priority], "test_batch": "prio", "n": str(n)}  # fmt: skip
-            launch_queued(home, pg_env, config, tags, tmp_path / f"prio_{n}.yaml")
-        run_ids = queued_run_ids(instance, "prio")
+def test_queue_orders_by_priority_limits_runs_per_ai_model_and_contexts_never_cross(tmp_path, pg_env):
+    """The shipped queue rules with the tags this product sets, in one daemon session: two runs at
+    once, one per ai_model. Submitted A, B (gpt-test), C (gpt-other), then D (gpt-other, high
+    priority): first-in-first-out would start A and C; priority starts D and A, and C waits for D."""
+    home = postgres_home(tmp_path / "home", max_concurrent_runs=2, per_model_limit=1)
+    corpus = write_corpus(tmp_path / "corpus", 16)
+    plan = [("gpt-test", "A", "low"), ("gpt-test", "B", "low"), ("gpt-other", "C", "low"), ("gpt-other", "D", "high")]
+    with FakeOpenAIServer(Behaviour(latency=0.2)) as server, instance_at(home, pg_env) as instance:
+        for ai_model, letter, priority in plan:
+            config = with_llm(
+                batch_config(str(corpus), project="queue", ai_model=ai_model, custom_instructions=f"Context {letter}."),
+                server.url, max_concurrent_requests=8,
+            )  # fmt: skip
+            context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model=ai_model)
+            tags = {**context.run_tags(priority), "test_batch": "queue", "letter": letter}
+            launch_queued(home, pg_env, config, tags, tmp_path / f"queue_{letter}.yaml")
+        run_ids = queued_run_ids(instance, "queue")
         assert len(run_ids) == 4
         records = run_daemon_until_done(home, pg_env, instance, run_ids)
     assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records.values())
-    by_n = {r.dagster_run.tags["n"]: r for r in records.values()}
-    assert by_n["3"].start_time < min(by_n[n].start_time for n in "012")
-
-
-def test_queue_limits_runs_per_ai_model_and_contexts_never_cross(tmp_path, pg_env):
-    home = postgres_home(tmp_path / "home", max_concurrent_runs=3, per_model_limit=1)
-    corpus = write_corpus(tmp_path / "corpus", 24)
-    plan = [("gpt-test", "A"), ("gpt-other", "B"), ("gpt-test", "C"), ("gpt-other", "D")]
-    with FakeOpenAIServer(Behaviour(latency=0.3)) as server, instance_at(home, pg_env) as instance:
-        for n, (ai_model, instructions) in enumerate(plan):
-            config = with_llm(
-                batch_config(str(corpus), project="limits", ai_model=ai_model, custom_instructions=f"Context {instructions}."),
-                server.url, max_concurrent_requests=8,
-            )  # fmt: skip
-            tags = {"batch_pipeline/model_key": "content_compliance", "batch_pipeline/ai_model": ai_model,
-                    "test_batch": "limits", "instructions": instructions}  # fmt: skip
-            launch_queued(home, pg_env, config, tags, tmp_path / f"limits_{n}.yaml")
-        run_ids = queued_run_ids(instance, "limits")
-        records = run_daemon_until_done(home, pg_env, instance, run_ids)
-    assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records.values())
-    for ai_model in ("gpt-test", "gpt-other"):
-        spans = sorted(
-            (r.start_time, r.end_time) for r in records.values() if r.dagster_run.tags["batch_pipeline/ai_model"] == ai_model
-        )
-        assert len(spans) == 2 and spans[0][1] <= spans[1][0], f"two {ai_model} runs overlapped"
+    by_letter = {r.dagster_run.tags["letter"]: r for r in records.values()}
+    assert by_letter["D"].start_time < by_letter["C"].start_time, "the high-priority run did not jump the queue"
+    for first, second in (("A", "B"), ("D", "C")):  # same ai_model: never at the same time
+        assert by_letter[first].end_time <= by_letter[second].start_time, f"runs {first} and {second} overlapped"
     store = DocumentStore(pg_env["BATCH_PIPELINE_DATABASE_URL"])
     for record in records.values():
         rows = store.results(record.dagster_run.run_id)
         tags = record.dagster_run.tags
-        assert set(zip(rows["ai_model"], rows["custom_instructions"])) == {
-            (tags["batch_pipeline/ai_model"], f"Context {tags['instructions']}.")
+        assert set(zip(rows["ai_model"], rows["custom_instructions"], strict=True)) == {
+            (tags["batch_pipeline/ai_model"], f"Context {tags['letter']}.")
         }
     store.close()
     for request in server.requests:
         letter = request.system.split("Context ")[1][0]
-        assert letter in ("AC" if request.model == "gpt-test" else "BD")
+        assert letter in ("AB" if request.model == "gpt-test" else "CD")
 
 
 def test_sigkilled_run_is_finished_by_resume_without_resending_finished_documents(tmp_path, pg_env):
@@ -157,7 +147,11 @@ def test_sigkilled_run_is_finished_by_resume_without_resending_finished_document
     store = DocumentStore(pg_env["BATCH_PIPELINE_DATABASE_URL"])
     store.create_schema()
     with FakeOpenAIServer(Behaviour(latency=0.5)) as server, instance_at(home, pg_env) as instance:
-        config = with_llm(batch_config(str(corpus), project="crash", ai_model="gpt-test", partition_size=10), server.url, max_concurrent_requests=4)
+        config = with_llm(
+            batch_config(str(corpus), project="crash", ai_model="gpt-test", partition_size=10),
+            server.url,
+            max_concurrent_requests=4,
+        )
         config_path = tmp_path / "crash.yaml"
         config_path.write_text(yaml.safe_dump(config))
         process = subprocess.Popen(

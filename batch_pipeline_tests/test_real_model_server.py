@@ -66,11 +66,19 @@ def llama_server(tmp_path_factory) -> str:
         log.close()
 
 
-def test_real_server_documents_end_ok_or_invalid_output_with_raw_answer(pipeline_home, instance, tmp_path, monkeypatch, llama_server):
+def test_real_server_documents_end_ok_or_invalid_output_with_raw_answer(
+    pipeline_home, instance, tmp_path, monkeypatch, llama_server
+):
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
     documents = [
-        {"filename": "contact.md", "markdown_content": "# Contact\n\nWrite to jane@example.com or call +1 415 555 0132."},
-        {"filename": "notes.md", "markdown_content": "# Notes\n\nThe release shipped on 2024-08-20. Nothing sensitive here."},
+        {
+            "filename": "contact.md",
+            "markdown_content": "# Contact\n\nWrite to jane@example.com or call +1 415 555 0132.",
+        },
+        {
+            "filename": "notes.md",
+            "markdown_content": "# Notes\n\nThe release shipped on 2024-08-20. Nothing sensitive here.",
+        },
         {"filename": "keys.md", "markdown_content": "# Deploy\n\nexport AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE"},
     ]
     run_config = with_llm(

@@ -110,7 +110,7 @@ def test_code_location_loads_and_a_launched_run_succeeds(dagster_services):
     locations = graphql(
         port,
         "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
-        "locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+        "locationOrLoadError { __typename ... on PythonError { message } } } } } }",
     )["workspaceOrError"]["locationEntries"]
     assert [(e["name"], e["loadStatus"], e["locationOrLoadError"]["__typename"]) for e in locations] == [
         ("batch_pipeline", "LOADED", "RepositoryLocation")
@@ -144,13 +144,25 @@ def test_batch_pipeline_submit_and_status_against_the_webserver(dagster_services
     assert wait_for_status(status) == "SUCCESS"
     out = cli(dagster_services, "status", run_id, "--url", url).stdout
     assert "documents: 13" in out and "  ok: 12" in out
-    tags = graphql(dagster_services.port, f'{{ runOrError(runId: "{run_id}") {{ ... on Run {{ tags {{ key value }} }} }} }}')
+    tags = graphql(
+        dagster_services.port, f'{{ runOrError(runId: "{run_id}") {{ ... on Run {{ tags {{ key value }} }} }} }}'
+    )
     tag_map = {t["key"]: t["value"] for t in tags["runOrError"]["tags"]}
     assert tag_map["dagster/priority"] == "10" and tag_map["batch_pipeline/model_key"] == "document_metadata"
 
 
 def test_submit_reports_an_unreachable_server_and_a_refused_config(dagster_services, tmp_path):
-    down = cli(dagster_services, "submit", str(EXAMPLE_DOCS), "--model-key", "content_compliance", "--ai-model", "local", "--url", "http://127.0.0.1:9")
+    down = cli(
+        dagster_services,
+        "submit",
+        str(EXAMPLE_DOCS),
+        "--model-key",
+        "content_compliance",
+        "--ai-model",
+        "local",
+        "--url",
+        "http://127.0.0.1:9",
+    )
     assert down.returncode == 2 and "cannot reach the Dagster webserver" in down.stderr
     bad = cli(dagster_services, "submit", str(EXAMPLE_DOCS), "--model-key", "sentiment", "--ai-model", "local")
     assert bad.returncode == 2 and "unknown model_key 'sentiment'" in bad.stderr
@@ -164,14 +176,19 @@ def test_inbox_sensor_end_to_end(dagster_services):
         cwd=REPO_ROOT, env=dagster_services.env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
-    (inbox / "batch.yaml").write_text("model_key: content_compliance\nai_model: local\ncustom_instructions: From the inbox.\n")
+    (inbox / "batch.yaml").write_text(
+        "model_key: content_compliance\nai_model: local\ncustom_instructions: From the inbox.\n"
+    )
     (inbox / "memo.md").write_text("# Memo\n\nCall +1 415 555 0132.")
     (inbox / "notes.txt").write_text("Plain notes, nothing sensitive.")
     deadline = time.monotonic() + 120
     runs = []
     while time.monotonic() < deadline and not runs:
         time.sleep(1)
-        data = graphql(dagster_services.port, '{ runsOrError(filter: {tags: [{key: "batch_pipeline/trigger", value: "inbox_sensor"}]}) { ... on Runs { results { runId status } } } }')
+        data = graphql(
+            dagster_services.port,
+            '{ runsOrError(filter: {tags: [{key: "batch_pipeline/trigger", value: "inbox_sensor"}]}) { ... on Runs { results { runId status } } } }',
+        )
         runs = data["runsOrError"]["results"]
     assert len(runs) == 1, "the sensor did not request a run"
     run_id = runs[0]["runId"]

@@ -49,9 +49,20 @@ class Sizes:
     sweep_docs: int = 1000
     sweep_latency: float = 0.2
     sweep: tuple[int, ...] = (8, 16, 32, 64, 128)
+    scale_compare: bool = True  # also run a tenth of scale_docs, to see how events grow with documents
 
 
-SMOKE = Sizes(docs=60, latency=0.05, limited_docs=20, limited_rpm=600, scale_docs=300, sweep_docs=40, sweep_latency=0.05, sweep=(8, 32))
+SMOKE = Sizes(
+    docs=60,
+    latency=0.05,
+    limited_docs=20,
+    limited_rpm=600,
+    scale_docs=300,
+    sweep_docs=40,
+    sweep_latency=0.05,
+    sweep=(8,),
+    scale_compare=False,
+)
 
 
 def document(i: int) -> dict:
@@ -117,7 +128,11 @@ def job_config(source: Path, ai_model: str, project: str, llm: dict | None = Non
     config = {
         "ops": {
             "create_document_records": {
-                "config": {"project": project, "source": str(source), "context": {"model_key": "content_compliance", "ai_model": ai_model}}
+                "config": {
+                    "project": project,
+                    "source": str(source),
+                    "context": {"model_key": "content_compliance", "ai_model": ai_model},
+                }
             }
         }
     }
@@ -144,7 +159,17 @@ def run_job(workdir: Path, config: dict, name: str, env: dict, measure_rss: bool
     """(c): the full job via `dagster job execute`, from process start to exit."""
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
-    command = [str(BIN / "dagster"), "job", "execute", "-m", "batch_pipeline.definitions", "-j", "document_batch_job", "-c", str(path)]
+    command = [
+        str(BIN / "dagster"),
+        "job",
+        "execute",
+        "-m",
+        "batch_pipeline.definitions",
+        "-j",
+        "document_batch_job",
+        "-c",
+        str(path),
+    ]
     if measure_rss:
         command = [sys.executable, "-c", RSS_WRAPPER, *command]
     started = time.perf_counter()
@@ -239,7 +264,10 @@ def scale(workdir: Path, sizes: Sizes, report: dict) -> None:
 
     source = write_jsonl(workdir / "scale.jsonl", sizes.scale_docs)
     results = {}
-    for label, count in (("small", max(sizes.scale_docs // 10, 1)), ("full", sizes.scale_docs)):
+    runs = [("full", sizes.scale_docs)]
+    if sizes.scale_compare:
+        runs.insert(0, ("small", max(sizes.scale_docs // 10, 1)))
+    for label, count in runs:
         path = source if label == "full" else write_jsonl(workdir / "scale_small.jsonl", count)
         home = workdir / f"dagster_home_{label}"
         env = environment(workdir / label, home)
@@ -265,9 +293,17 @@ def sweep(workdir: Path, sizes: Sizes, report: dict, plot_path: Path | None) -> 
         for concurrency in sizes.sweep:
             env = environment(workdir / f"sweep_{concurrency}")
             llm = {"base_url": server.url, "max_concurrent_requests": concurrency}
-            job = run_job(workdir, job_config(source, "gpt-test", f"sweep-{concurrency}", llm), f"sweep_{concurrency}", env)
+            job = run_job(
+                workdir, job_config(source, "gpt-test", f"sweep-{concurrency}", llm), f"sweep_{concurrency}", env
+            )
             ideal = min(concurrency, n) / latency
-            points.append({"concurrency": concurrency, "ideal_docs_per_s": round(ideal, 1), "job_docs_per_s": round(n / job.seconds, 1)})
+            points.append(
+                {
+                    "concurrency": concurrency,
+                    "ideal_docs_per_s": round(ideal, 1),
+                    "job_docs_per_s": round(n / job.seconds, 1),
+                }
+            )
     finally:
         server.close()
     report["sweep"] = {"documents": n, "latency_s": latency, "points": points}
@@ -302,7 +338,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else Sizes()
     chosen = set(args.only.split(","))
-    report: dict = {"machine": {"cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}}
+    report: dict = {
+        "machine": {
+            "cores": os.cpu_count(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        }
+    }
     with tempfile.TemporaryDirectory(prefix="batch_pipeline_bench_") as tmp:
         workdir = Path(tmp)
         if chosen & {"throughput", "rerun"}:

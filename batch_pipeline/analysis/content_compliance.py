@@ -168,7 +168,7 @@ def find_sensitive_data(text: str) -> list[Finding]:
             cursor = end
         masked_parts.append(line[cursor:])
         masked_line = "".join(masked_parts)
-        for (start, end), (_, _, category, kind) in zip(positions, spans):
+        for (start, end), (_, _, category, kind) in zip(positions, spans, strict=True):
             lo, hi = max(0, start - EXCERPT_RADIUS), min(len(masked_line), end + EXCERPT_RADIUS)
             excerpt = masked_line[lo:hi].strip()
             findings.append(Finding(category=category, kind=kind, excerpt=excerpt, line=line_number))

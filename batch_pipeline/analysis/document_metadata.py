@@ -73,7 +73,11 @@ def _is_date(text: str, formats: tuple[str, ...]) -> bool:
 
 
 def _plain_text(inline: Token) -> str:
-    parts = [c.content if c.type in ("text", "code_inline") else " " for c in inline.children or [] if c.type in ("text", "code_inline", "softbreak", "hardbreak")]
+    parts = [
+        c.content if c.type in ("text", "code_inline") else " "
+        for c in inline.children or []
+        if c.type in ("text", "code_inline", "softbreak", "hardbreak")
+    ]
     return " ".join("".join(parts).split())
 
 
@@ -96,6 +100,7 @@ def extractive_summary(paragraphs: Sequence[str]) -> str:
     sentences = [s.strip() for p in paragraphs for s in SENTENCE_END_RE.split(p) if len(WORD_RE.findall(s)) >= 3]
     if len(sentences) <= SUMMARY_SENTENCES:
         return " ".join(sentences)
+
     def words_of(sentence: str) -> list[str]:
         return [w.lower() for w in WORD_RE.findall(URL_RE.sub(" ", sentence))]
 

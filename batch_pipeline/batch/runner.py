@@ -36,7 +36,11 @@ class OfflineAnalyser:
             return AnalysisOutcome(status=DocumentStatus.analysis_error, error=f"{type(e).__name__}: {e}", attempts=1)
         latency_ms = (time.perf_counter() - started) * 1000
         return AnalysisOutcome(
-            status=DocumentStatus.ok, result=result.model_dump_json(), attempts=1, latency_ms=latency_ms, answered_by_model="local"
+            status=DocumentStatus.ok,
+            result=result.model_dump_json(),
+            attempts=1,
+            latency_ms=latency_ms,
+            answered_by_model="local",
         )
 
 
@@ -48,7 +52,8 @@ class NothingToSend:
 
     async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome:
         return AnalysisOutcome(
-            status=DocumentStatus.request_error, error="not sent: its cached result vanished during the run; run the batch again"
+            status=DocumentStatus.request_error,
+            error="not sent: its cached result vanished during the run; run the batch again",
         )
 
 

@@ -10,8 +10,8 @@ from sqlalchemy.engine import make_url
 
 from batch_pipeline import settings
 from batch_pipeline.analysis import REGISTRY
-from batch_pipeline.defs.config import BatchConfig, batch_config_of
 from batch_pipeline.definitions import defs
+from batch_pipeline.defs.config import BatchConfig, batch_config_of
 from batch_pipeline.store import DocumentStore
 
 

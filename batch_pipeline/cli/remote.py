@@ -43,9 +43,7 @@ def remote_run_status(url: str, run_id: str) -> str:
         return f"unknown ({e})"
 
 
-def submission(
-    project: str, path: str, context: ProcessingContext, priority: str
-) -> tuple[dict, dict[str, str]]:
+def submission(project: str, path: str, context: ProcessingContext, priority: str) -> tuple[dict, dict[str, str]]:
     """The run config and tags of a submitted batch."""
     run_config = {k: v for k, v in batch_run_config(project, path, context).to_config_dict().items() if v}
     return run_config, context.run_tags(priority)

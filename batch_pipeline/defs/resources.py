@@ -38,13 +38,20 @@ class DocumentStoreResource(dg.ConfigurableResource):
 class LlmResource(dg.ConfigurableResource):
     """An OpenAI-compatible chat-completions provider: key from OPENAI_API_KEY, base URL from OPENAI_BASE_URL."""
 
-    api_key: str | None = Field(default=None, description="Bind with dagster.EnvVar('OPENAI_API_KEY'), never a literal.")
+    api_key: str | None = Field(
+        default=None, description="Bind with dagster.EnvVar('OPENAI_API_KEY'), never a literal."
+    )
     base_url: str | None = Field(default=None, description="Unset: $OPENAI_BASE_URL, else api.openai.com.")
     timeout_seconds: float = Field(default=60.0, description="Per-request timeout.")
     max_concurrent_requests: int = Field(default=64, description="Requests in flight at once, per partition step.")
     requests_per_minute: int | None = Field(default=None, description="Client-side RPM limit (unset: none).")
     tokens_per_minute: int | None = Field(default=None, description="Client-side TPM limit (unset: none).")
     max_attempts: int = Field(default=5, description="HTTP attempts per request before a document fails.")
+    retry_max_wait_seconds: float = Field(
+        default=30.0,
+        description="Longest wait between two attempts after a timeout or a 5xx (exponential backoff with "
+        "jitter, starting at 0.5 s). A 429 waits as long as the provider asks instead.",
+    )
     max_output_tokens: int = Field(default=4096, description="max_tokens of every completion.")
     response_format: ResponseFormatMode = Field(
         default=ResponseFormatMode.auto,

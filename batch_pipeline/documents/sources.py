@@ -105,5 +105,3 @@ def read_source(
     if not documents:
         raise SourceError(f"Source {source!r} holds no .md, .markdown, .txt files or JSONL records.")
     return documents
-
-

@@ -72,7 +72,7 @@ class LlmAnalyser:
         error = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(error, openai.RateLimitError):
             return 0.0  # the gate's shared pause does the waiting, for every request at once
-        return wait_random_exponential(multiplier=0.5, max=30)(retry_state)
+        return wait_random_exponential(multiplier=0.5, max=self.settings.retry_max_wait_seconds)(retry_state)
 
     async def _request(self, messages, ai_model: str, model: AnalysisModel, usage: _Usage) -> _Answer:
         # Token estimates only feed the TPM limiter; without one they are not worth their CPU.
@@ -98,7 +98,9 @@ class LlmAnalyser:
         usage.add(completion.usage)
         if completion.usage is not None:
             self.gate.settle(estimate, completion.usage.total_tokens or 0)
-            self._output_estimate = max(50, int(0.8 * self._output_estimate + 0.2 * (completion.usage.completion_tokens or 0)))
+            self._output_estimate = max(
+                50, int(0.8 * self._output_estimate + 0.2 * (completion.usage.completion_tokens or 0))
+            )
         choice = completion.choices[0] if completion.choices else None
         message = choice.message if choice else None
         return _Answer(
@@ -114,7 +116,9 @@ class LlmAnalyser:
         usage = _Usage()
         answer: _Answer | None = None
 
-        def outcome(status: DocumentStatus, error: str = "", result: str | None = None, raw: str | None = None) -> AnalysisOutcome:
+        def outcome(
+            status: DocumentStatus, error: str = "", result: str | None = None, raw: str | None = None
+        ) -> AnalysisOutcome:
             return AnalysisOutcome(
                 status=status,
                 error=error,
@@ -148,7 +152,9 @@ class LlmAnalyser:
     @staticmethod
     def _judge(model: AnalysisModel, answer: _Answer) -> "_Verdict":
         if answer.refusal or answer.finish_reason == "content_filter":
-            return _Verdict(DocumentStatus.refused, f"the model refused: {answer.refusal or 'content filter'}", repairable=False)
+            return _Verdict(
+                DocumentStatus.refused, f"the model refused: {answer.refusal or 'content filter'}", repairable=False
+            )
         if answer.finish_reason == "length":
             return _Verdict(DocumentStatus.truncated, "the answer was cut off at max_output_tokens", repairable=False)
         try:
@@ -159,7 +165,9 @@ class LlmAnalyser:
         try:
             result = model.result_schema.model_validate(parsed)
         except ValidationError as e:
-            problem = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'answer'}: {err['msg']}" for err in e.errors()[:10])
+            problem = "; ".join(
+                f"{'.'.join(map(str, err['loc'])) or 'answer'}: {err['msg']}" for err in e.errors()[:10]
+            )
             return _Verdict(DocumentStatus.invalid_output, f"not valid JSON for the schema: {problem}", repairable=True)
         return _Verdict(None, None, repairable=False, result=result.model_dump_json())
 
@@ -170,5 +178,3 @@ class _Verdict:
     problem: str | None
     repairable: bool
     result: str | None = None
-
-

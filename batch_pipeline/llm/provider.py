@@ -65,7 +65,9 @@ class LlmProvider:
                     f"The provider at {where} answered HTTP {e.status_code} for model {ai_model!r}."
                 ) from None
 
-    def settle_response_format(self, model: AnalysisModel, ai_model: str, custom_instructions: str) -> ResponseFormatMode:
+    def settle_response_format(
+        self, model: AnalysisModel, ai_model: str, custom_instructions: str
+    ) -> ResponseFormatMode:
         """The richest response format the server accepts. In ``auto``, one probe request per mode
         (the run's prompt with an empty document, max_tokens=1) until the server accepts one; the
         run then keeps that mode, and the probe has warmed the provider's prompt cache."""
@@ -79,7 +81,7 @@ class LlmProvider:
                 request = completion_request(model, ai_model, messages, mode, max_tokens=1)
                 retrying = Retrying(
                     stop=stop_after_attempt(attempts),
-                    wait=wait_random_exponential(max=10),
+                    wait=wait_random_exponential(multiplier=0.5, max=self.settings.retry_max_wait_seconds),
                     retry=retry_if_exception(_transient),
                     reraise=True,
                 )

@@ -45,7 +45,11 @@ class RateGate:
     def __init__(self, requests_per_minute: int | None, tokens_per_minute: int | None):
         # One request per interval, no burst: the rate never exceeds the limit over any window.
         self._requests = AsyncLimiter(1, 60 / requests_per_minute) if requests_per_minute else None
-        self._tokens = AsyncLimiter(tokens_per_minute * TOKEN_WINDOW_SECONDS / 60, TOKEN_WINDOW_SECONDS) if tokens_per_minute else None
+        self._tokens = (
+            AsyncLimiter(tokens_per_minute * TOKEN_WINDOW_SECONDS / 60, TOKEN_WINDOW_SECONDS)
+            if tokens_per_minute
+            else None
+        )
         self._paused_until = 0.0
         self._settling: set[asyncio.Task] = set()
         self.pauses = 0

@@ -90,7 +90,9 @@ def token_usage(rows: pd.DataFrame) -> list[ModelUsage]:
     models = spent["answered_by_model"].fillna(spent["ai_model"])
     usage = []
     for model, group in spent.groupby(models):
-        input_tokens, cached, output = (int(group[c].fillna(0).sum()) for c in ("input_tokens", "cached_input_tokens", "output_tokens"))
+        input_tokens, cached, output = (
+            int(group[c].fillna(0).sum()) for c in ("input_tokens", "cached_input_tokens", "output_tokens")
+        )
         cost = estimate_cost(price_for(str(model), table), input_tokens, cached, output)
         usage.append(
             ModelUsage(

@@ -169,7 +169,12 @@ class DocumentStore:
             for chunk in _chunks(document_ids, 500):
                 query = (
                     sa.select(r.document_id, r.run_id, r.cached_from_run_id, r.result)
-                    .where(r.document_id.in_(chunk), r.context_key == context_key, r.status == DocumentStatus.ok, r.run_id != run_id)
+                    .where(
+                        r.document_id.in_(chunk),
+                        r.context_key == context_key,
+                        r.status == DocumentStatus.ok,
+                        r.run_id != run_id,
+                    )
                     .order_by(r.finished_at)
                 )
                 for row in conn.execute(query):
@@ -191,14 +196,22 @@ class DocumentStore:
         statement = (
             analysis_results.update()
             .where(r.run_id == run_id, r.document_id == sa.bindparam("doc"), r.status == DocumentStatus.pending)
-            .values(status=DocumentStatus.ok, error="", cached_from_run_id=sa.bindparam("origin"), result=sa.bindparam("res"), finished_at=_now())
+            .values(
+                status=DocumentStatus.ok,
+                error="",
+                cached_from_run_id=sa.bindparam("origin"),
+                result=sa.bindparam("res"),
+                finished_at=_now(),
+            )
         )
         with self.engine.begin() as conn:
             conn.execute(statement, rows)
 
     def record_outcome(self, run_id: str, document_id: str, outcome: AnalysisOutcome) -> None:
         with self.engine.begin() as conn:
-            conn.execute(_RECORD_OUTCOME, {**outcome.model_dump(), "_run": run_id, "_doc": document_id, "finished_at": _now()})
+            conn.execute(
+                _RECORD_OUTCOME, {**outcome.model_dump(), "_run": run_id, "_doc": document_id, "finished_at": _now()}
+            )
 
     def mark_interrupted(self, run_id: str, note: str) -> int:
         """Close a dead run's pending rows so they no longer look in progress."""

@@ -18,8 +18,14 @@ CONTEXT = ProcessingContext(model_key=ModelKey.document_metadata, ai_model="loca
 def register(store, run_id: str, texts: list[str]) -> list[str]:
     docs = [
         PreparedDocument(
-            document_id=document_id("p", f"h{i}"), filename=f"{i}.md", content_hash=f"h{i}", size_bytes=len(t),
-            text=t, encoding="utf-8", problem=None, reason="",
+            document_id=document_id("p", f"h{i}"),
+            filename=f"{i}.md",
+            content_hash=f"h{i}",
+            size_bytes=len(t),
+            text=t,
+            encoding="utf-8",
+            problem=None,
+            reason="",
         )  # fmt: skip
         for i, t in enumerate(texts)
     ]
@@ -46,7 +52,9 @@ class RecordingAnalyser:
 def test_a_failing_document_fails_alone_and_the_context_travels_with_the_partition(store):
     ids = register(store, "r1", ["# a", "boom", "# c"])
     analyser = RecordingAnalyser()
-    summary = asyncio.run(analyze_documents(store, "r1", Partition(index=0, project="p", context=CONTEXT, document_ids=ids), analyser))
+    summary = asyncio.run(
+        analyze_documents(store, "r1", Partition(index=0, project="p", context=CONTEXT, document_ids=ids), analyser)
+    )
     assert summary.status_counts == {"ok": 2, "analysis_error": 1}
     assert {c for _, c in analyser.seen} == {CONTEXT}
     rows = store.results("r1").set_index("filename")
@@ -57,7 +65,9 @@ def test_a_retried_partition_skips_documents_already_finished_in_this_run(store)
     ids = register(store, "r1", ["# a", "# b", "# c"])
     store.record_outcome("r1", ids[0], AnalysisOutcome(status="ok", result="{}"))
     analyser = RecordingAnalyser()
-    summary = asyncio.run(analyze_documents(store, "r1", Partition(index=0, project="p", context=CONTEXT, document_ids=ids), analyser))
+    summary = asyncio.run(
+        analyze_documents(store, "r1", Partition(index=0, project="p", context=CONTEXT, document_ids=ids), analyser)
+    )
     assert [t for t, _ in analyser.seen] == ["# b", "# c"]
     assert summary.skipped_already_done == 1
 
@@ -95,7 +105,9 @@ def test_an_upgraded_data_library_re_analyses_instead_of_serving_old_results(sto
     try:
         upgraded = ProcessingContext(**CONTEXT.model_dump())
         ids = register(store, "r3", ["# a", "# b"])
-        summary = asyncio.run(analyze_documents(store, "r3", partition.model_copy(update={"context": upgraded}), OfflineAnalyser()))
+        summary = asyncio.run(
+            analyze_documents(store, "r3", partition.model_copy(update={"context": upgraded}), OfflineAnalyser())
+        )
         assert summary.cached == 0 and summary.status_counts == {"ok": 2}
         assert stored_versions(store, "r3") == {upgraded.analyser_version}
         assert stored_versions(store, "r1") == {CONTEXT.model.version + "+" + old_digest}

@@ -21,7 +21,9 @@ def evaluate(inbox: Path, cursor: str | None = None, **defaults):
 def inbox(tmp_path) -> Path:
     folder = tmp_path / "inbox"
     folder.mkdir()
-    (folder / "batch.yaml").write_text("model_key: content_compliance\nai_model: local\ncustom_instructions: Inbox run.\npriority: high\n")
+    (folder / "batch.yaml").write_text(
+        "model_key: content_compliance\nai_model: local\ncustom_instructions: Inbox run.\npriority: high\n"
+    )
     (folder / "a.md").write_text("# A\n\nmail a@example.com")
     (folder / "b.txt").write_text("B plain text")
     return folder
@@ -31,7 +33,11 @@ def test_new_files_become_one_run_request_and_the_same_files_never_run_twice(inb
     request, cursor = evaluate(inbox, project="inbox-test")
     assert isinstance(request, dg.RunRequest)
     config = request.run_config["ops"]["create_document_records"]["config"]
-    assert config["context"] == {"model_key": "content_compliance", "ai_model": "local", "custom_instructions": "Inbox run."}
+    assert config["context"] == {
+        "model_key": "content_compliance",
+        "ai_model": "local",
+        "custom_instructions": "Inbox run.",
+    }
     assert config["project"] == "inbox-test"
     assert sorted(p.name for p in Path(config["source"]).iterdir()) == ["a.md", "b.txt"]
     assert request.tags["dagster/priority"] == "10" and request.tags["batch_pipeline/ai_model"] == "local"
@@ -106,7 +112,11 @@ def test_failed_run_is_posted_to_the_webhook(pipeline_home, instance, tmp_path, 
     result = run_job(instance, run_config, raise_on_error=False)
     assert not result.success
     run = instance.get_run_by_id(result.run_id)
-    failure = next(e.dagster_event for e in instance.all_logs(result.run_id) if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE")
+    failure = next(
+        e.dagster_event
+        for e in instance.all_logs(result.run_id)
+        if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE"
+    )
     context = dg.build_run_status_sensor_context(
         sensor_name="batch_failure_sensor", dagster_instance=instance, dagster_run=run, dagster_event=failure
     ).for_run_failure()

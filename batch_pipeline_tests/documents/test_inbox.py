@@ -21,7 +21,9 @@ def test_batch_yaml_overrides_defaults(tmp_path):
     (tmp_path / "batch.yaml").write_text(
         "model_key: document_metadata\nai_model: gpt-4.1-mini\ncustom_instructions: Be brief.\npriority: high\n"
     )
-    project, context, priority = read_batch_settings(tmp_path, InboxDefaults(project="p", model_key="content_compliance"))
+    project, context, priority = read_batch_settings(
+        tmp_path, InboxDefaults(project="p", model_key="content_compliance")
+    )
     assert (project, context.model_key.value, context.ai_model, context.custom_instructions, priority) == (
         "p", "document_metadata", "gpt-4.1-mini", "Be brief.", "high",
     )  # fmt: skip
@@ -30,7 +32,10 @@ def test_batch_yaml_overrides_defaults(tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("model_key: sentiment\nai_model: local\n", "model_key 'sentiment' is not one of content_compliance, document_metadata"),
+        (
+            "model_key: sentiment\nai_model: local\n",
+            "model_key 'sentiment' is not one of content_compliance, document_metadata",
+        ),
         ("model_key: content_compliance\n", "no ai_model"),
         ("model_key: content_compliance\nai_model: local\nmodle: x\n", "unknown keys ['modle']"),
         ("model_key: [unclosed\n", "not valid YAML"),

@@ -10,7 +10,7 @@ from batch_pipeline.outcome import DocumentStatus
 @pytest.mark.parametrize(
     "content, text, problem",
     [
-        ("# Café\n".encode("utf-8"), "# Café\n", None),
+        ("# Café\n".encode(), "# Café\n", None),
         ("\ufeff# BOM\n".encode("utf-8"), "# BOM\n", None),
         ("# Café crème à la façon de l'été\n".encode("latin-1"), "# Café crème à la façon de l'été\n", None),
         (b"", None, DocumentStatus.empty),

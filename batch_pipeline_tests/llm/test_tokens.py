@@ -37,4 +37,6 @@ def test_estimate_degrades_to_characters_without_a_tokenizer(monkeypatch):
 
 def test_prompt_estimate_counts_every_message():
     messages = [{"role": "system", "content": "a b c"}, {"role": "user", "content": "d e f"}]
-    assert tokens.estimate_prompt_tokens(messages) == 2 * tokens.MESSAGE_OVERHEAD_TOKENS + 2 * tokens.estimate_tokens("a b c")
+    assert tokens.estimate_prompt_tokens(messages) == 2 * tokens.MESSAGE_OVERHEAD_TOKENS + 2 * tokens.estimate_tokens(
+        "a b c"
+    )

@@ -6,7 +6,12 @@ from batch_pipeline.report.pricing import DEFAULT_PRICES, ModelPrice, estimate_c
 
 @pytest.mark.parametrize(
     "model, entry",
-    [("gpt-4o-mini-2024-07-18", "gpt-4o-mini"), ("gpt-4o-2024-08-06", "gpt-4o"), ("gpt-4.1", "gpt-4.1"), ("llama-3", None)],
+    [
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4.1", "gpt-4.1"),
+        ("llama-3", None),
+    ],
 )
 def test_longest_prefix_match(model, entry):
     assert price_for(model, DEFAULT_PRICES) == (DEFAULT_PRICES[entry] if entry else None)

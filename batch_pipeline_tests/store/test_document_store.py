@@ -5,8 +5,7 @@ import sqlalchemy as sa
 
 from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.documents.vetting import PreparedDocument, document_id
-from batch_pipeline.outcome import DocumentStatus
-from batch_pipeline.outcome import AnalysisOutcome
+from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 from batch_pipeline.store import CachedResult, DocumentStore
 from batch_pipeline.store.schema import documents
 

@@ -43,8 +43,7 @@ def aggregate(
     )
     if report.failed and batch.on_document_failure is FailurePolicy.fail:
         raise dg.Failure(
-            f"{report.failed} of {report.documents} documents failed (on_document_failure: fail); "
-            f"see {csv_path}",
+            f"{report.failed} of {report.documents} documents failed (on_document_failure: fail); see {csv_path}",
             metadata={"failed": report.failed, "status_counts": dg.MetadataValue.json(report.status_counts)},
         )
 

@@ -5,7 +5,13 @@ import time
 import dagster as dg
 
 from batch_pipeline.batch.partitions import Partition
-from batch_pipeline.batch.registration import BatchRequest, RegisteredBatch, needs_llm, partition_size_for, register_batch
+from batch_pipeline.batch.registration import (
+    BatchRequest,
+    RegisteredBatch,
+    needs_llm,
+    partition_size_for,
+    register_batch,
+)
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.defs.config import BatchConfig
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource
@@ -92,7 +98,9 @@ def _log_registration(log: dg.DagsterLogManager, batch: RegisteredBatch, seconds
     if batch.duplicate_files:
         log.info(f"{len(batch.duplicate_files)} files repeat another file's content: {batch.duplicate_files[:20]}")
     if batch.ignored_files:
-        log.warning(f"Ignored {len(batch.ignored_files)} files that are not .md/.markdown/.txt: {batch.ignored_files[:20]}")
+        log.warning(
+            f"Ignored {len(batch.ignored_files)} files that are not .md/.markdown/.txt: {batch.ignored_files[:20]}"
+        )
 
 
 def _batch_metadata(batch: RegisteredBatch) -> dict:

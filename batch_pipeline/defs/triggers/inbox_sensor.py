@@ -38,7 +38,11 @@ class InboxConfig(dg.ConfigurableResource):
     def from_env(cls) -> "InboxConfig":
         """Settings from BATCH_PIPELINE_INBOX (the folder) and BATCH_PIPELINE_INBOX_<FIELD> (the defaults)."""
         fields = ("project", "model_key", "ai_model", "custom_instructions", "priority")
-        values = {f: os.environ[f"BATCH_PIPELINE_INBOX_{f.upper()}"] for f in fields if f"BATCH_PIPELINE_INBOX_{f.upper()}" in os.environ}
+        values = {
+            f: os.environ[f"BATCH_PIPELINE_INBOX_{f.upper()}"]
+            for f in fields
+            if f"BATCH_PIPELINE_INBOX_{f.upper()}" in os.environ
+        }
         return cls(folder=os.environ.get(INBOX_ENV), **values)
 
     def path(self) -> Path:
