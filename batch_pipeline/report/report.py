@@ -9,8 +9,6 @@ from batch_pipeline.analysis import AnalysisModel, SummarySections
 from batch_pipeline.outcome import DocumentStatus, count_failed
 from batch_pipeline.report.pricing import estimate_cost, price_for, price_table
 
-OK = DocumentStatus.ok.value
-
 CSV_NAME = "results.csv"
 SUMMARY_NAME = "summary.md"
 
@@ -58,7 +56,7 @@ class BatchReport(BaseModel):
             f"- model_key: `{self.model_key}`",
             f"- ai_model: `{self.ai_model}`",
             f"- custom_instructions: {self.custom_instructions!r}",
-            f"- documents: {self.documents} (ok: {self.status_counts.get(OK, 0)}, "
+            f"- documents: {self.documents} (ok: {self.status_counts.get(DocumentStatus.ok, 0)}, "
             f"served from cache: {self.cached}, failed: {self.failed})",
             "",
             "## Documents per status",
@@ -108,7 +106,7 @@ def token_usage(rows: pd.DataFrame) -> list[ModelUsage]:
 
 
 def build_report(run_id: str, project: str, model: AnalysisModel, rows: pd.DataFrame) -> BatchReport:
-    ok_rows = rows[rows["status"] == OK]
+    ok_rows = rows[rows["status"] == DocumentStatus.ok.value]
     results = [model.parse_result(text) for text in ok_rows["result"]]
     first = rows.iloc[0] if len(rows) else None
     return BatchReport(

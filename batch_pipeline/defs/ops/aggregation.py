@@ -9,6 +9,7 @@ from batch_pipeline.batch.partitions import PartitionSummary
 from batch_pipeline.batch.registration import FailurePolicy, RegisteredBatch
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.defs.resources import DocumentStoreResource
+from batch_pipeline.outcome import DocumentStatus
 from batch_pipeline.report.report import BatchReport, build_report, write_report
 
 
@@ -39,7 +40,7 @@ def aggregate(
     context.add_output_metadata(metadata)
     context.log.info(
         f"Run summary: {report.documents} documents, {metadata['ok']} ok ({report.cached} from cache), "
-        f"{report.failed} failed, {report.status_counts.get('pending', 0)} pending; report in {summary_path.parent}"
+        f"{report.failed} failed, {report.status_counts.get(DocumentStatus.pending, 0)} pending; report in {summary_path.parent}"
     )
     if report.failed and batch.on_document_failure is FailurePolicy.fail:
         raise dg.Failure(
@@ -51,7 +52,7 @@ def aggregate(
 def _report_metadata(report: BatchReport, processing: ProcessingContext, csv_path: Path, summary_path: Path) -> dict:
     return {
         "documents": report.documents,
-        "ok": report.status_counts.get("ok", 0),
+        "ok": report.status_counts.get(DocumentStatus.ok, 0),
         "failed": report.failed,
         "served_from_cache": report.cached,
         "status_counts": dg.MetadataValue.table(
