@@ -12,6 +12,8 @@ from batch_pipeline.documents.vetting import PreparedDocument, prepare
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.store import DocumentStore
 
+DEFAULT_MAX_DOCUMENT_BYTES = 1_000_000
+
 
 class FailurePolicy(enum.Enum):
     """What a run does when some documents fail while the rest complete."""
@@ -29,7 +31,7 @@ class BatchRequest(BaseModel):
     context: ProcessingContext
     partition_size: int | None = None
     force: bool = False
-    max_document_bytes: int = 1_000_000
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
     on_document_failure: FailurePolicy = FailurePolicy.succeed
 
     def problems(self) -> list[str]:

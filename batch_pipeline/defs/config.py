@@ -5,7 +5,7 @@ import dagster as dg
 from pydantic import Field
 
 from batch_pipeline.analysis import REGISTRY
-from batch_pipeline.batch.registration import BatchRequest, FailurePolicy
+from batch_pipeline.batch.registration import DEFAULT_MAX_DOCUMENT_BYTES, BatchRequest, FailurePolicy
 from batch_pipeline.context import ModelKey, ProcessingContext
 
 BATCH_OP = "create_document_records"
@@ -53,7 +53,8 @@ class BatchConfig(dg.Config):
     )
     force: bool = Field(default=False, description="Re-analyse documents that already have a result for this context.")
     max_document_bytes: int = Field(
-        default=1_000_000, description="Larger files are not read; they are stored as failed with status too_large."
+        default=DEFAULT_MAX_DOCUMENT_BYTES,
+        description="Larger files are not read; they are stored as failed with status too_large.",
     )
     on_document_failure: FailurePolicy = Field(
         default=FailurePolicy.succeed,
