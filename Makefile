@@ -8,10 +8,11 @@ PIP_INSTALL := $(BIN)/pip install --quiet --constraint $(LOCK)
 LOCAL_DAGSTER_HOME := $(CURDIR)/.dagster_home
 
 .PHONY: install demo test lint format dev lock
+.DELETE_ON_ERROR:
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(PIP_INSTALL) --upgrade pip
 
 # The runtime alone: what `pip install batch_pipeline` gives a user; no compiler needed.
 $(VENV)/.runtime: pyproject.toml $(LOCK) | $(BIN)/python
@@ -30,8 +31,9 @@ $(VENV)/.dev: pyproject.toml $(LOCK) | $(BIN)/python
 
 install: $(VENV)/.runtime
 
-# Creates the instance's storage once, under a lock, before anything launches runs in parallel.
-$(LOCAL_DAGSTER_HOME)/dagster.yaml: dagster.yaml $(VENV)/.runtime
+# The local instance: dagster.yaml copied in (again only when it changes), then its storage
+# created once, under a lock, before anything launches runs in it.
+$(LOCAL_DAGSTER_HOME)/dagster.yaml: dagster.yaml | $(VENV)/.runtime
 	mkdir -p $(LOCAL_DAGSTER_HOME) && cp dagster.yaml $@
 	DAGSTER_HOME=$(LOCAL_DAGSTER_HOME) $(BIN)/batch-pipeline init
 

@@ -24,4 +24,4 @@ defs = dg.Definitions(
 
 def resolve_document_batch_job() -> dg.JobDefinition:
     """The job with its resources, for dagster.build_reconstructable_job (used by `batch-pipeline resume`)."""
-    return defs.resolve_job_def("document_batch_job")
+    return defs.resolve_job_def(document_batch_job.name)

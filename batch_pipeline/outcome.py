@@ -33,7 +33,7 @@ class DocumentStatus(StrEnum):
 
 def count_failed(status_counts: dict[str, int]) -> int:
     """Documents that ended in a failure status, from a status -> count mapping."""
-    return sum(n for status, n in status_counts.items() if DocumentStatus(status).is_failure)
+    return sum(n for status, n in status_counts.items() if status not in (DocumentStatus.ok, DocumentStatus.pending))
 
 
 class AnalysisOutcome(BaseModel):

@@ -1,10 +1,16 @@
 """The benchmark's smoke version: every scenario runs end to end on tiny inputs, so the benchmark
 cannot rot. It asserts that the benchmark works and reports sane figures, not a speed."""
 
+import os
+
+import pytest
+
 from benchmarks.run import main
 
 
 def test_benchmark_smoke(tmp_path):
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("matplotlib", reason="the sweep plot needs the bench extra: pip install -e '.[bench]'")
     report = main(["--smoke", "--plot", str(tmp_path / "sweep.png")])
     throughput = report["throughput"]
     assert throughput["job_statuses"] == {"ok": throughput["documents"]}

@@ -52,7 +52,7 @@ def test_offline_results_follow_the_versions_of_the_libraries_whose_data_they_us
     local, llm = make(), make(ai_model="gpt-x")
     before_local, before_llm = local.cache_key(), llm.cache_key()
     assert local.analyser_version.startswith(local.model.version + "+")
-    assert set(local.model.offline_data_versions()) == {"phonenumbers", "detect-secrets", "python-stdnum"}
+    assert local.model.offline_data_packages == ("phonenumbers", "detect-secrets", "python-stdnum")
 
     installed = importlib.metadata.version
     monkeypatch.setattr(

@@ -106,9 +106,10 @@ def queued_run_ids(instance: dg.DagsterInstance, batch_tag: str) -> list[str]:
 
 def test_queue_orders_by_priority_limits_runs_per_ai_model_and_contexts_never_cross(tmp_path, pg_env):
     """The shipped queue rules with the tags this product sets, in one daemon session: two runs at
-    once, one per ai_model. Submitted A, B (gpt-test), C (gpt-other), then D (gpt-other, high
-    priority): first-in-first-out would start A and C; priority starts D and A, and C waits for D."""
-    home = postgres_home(tmp_path / "home", max_concurrent_runs=2, per_model_limit=1)
+    at once but one per ai_model. Submitted A, B (gpt-test), C (gpt-other), then D (gpt-other, high
+    priority): first-in-first-out would start A and C; priority starts D and A, and C waits for D.
+    Three slots for two models: only the per-model rule can keep same-model runs apart."""
+    home = postgres_home(tmp_path / "home", max_concurrent_runs=3, per_model_limit=1)
     corpus = write_corpus(tmp_path / "corpus", 16)
     plan = [("gpt-test", "A", "low"), ("gpt-test", "B", "low"), ("gpt-other", "C", "low"), ("gpt-other", "D", "high")]
     with FakeOpenAIServer(Behaviour(latency=0.2)) as server, instance_at(home, pg_env) as instance:

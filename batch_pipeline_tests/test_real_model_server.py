@@ -29,7 +29,7 @@ def _require(module: str):
     except ImportError as e:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{module} must be installed in CI: {e}")
-        pytest.skip(f"{module} is not installed (pip install -e '.[dev]' builds it): {e}")
+        pytest.skip(f"{module} is not installed (pip install -e '.[real-llm]' builds it): {e}")
 
 
 @pytest.fixture(scope="module")

@@ -39,9 +39,6 @@ class AnalysisModel:
         installed = ";".join(f"{name}=={distribution_version(name)}" for name in self.offline_data_packages)
         return f"{self.version}+{hashlib.sha256(installed.encode()).hexdigest()[:12]}"
 
-    def offline_data_versions(self) -> dict[str, str]:
-        return {name: distribution_version(name) for name in self.offline_data_packages}
-
     def parse_result(self, result_json: str) -> BaseModel:
         return self.result_schema.model_validate_json(result_json)
 

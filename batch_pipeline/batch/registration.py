@@ -12,8 +12,6 @@ from batch_pipeline.documents.vetting import PreparedDocument, prepare
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.store import DocumentStore
 
-DEFAULT_MAX_DOCUMENT_BYTES = 1_000_000
-
 
 class FailurePolicy(enum.Enum):
     """What a run does when some documents fail while the rest complete."""
@@ -23,16 +21,17 @@ class FailurePolicy(enum.Enum):
 
 
 class BatchRequest(BaseModel):
-    """What a launch asks for (the run config of create_document_records, without Dagster)."""
+    """What a launch asks for: the run config of create_document_records (``defs/config.py``, which
+    holds the defaults and their descriptions), without Dagster."""
 
     project: str
-    source: str | None = None
-    documents: list[tuple[str, str]] | None = None  # inline (filename, markdown content)
+    source: str | None
+    documents: list[tuple[str, str]] | None  # inline (filename, markdown content)
     context: ProcessingContext
-    partition_size: int | None = None
-    force: bool = False
-    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
-    on_document_failure: FailurePolicy = FailurePolicy.succeed
+    partition_size: int | None
+    force: bool
+    max_document_bytes: int
+    on_document_failure: FailurePolicy
 
     def problems(self) -> list[str]:
         """Launch checks the Dagster config schema cannot express."""

@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 
 from batch_pipeline import settings
 from batch_pipeline.analysis import REGISTRY
-from batch_pipeline.definitions import defs
+from batch_pipeline.definitions import resolve_document_batch_job
 from batch_pipeline.defs.config import BatchConfig, batch_config_of
 from batch_pipeline.store import DocumentStore
 
@@ -46,7 +46,7 @@ def dagster_run_status(run_id: str) -> str:
 def config_problems(run_config: dict) -> list[str]:
     """Everything wrong with a run config for document_batch_job, with the valid choices named."""
     try:
-        dg.validate_run_config(defs.resolve_job_def("document_batch_job"), run_config)
+        dg.validate_run_config(resolve_document_batch_job(), run_config)
     except dg.DagsterInvalidConfigError as e:
         problems = [error.message.split("\n\nStack Trace")[0].strip() for error in e.errors]
         if any("model_key" in p for p in problems):

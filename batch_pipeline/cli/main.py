@@ -10,11 +10,12 @@ from pathlib import Path
 import yaml
 
 from batch_pipeline.analysis import REGISTRY
-from batch_pipeline.cli import local, remote
 from batch_pipeline.context import ModelKey, ProcessingContext
 
 
 def cmd_results(args: argparse.Namespace) -> int:
+    from batch_pipeline.cli import local
+
     store = local.open_store()
     rows = store.results(args.run_id)
     if rows.empty:
@@ -25,6 +26,8 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from batch_pipeline.cli import local, remote
+
     try:
         status = remote.remote_run_status(args.url, args.run_id) if args.url else local.dagster_run_status(args.run_id)
     except remote.WebserverUnreachable as e:
@@ -42,6 +45,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     import dagster as dg
 
+    from batch_pipeline.cli import local
     from batch_pipeline.cli.recovery import CannotResume, resume
 
     if not os.environ.get("DAGSTER_HOME"):
@@ -62,6 +66,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from batch_pipeline.cli import remote
+
     if args.model_key not in REGISTRY:
         print(f"error: unknown model_key {args.model_key!r}; valid: {', '.join(REGISTRY)}", file=sys.stderr)
         return 2
@@ -104,6 +110,8 @@ def cmd_models(_args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from batch_pipeline.cli import local
+
     run_config = yaml.safe_load(Path(args.config).read_text()) or {}
     problems = local.config_problems(run_config)
     for problem in problems:

@@ -1,5 +1,6 @@
 """Talking to a running Dagster webserver over GraphQL: submit a batch, ask a run's status."""
 
+import http.client
 import urllib.error
 import urllib.request
 from urllib.parse import urlparse
@@ -8,8 +9,8 @@ from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.defs.config import batch_run_config
+from batch_pipeline.defs.job import document_batch_job
 
-JOB_NAME = "document_batch_job"
 REACHABILITY_TIMEOUT_SECONDS = 10
 
 
@@ -30,7 +31,7 @@ def graphql_client(url: str) -> DagsterGraphQLClient:
     try:
         with urllib.request.urlopen(f"{base}/server_info", timeout=REACHABILITY_TIMEOUT_SECONDS):
             pass
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
         raise WebserverUnreachable(f"cannot reach the Dagster webserver at {base}: {e}") from None
     return DagsterGraphQLClient(parsed.hostname, port_number=port, use_https=parsed.scheme == "https")
 
@@ -45,14 +46,13 @@ def remote_run_status(url: str, run_id: str) -> str:
 
 def submission(project: str, path: str, context: ProcessingContext, priority: str) -> tuple[dict, dict[str, str]]:
     """The run config and tags of a submitted batch."""
-    run_config = {k: v for k, v in batch_run_config(project, path, context).to_config_dict().items() if v}
-    return run_config, context.run_tags(priority)
+    return batch_run_config(project, path, context), context.run_tags(priority)
 
 
 def submit(url: str, run_config: dict, tags: dict[str, str]) -> str:
     """Submit a queued run of the job; its run id."""
     client = graphql_client(url)
     try:
-        return client.submit_job_execution(JOB_NAME, run_config=run_config, tags=tags)
+        return client.submit_job_execution(document_batch_job.name, run_config=run_config, tags=tags)
     except DagsterGraphQLClientError as e:
         raise RunRefused(str(e)) from e

@@ -5,7 +5,7 @@ import dagster as dg
 from pydantic import Field
 
 from batch_pipeline.analysis import REGISTRY
-from batch_pipeline.batch.registration import DEFAULT_MAX_DOCUMENT_BYTES, BatchRequest, FailurePolicy
+from batch_pipeline.batch.registration import BatchRequest, FailurePolicy
 from batch_pipeline.context import ModelKey, ProcessingContext
 
 BATCH_OP = "create_document_records"
@@ -53,7 +53,7 @@ class BatchConfig(dg.Config):
     )
     force: bool = Field(default=False, description="Re-analyse documents that already have a result for this context.")
     max_document_bytes: int = Field(
-        default=DEFAULT_MAX_DOCUMENT_BYTES,
+        default=1_000_000,
         description="Larger files are not read; they are stored as failed with status too_large.",
     )
     on_document_failure: FailurePolicy = Field(
@@ -76,11 +76,11 @@ class BatchConfig(dg.Config):
         )
 
 
-def batch_run_config(project: str, source: str, context: ProcessingContext) -> dg.RunConfig:
+def batch_run_config(project: str, source: str, context: ProcessingContext) -> dict:
     """Run config for document_batch_job over a folder or .jsonl file (what submit, the inbox sensor
-    and the schedule launch)."""
+    and the schedule launch): only what they set, as a user would write it."""
     config = {"project": project, "source": source, "context": context.as_run_config()}
-    return dg.RunConfig(ops={BATCH_OP: {"config": config}})
+    return {"ops": {BATCH_OP: {"config": config}}}
 
 
 def batch_config_of(run_config: dict) -> dict:

@@ -13,7 +13,9 @@ from batch_pipeline.llm.settings import LlmSettings
 
 
 class LlmUnavailable(Exception):
-    """The provider cannot serve this run (no key, key refused, model unknown, unreachable)."""
+    """The provider cannot serve this run (no key, key refused, model unknown, unreachable).
+    Raised ``from None``: the message says everything, and the provider's raw error (which could
+    echo request details) stays out of the event log."""
 
 
 def _transient(error: BaseException) -> bool:
@@ -90,9 +92,9 @@ class LlmProvider:
                     return mode
                 except openai.APIStatusError as e:
                     if not rejects_format(e):
-                        raise LlmUnavailable(f"Probing {ai_model!r} failed: HTTP {e.status_code} {e.message}") from e
+                        raise LlmUnavailable(f"Probing {ai_model!r} failed: HTTP {e.status_code} {e.message}") from None
                 except openai.APIConnectionError as e:
-                    raise LlmUnavailable(f"Cannot reach the provider at {client.base_url}: {e}") from e
+                    raise LlmUnavailable(f"Cannot reach the provider at {client.base_url}: {e}") from None
         raise LlmUnavailable(f"The provider rejected every response format for {ai_model!r}")
 
     def analyser(self, mode: ResponseFormatMode) -> LlmAnalyser:

@@ -1,13 +1,14 @@
 import http.server
 import json
 import threading
+import urllib.error
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from batch_pipeline.definitions import defs
-from batch_pipeline.defs.triggers.failure_sensor import batch_failure_sensor
+from batch_pipeline.defs.triggers.failure_sensor import batch_failure_sensor, post_json
 from batch_pipeline.defs.triggers.inbox_sensor import InboxConfig, inbox_sensor
 from batch_pipeline_tests.conftest import EXAMPLE_DOCS, batch_config, run_job
 
@@ -147,3 +148,31 @@ def test_schedule_is_stopped_by_default_and_produces_the_documented_run_config(t
     assert dg.validate_run_config(defs.resolve_job_def("document_batch_job"), request.run_config)
     monkeypatch.setenv("BATCH_PIPELINE_SWEEP_SOURCE", str(tmp_path / "missing"))
     assert isinstance(nightly_compliance_sweep(context), dg.SkipReason)
+
+
+class _RedirectingWebhook(http.server.BaseHTTPRequestHandler):
+    gets: list[str] = []
+
+    def do_POST(self):
+        self.send_response(302)
+        self.send_header("Location", "/elsewhere")
+        self.end_headers()
+
+    def do_GET(self):
+        self.gets.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_webhook_that_redirects_is_an_error_not_a_silent_get():
+    server = http.server.HTTPServer(("127.0.0.1", 0), _RedirectingWebhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(urllib.error.HTTPError, match="302"):
+            post_json(f"http://127.0.0.1:{server.server_port}/hook", {"text": "run failed"})
+    finally:
+        server.shutdown()
+    assert _RedirectingWebhook.gets == []  # the message was not turned into a body-less GET

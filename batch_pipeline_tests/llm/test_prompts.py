@@ -32,14 +32,14 @@ def assert_strict(node: dict) -> None:
         assert node["required"] == list(node["properties"])
         assert node["additionalProperties"] is False
     assert "default" not in node
-    for subschema in node.get("properties", {}).values():
-        assert_strict(subschema)
-    for subschema in node.get("$defs", {}).values():
-        assert_strict(subschema)
-    for keyword in ("items", "anyOf", "allOf"):
-        value = node.get(keyword)
-        for subschema in value if isinstance(value, list) else [value] if value else []:
+    for keyword in ("properties", "$defs", "definitions", "patternProperties"):
+        for subschema in node.get(keyword, {}).values():
             assert_strict(subschema)
+    for keyword in ("items", "additionalProperties", "not", "anyOf", "allOf", "oneOf", "prefixItems"):
+        value = node.get(keyword)
+        for subschema in value if isinstance(value, list) else [value]:
+            if isinstance(subschema, dict):
+                assert_strict(subschema)
 
 
 @pytest.mark.parametrize("key", list(REGISTRY))

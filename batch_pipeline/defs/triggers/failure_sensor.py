@@ -53,10 +53,17 @@ def batch_failure_sensor(context: dg.RunFailureSensorContext):
         post_json(url, message)
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    # urllib would follow a 301/302/303 with a GET that drops the message, and report success.
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
 def post_json(url: str, message: dict) -> None:
-    """POST a JSON body; urllib raises HTTPError for any 4xx/5xx answer."""
+    """POST a JSON body; any answer but 2xx (a redirect included) raises urllib's HTTPError."""
     request = urllib.request.Request(
         url, data=json.dumps(message).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
-    with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS):
+    opener = urllib.request.build_opener(_RefuseRedirects)
+    with opener.open(request, timeout=WEBHOOK_TIMEOUT_SECONDS):
         pass
