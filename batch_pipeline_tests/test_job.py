@@ -1,6 +1,7 @@
 """document_batch_job end to end, in process, against a temporary instance and store."""
 
 import json
+import os
 import shutil
 
 import dagster as dg
@@ -196,3 +197,27 @@ def test_inline_documents(pipeline_home, instance):
     run_config = batch_config(documents=[{"filename": "n.md", "markdown_content": "# N\n\nmail x@example.com"}])
     result = run_job(instance, run_config)
     assert results(result.run_id).loc["n.md", "status"] == "ok"
+
+
+def test_a_folder_of_unlucky_entries_completes_with_each_reason_stored_or_listed(pipeline_home, instance, tmp_path):
+    folder = tmp_path / "unlucky"
+    folder.mkdir()
+    (folder / "good.md").write_text("# Fine\n\nContact jane@example.com.")
+    with open(os.fsencode(folder) + b"/caf\xe9.md", "wb") as f:
+        f.write(b"# Menu du jour")
+    with (folder / "huge.md").open("wb") as f:
+        f.truncate(5 * 1024**3)  # sparse: never read
+    (folder / "passwd.txt").symlink_to("/etc/passwd")
+    os.mkfifo(folder / "pipe.md")
+    result = run_job(instance, batch_config(str(folder)))
+    assert result.success
+    rows = results(result.run_id)
+    assert rows.loc["good.md", "status"] == "ok"
+    assert rows.loc["caf\\xe9.md", "status"] == "ok"
+    assert rows.loc["huge.md", "status"] == "too_large"
+    assert "passwd.txt" not in rows.index and "pipe.md" not in rows.index
+    batch_output = next(
+        e for e in result.all_events if e.is_successful_output and e.step_key == "create_document_records"
+    )
+    skipped = batch_output.event_specific_data.metadata["skipped_entries"].value
+    assert sorted(s.split(":")[0] for s in skipped) == ["passwd.txt", "pipe.md"]

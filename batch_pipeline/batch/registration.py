@@ -31,6 +31,7 @@ class BatchRequest(BaseModel):
     partition_size: int | None
     force: bool
     max_document_bytes: int
+    follow_symlinks: bool
     on_document_failure: FailurePolicy
 
     def problems(self) -> list[str]:
@@ -44,7 +45,19 @@ class BatchRequest(BaseModel):
             found.append(f"partition_size must be at least 1, got {self.partition_size}")
         if self.max_document_bytes < 1:
             found.append(f"max_document_bytes must be at least 1, got {self.max_document_bytes}")
+        for name, value in [("project", self.project), ("context.ai_model", self.context.ai_model),
+                            ("context.custom_instructions", self.context.custom_instructions)]:  # fmt: skip
+            if not _is_unicode(value):
+                found.append(f"{name} is not valid Unicode text (it holds a lone surrogate)")
         return found
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class RegisteredBatch(BaseModel):
@@ -55,6 +68,7 @@ class RegisteredBatch(BaseModel):
     input_failures: dict[str, int]
     duplicate_files: list[str]
     ignored_files: list[str]
+    skipped_entries: list[str]  # "name: reason" for each folder entry that was not read
     partitions: int
     on_document_failure: FailurePolicy
     response_format: ResponseFormatMode | None = None
@@ -104,9 +118,8 @@ def register_batch(
     partition_size: int = LOCAL_PARTITION_SIZE,
 ) -> tuple[RegisteredBatch, list[Partition]]:
     """Read, vet and register the batch's documents; raises SourceError before writing anything."""
-    ignored: list[str] = []
-    raw = read_source(request.source, request.documents, request.max_document_bytes, ignored)
-    docs, duplicates = _dedupe([prepare(request.project, r) for r in raw])
+    contents = read_source(request.source, request.documents, request.max_document_bytes, request.follow_symlinks)
+    docs, duplicates = _dedupe([prepare(request.project, r) for r in contents.documents])
     store.register_batch(run_id, request.project, request.context, docs)
 
     analysable = [d.document_id for d in docs if d.problem is None]
@@ -128,7 +141,8 @@ def register_batch(
         analysable=len(analysable),
         input_failures=dict(Counter(d.problem.value for d in docs if d.problem)),
         duplicate_files=duplicates,
-        ignored_files=ignored,
+        ignored_files=contents.ignored,
+        skipped_entries=[str(entry) for entry in contents.skipped],
         partitions=len(partitions),
         on_document_failure=request.on_document_failure,
     )

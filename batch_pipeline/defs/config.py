@@ -54,7 +54,13 @@ class BatchConfig(dg.Config):
     force: bool = Field(default=False, description="Re-analyse documents that already have a result for this context.")
     max_document_bytes: int = Field(
         default=1_000_000,
-        description="Larger files are not read; they are stored as failed with status too_large.",
+        description="Larger documents are not read beyond this many bytes; they are stored as failed with status "
+        "too_large. Applies to files, to each line of a .jsonl source and to inline documents.",
+    )
+    follow_symlinks: bool = Field(
+        default=False,
+        description="false: a symbolic link in the source folder that points outside it (or to a folder) is not "
+        "read, and is listed as skipped; true: links are followed wherever they point (link loops are still skipped).",
     )
     on_document_failure: FailurePolicy = Field(
         default=FailurePolicy.succeed,
@@ -72,6 +78,7 @@ class BatchConfig(dg.Config):
             partition_size=self.partition_size,
             force=self.force,
             max_document_bytes=self.max_document_bytes,
+            follow_symlinks=self.follow_symlinks,
             on_document_failure=self.on_document_failure,
         )
 

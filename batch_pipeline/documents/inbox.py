@@ -6,13 +6,15 @@ Plain functions; ``defs/triggers/inbox_sensor.py`` wraps them in a Dagster senso
 import hashlib
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from batch_pipeline.context import PRIORITIES, ModelKey, ProcessingContext
-from batch_pipeline.documents.sources import TEXT_SUFFIXES
+from batch_pipeline.documents.folder import SkippedEntry, walk_folder
+from batch_pipeline.documents.sources import TEXT_SUFFIXES, open_regular
 
 BATCH_FILE = "batch.yaml"
 SNAPSHOT_DIR = ".batches"
@@ -43,14 +45,29 @@ class InvalidBatchFile(ValueError):
     pass
 
 
-def scan(folder: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every .md/.markdown/.txt file, hidden folders excluded."""
-    found = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES):
-        relative = path.relative_to(folder)
-        if not any(part.startswith(".") for part in relative.parts):
-            found[relative.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return found
+@dataclass
+class InboxScan:
+    files: dict[str, str]  # name -> sha256 of every .md/.markdown/.txt file that could be read
+    paths: dict[str, Path]
+    skipped: list[SkippedEntry]
+
+
+def scan(folder: Path) -> InboxScan:
+    """The inbox's text files and their hashes (hidden folders, links out of the inbox, FIFOs and
+    unreadable files left out, each skipped entry with its reason)."""
+    found, skipped = walk_folder(folder)
+    scanned = InboxScan(files={}, paths={}, skipped=skipped)
+    for file in found:
+        if file.path.suffix.lower() not in TEXT_SUFFIXES:
+            continue
+        try:
+            with open_regular(file.path) as f:
+                scanned.files[file.name] = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError as e:
+            scanned.skipped.append(SkippedEntry(file.name, f"cannot read it: {e.strerror or e}"))
+            continue
+        scanned.paths[file.name] = file.path
+    return scanned
 
 
 def new_or_changed(current: dict[str, str], seen: dict[str, str]) -> dict[str, str]:
@@ -94,11 +111,13 @@ def read_batch_settings(folder: Path, defaults: InboxDefaults) -> tuple[str, Pro
     return str(values["project"]), context, values["priority"]
 
 
-def snapshot(folder: Path, batch: InboxBatch) -> Path:
-    """Copy the batch's files aside, so the run reads exactly what was detected even if the inbox changes."""
+def snapshot(folder: Path, batch: InboxBatch, paths: dict[str, Path]) -> Path:
+    """Copy the batch's files aside, so the run reads exactly what was detected even if the inbox
+    changes (read as regular files: a FIFO swapped in since the scan is refused)."""
     target = folder / SNAPSHOT_DIR / batch.run_key
-    for relative in batch.files:
-        destination = target / relative
+    for name in batch.files:
+        destination = target / name
         destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(folder / relative, destination)
+        with open_regular(paths[name]) as source, destination.open("wb") as copy:
+            shutil.copyfileobj(source, copy)
     return target.resolve()

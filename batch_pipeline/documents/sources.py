@@ -1,14 +1,24 @@
-"""Reading a batch's documents from a folder, a JSONL file or inline config, as raw bytes."""
+"""Reading a batch's documents from a folder, a JSONL file or inline config, as raw bytes.
+
+Whatever goes wrong with one file or line (it vanished, may not be read, is too large, is not a
+JSON record, is not valid Unicode) ends that document alone with a status and a reason; only a
+source that cannot be read at all raises SourceError.
+"""
 
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
+from batch_pipeline.documents.folder import SkippedEntry, printable, walk_folder
 from batch_pipeline.outcome import DocumentStatus
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt"}
+READ_CHUNK = 1 << 20
 
 
 class SourceError(ValueError):
@@ -19,11 +29,18 @@ class SourceError(ValueError):
 @dataclass(slots=True)
 class RawDocument:
     filename: str
-    content: bytes | None  # None when the size check refused to read it
+    content: bytes | None  # None when it was not (wholly) read
     size_bytes: int
     content_hash: str
     problem: DocumentStatus | None = None
     reason: str = ""
+
+
+@dataclass
+class SourceContents:
+    documents: list[RawDocument]
+    ignored: list[str] = field(default_factory=list)  # files that are not .md/.markdown/.txt
+    skipped: list[SkippedEntry] = field(default_factory=list)  # entries not read, with why
 
 
 def _raw(filename: str, content: bytes) -> RawDocument:
@@ -32,76 +49,145 @@ def _raw(filename: str, content: bytes) -> RawDocument:
     )
 
 
-def _read_folder(folder: Path, max_bytes: int, ignored: list[str]) -> Iterator[RawDocument]:
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        if any(part.startswith(".") for part in path.relative_to(folder).parts):
-            continue
-        if path.suffix.lower() not in TEXT_SUFFIXES:
-            ignored.append(relative)
-            continue
-        size = path.stat().st_size
-        if size > max_bytes:
-            with path.open("rb") as f:
-                digest = hashlib.file_digest(f, "sha256").hexdigest()
-            yield RawDocument(
-                filename=relative,
-                content=None,
-                size_bytes=size,
-                content_hash=digest,
-                problem=DocumentStatus.too_large,
-                reason=f"{size} bytes is over the limit of {max_bytes} bytes (max_document_bytes)",
-            )
-            continue
-        yield _raw(relative, path.read_bytes())
+def _failed(filename: str, problem: DocumentStatus, reason: str, identity: bytes, size: int = 0) -> RawDocument:
+    # Documents that were not read are identified by what is known of them (prefixed, so their
+    # hash never equals a readable document's).
+    digest = hashlib.sha256(problem.value.encode() + b"\0" + identity).hexdigest()
+    return RawDocument(filename, None, size, digest, problem, reason)
 
 
-def _read_jsonl(path: Path) -> Iterator[RawDocument]:
-    with path.open("rb") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            label = f"{path.name}:{line_number}"
-            try:
-                record = json.loads(line)
-                filename, content = record["filename"], record["markdown_content"]
-                if not isinstance(filename, str) or not isinstance(content, str):
-                    raise TypeError("filename and markdown_content must be strings")
-            except (ValueError, KeyError, TypeError) as e:
-                yield RawDocument(
-                    filename=label,
-                    content=None,
-                    size_bytes=len(line),
-                    content_hash=hashlib.sha256(line).hexdigest(),
-                    problem=DocumentStatus.invalid_record,
-                    reason=f"line {line_number} is not a JSON object with string fields filename and markdown_content: {e}",
-                )
-                continue
-            yield _raw(filename, content.encode("utf-8"))
+def _too_large(filename: str, size: int, head: bytes, max_bytes: int, what: str = "") -> RawDocument:
+    # Identified by its size and its first max_document_bytes bytes: it is never read further.
+    reason = f"{what or f'{size} bytes'} is over the limit of {max_bytes} bytes (max_document_bytes); not read further"
+    return _failed(filename, DocumentStatus.too_large, reason, str(size).encode() + b"\0" + head[:max_bytes], size)
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open a file for reading without blocking, refusing anything but a regular file (a FIFO
+    swapped in after the folder was listed would otherwise block the run)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError("not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def read_file(name: str, path: Path, max_bytes: int) -> RawDocument:
+    """One file, read up to max_bytes + 1 bytes: sizes the OS reports as 0 (/proc) are not trusted."""
+    try:
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                return _too_large(name, size, f.read(max_bytes), max_bytes)
+            content = f.read(max_bytes + 1)
+    except OSError as e:
+        reason = f"cannot read it: {e.strerror or e}"
+        return _failed(name, DocumentStatus.unreadable, reason, name.encode("utf-8", "backslashreplace"))
+    if len(content) > max_bytes:
+        return _too_large(name, len(content), content, max_bytes, f"more than {max_bytes} bytes")
+    return _raw(name, content)
+
+
+def _read_folder(folder: Path, max_bytes: int, follow_symlinks: bool) -> SourceContents:
+    files, skipped = walk_folder(folder, follow_symlinks)
+    contents = SourceContents(documents=[], skipped=skipped)
+    for file in files:
+        if file.path.suffix.lower() not in TEXT_SUFFIXES:
+            contents.ignored.append(file.name)
+        else:
+            contents.documents.append(read_file(file.name, file.path, max_bytes))
+    return contents
+
+
+def _lines(f: BinaryIO, max_bytes: int) -> Iterator[tuple[bytes, bool]]:
+    """(line, whole) for each line; a line over max_bytes is cut there (whole=False) and the rest
+    of it is skipped unread into memory."""
+    while line := f.readline(max_bytes + 1):
+        if len(line) <= max_bytes or line.endswith(b"\n"):
+            yield line, True
+            continue
+        yield line, False
+        while (rest := f.readline(READ_CHUNK)) and not rest.endswith(b"\n"):
+            pass
+
+
+def _record(label: str, line: bytes, line_number: int) -> RawDocument:
+    try:
+        record = json.loads(line)
+        filename, content = record["filename"], record["markdown_content"]
+        if not isinstance(filename, str) or not isinstance(content, str):
+            raise TypeError("filename and markdown_content must be strings")
+        encoded = content.encode("utf-8")
+    except UnicodeEncodeError as e:
+        reason = f"line {line_number}: markdown_content is not valid Unicode text ({e.reason} at {e.start})"
+        return _failed(label, DocumentStatus.invalid_record, reason, line)
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
+        problem = "nested too deeply" if isinstance(e, RecursionError) else e
+        reason = f"line {line_number} is not a JSON object with string fields filename and markdown_content: {problem}"
+        return _failed(label, DocumentStatus.invalid_record, reason, line, len(line))
+    return _raw(printable(filename), encoded)
+
+
+def _read_jsonl(path: Path, max_bytes: int) -> SourceContents:
+    documents = []
+    try:
+        with open_regular(path) as f:
+            for line_number, (line, whole) in enumerate(_lines(f, max_bytes), start=1):
+                label = f"{printable(path.name)}:{line_number}"
+                if not whole:
+                    documents.append(_too_large(label, len(line), line, max_bytes, f"line {line_number}"))
+                elif line.strip():
+                    documents.append(_record(label, line, line_number))
+    except OSError as e:
+        raise SourceError(f"Cannot read {printable(str(path))}: {e.strerror or e}") from e
+    return SourceContents(documents=documents)
+
+
+def _inline(documents: Sequence[tuple[str, str]], max_bytes: int) -> SourceContents:
+    read = []
+    for filename, text in documents:
+        name = printable(filename)
+        try:
+            content = text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            reason = f"markdown_content is not valid Unicode text ({e.reason} at {e.start})"
+            read.append(_failed(name, DocumentStatus.invalid_record, reason, name.encode()))
+            continue
+        read.append(
+            _too_large(name, len(content), content, max_bytes) if len(content) > max_bytes else _raw(name, content)
+        )
+    return SourceContents(documents=read)
 
 
 def read_source(
     source: str | None,
     inline: Sequence[tuple[str, str]] | None,
     max_bytes: int,
-    ignored: list[str] | None = None,
-) -> list[RawDocument]:
+    follow_symlinks: bool = False,
+) -> SourceContents:
     """All documents of a batch. Raises SourceError when there is no batch to speak of."""
     if source and inline:
         raise SourceError("Give either `source` or `documents`, not both.")
     if inline:
-        return [_raw(filename, text.encode("utf-8")) for filename, text in inline]
+        return _inline(inline, max_bytes)
     if not source:
         raise SourceError("No documents: set `source` (a folder or a .jsonl file) or `documents`.")
     path = Path(source).expanduser()
-    if not path.exists():
-        raise SourceError(f"Source {source!r} does not exist (resolved to {path.resolve()}).")
-    if path.is_dir():
-        documents = list(_read_folder(path, max_bytes, ignored if ignored is not None else []))
-    elif path.suffix.lower() == ".jsonl":
-        documents = list(_read_jsonl(path))
-    else:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as e:
+        raise SourceError(f"Source {source!r} does not exist (resolved to {path.absolute()}).") from e
+    except OSError as e:
+        raise SourceError(f"Source {source!r} cannot be read: {e.strerror}.") from e
+    if stat.S_ISDIR(mode):
+        contents = _read_folder(path, max_bytes, follow_symlinks)
+    elif path.suffix.lower() != ".jsonl":
         raise SourceError(f"Source {source!r} is neither a folder nor a .jsonl file.")
-    if not documents:
-        raise SourceError(f"Source {source!r} holds no .md, .markdown, .txt files or JSONL records.")
-    return documents
+    elif not stat.S_ISREG(mode):
+        raise SourceError(f"Source {source!r} is not a regular file (a FIFO, socket or device is not read).")
+    else:
+        contents = _read_jsonl(path, max_bytes)
+    if not contents.documents:
+        skipped = f"; skipped: {', '.join(map(str, contents.skipped[:5]))}" if contents.skipped else ""
+        raise SourceError(f"Source {source!r} holds no .md, .markdown, .txt files or JSONL records{skipped}.")
+    return contents

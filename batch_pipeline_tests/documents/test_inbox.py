@@ -10,7 +10,7 @@ def test_scan_hashes_text_files_and_skips_hidden_folders(tmp_path):
     (tmp_path / "batch.yaml").write_text("ai_model: local")
     (tmp_path / ".batches" / "x").mkdir(parents=True)
     (tmp_path / ".batches" / "x" / "a.md").write_text("A")
-    assert list(scan(tmp_path)) == ["a.md", "sub/b.txt"]
+    assert list(scan(tmp_path).files) == ["a.md", "sub/b.txt"]
 
 
 def test_new_or_changed():
@@ -46,3 +46,40 @@ def test_invalid_batch_yaml_says_what_is_wrong(tmp_path, content, message):
     (tmp_path / "batch.yaml").write_text(content)
     with pytest.raises(InvalidBatchFile, match=message.replace("[", r"\[").replace("]", r"\]")):
         read_batch_settings(tmp_path, InboxDefaults())
+
+
+def test_scan_skips_links_out_of_the_inbox_fifos_and_unreadable_files_and_snapshot_copies_only_the_rest(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from batch_pipeline.context import ModelKey, ProcessingContext
+    from batch_pipeline.documents.inbox import InboxBatch, snapshot
+    from batch_pipeline_tests.documents.test_hostile_sources import WITHOUT_READ_OVERRIDE
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (tmp_path / "passwd.txt").write_text("root:x:0:0")
+    (inbox / "a.md").write_text("# A")
+    (inbox / "passwd.txt").symlink_to(tmp_path / "passwd.txt")
+    (inbox / "status.txt").symlink_to("/proc/self/status")
+    os.mkfifo(inbox / "pipe.md")
+    scanned = scan(inbox)
+    assert list(scanned.files) == ["a.md"]
+    assert {s.name for s in scanned.skipped} == {"passwd.txt", "status.txt", "pipe.md"}
+    context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
+    batch = InboxBatch(project="p", context=context, priority="normal", files=scanned.files)
+    copied = snapshot(inbox, batch, scanned.paths)
+    assert sorted(p.name for p in copied.rglob("*")) == ["a.md"]
+
+    (inbox / "locked.md").write_text("# private")
+    (inbox / "locked.md").chmod(0)
+    code = (
+        "import sys, pathlib\nfrom batch_pipeline.documents.inbox import scan\n"
+        "s = scan(pathlib.Path(sys.argv[1]))\nprint(sorted(s.files), [str(e) for e in s.skipped if 'locked' in e.name])"
+    )
+    done = subprocess.run(
+        [*WITHOUT_READ_OVERRIDE, sys.executable, "-c", code, str(inbox)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['a.md'] ['locked.md: cannot read it: Permission denied']"

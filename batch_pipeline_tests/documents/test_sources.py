@@ -36,15 +36,14 @@ def test_folder_source_reads_text_files_recursively_and_reports_others(tmp_path)
     (tmp_path / "sub" / "b.txt").write_text("B")
     (tmp_path / "image.png").write_bytes(b"\x89PNG")
     (tmp_path / ".hidden.md").write_text("hidden")
-    ignored: list[str] = []
-    docs = read_source(str(tmp_path), None, 1000, ignored)
-    assert [d.filename for d in docs] == ["a.md", "sub/b.txt"]
-    assert ignored == ["image.png"]
+    contents = read_source(str(tmp_path), None, 1000)
+    assert [d.filename for d in contents.documents] == ["a.md", "sub/b.txt"]
+    assert contents.ignored == ["image.png"]
 
 
 def test_oversized_file_is_not_read_and_is_marked_too_large(tmp_path):
     (tmp_path / "big.md").write_text("x" * 2000)
-    (doc,) = read_source(str(tmp_path), None, 1000)
+    (doc,) = read_source(str(tmp_path), None, 1000).documents
     assert doc.problem is DocumentStatus.too_large
     assert doc.content is None
     assert "2000 bytes" in doc.reason
@@ -59,7 +58,7 @@ def test_jsonl_source_keeps_bad_lines_as_failed_records(tmp_path):
         + json.dumps({"filename": "b.md"})
         + "\n"
     )
-    docs = read_source(str(path), None, 1000)
+    docs = read_source(str(path), None, 1000).documents
     assert [(d.filename, d.problem) for d in docs] == [
         ("a.md", None),
         ("batch.jsonl:2", DocumentStatus.invalid_record),

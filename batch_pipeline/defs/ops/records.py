@@ -101,6 +101,8 @@ def _log_registration(log: dg.DagsterLogManager, batch: RegisteredBatch, seconds
         log.warning(
             f"Ignored {len(batch.ignored_files)} files that are not .md/.markdown/.txt: {batch.ignored_files[:20]}"
         )
+    if batch.skipped_entries:
+        log.warning(f"Skipped {len(batch.skipped_entries)} entries of the source: {batch.skipped_entries[:50]}")
 
 
 def _batch_metadata(batch: RegisteredBatch) -> dict:
@@ -108,6 +110,7 @@ def _batch_metadata(batch: RegisteredBatch) -> dict:
         "documents": batch.documents,
         "analysable": batch.analysable,
         "input_failures": sum(batch.input_failures.values()),
+        "skipped_entries": dg.MetadataValue.json(batch.skipped_entries),
         "partitions": batch.partitions,
         "model_key": batch.context.model_key.value,
         "ai_model": batch.context.ai_model,

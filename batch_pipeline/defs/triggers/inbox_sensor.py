@@ -65,15 +65,18 @@ def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxConfig):
         return dg.SkipReason(f"inbox folder {folder} does not exist")
     seen = json.loads(context.cursor) if context.cursor else {}
     current = scan(folder)
-    fresh = new_or_changed(current, seen)
+    if current.skipped:
+        context.log.warning(f"inbox entries skipped: {[str(entry) for entry in current.skipped[:50]]}")
+    fresh = new_or_changed(current.files, seen)
     if not fresh:
-        return dg.SkipReason(f"no new or changed files in {folder}")
+        skipped = f" ({len(current.skipped)} entries skipped, see the log)" if current.skipped else ""
+        return dg.SkipReason(f"no new or changed files in {folder}{skipped}")
     try:
         project, processing, priority = read_batch_settings(folder, inbox.defaults())
     except InvalidBatchFile as e:
         return dg.SkipReason(f"{len(fresh)} new file(s) waiting, but {e}")
     batch = InboxBatch(project=project, context=processing, priority=priority, files=fresh)
-    source = snapshot(folder, batch)
+    source = snapshot(folder, batch, current.paths)
     context.update_cursor(json.dumps({**seen, **fresh}))
     return dg.RunRequest(
         run_key=batch.run_key,
