@@ -1,4 +1,6 @@
-"""Where the pipeline keeps its files, read from the environment at call time.
+"""What the deployment decides, read from its environment at call time (never from run config,
+so that whoever may launch a run cannot point it elsewhere): where the pipeline keeps its files,
+its database, and the LLM endpoints a run may use.
 
 Order of precedence for the data folder: ``BATCH_PIPELINE_HOME``, then
 ``$DAGSTER_HOME/batch_pipeline``, then ``~/.batch_pipeline``.
@@ -10,6 +12,13 @@ from pathlib import Path
 DATABASE_URL_ENV = "BATCH_PIPELINE_DATABASE_URL"
 REPORTS_DIR_ENV = "BATCH_PIPELINE_REPORTS_DIR"
 HOME_ENV = "BATCH_PIPELINE_HOME"
+API_KEY_ENV = "OPENAI_API_KEY"
+BASE_URL_ENV = "OPENAI_BASE_URL"
+ALLOWED_BASE_URLS_ENV = "BATCH_PIPELINE_LLM_BASE_URLS"
+
+
+class NotAllowed(ValueError):
+    """Run config asked for something only the deployment may choose."""
 
 
 def data_dir() -> Path:
@@ -33,3 +42,33 @@ def reports_dir() -> Path:
     if os.environ.get(REPORTS_DIR_ENV):
         return Path(os.environ[REPORTS_DIR_ENV]).expanduser()
     return data_dir() / "reports"
+
+
+def llm_api_key() -> str | None:
+    return os.environ.get(API_KEY_ENV) or None
+
+
+def allowed_llm_base_urls() -> list[str]:
+    """``$OPENAI_BASE_URL`` (else OpenAI's own) and the comma-separated ``$BATCH_PIPELINE_LLM_BASE_URLS``."""
+    default = os.environ.get(BASE_URL_ENV) or "https://api.openai.com/v1"
+    extra = [url.strip() for url in os.environ.get(ALLOWED_BASE_URLS_ENV, "").split(",") if url.strip()]
+    return [_normal(url) for url in [default, *extra]]
+
+
+def llm_base_url(requested: str | None) -> str:
+    """The endpoint a run uses: the deployment's default, or one it allows. The key goes with every
+    request, so an endpoint run config names is refused, without repeating it (it may hold a
+    secret read with {env: ...}), unless the deployment listed it."""
+    allowed = allowed_llm_base_urls()
+    if requested is None:
+        return allowed[0]
+    if _normal(requested) not in allowed:
+        raise NotAllowed(
+            f"the llm resource's base_url is not an endpoint this deployment allows; the allowed ones are "
+            f"${BASE_URL_ENV} (else OpenAI's) and those listed in ${ALLOWED_BASE_URLS_ENV}"
+        )
+    return _normal(requested)
+
+
+def _normal(url: str) -> str:
+    return url.strip().rstrip("/")

@@ -1,7 +1,9 @@
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import pytest
@@ -74,10 +76,17 @@ def write_corpus(folder: Path, count: int, prefix: str = "doc") -> Path:
     return folder
 
 
-def with_llm(run_config: dict, base_url: str, **llm_config) -> dict:
-    """Run config that points the llm resource at base_url; the key stays in the environment."""
-    resource = {"api_key": {"env": "OPENAI_API_KEY"}, "base_url": base_url, **llm_config}
-    return {**run_config, "resources": {"llm": {"config": resource}}}
+def with_llm(run_config: dict, **llm_config) -> dict:
+    """Run config with llm resource settings. The endpoint and the key are the deployment's: tests
+    set OPENAI_BASE_URL (see llm_endpoint) and OPENAI_API_KEY in the environment, as users do."""
+    return {**run_config, "resources": {"llm": {"config": llm_config}}}
+
+
+@contextlib.contextmanager
+def llm_endpoint(base_url: str):
+    """OPENAI_BASE_URL set for runs executed in this process."""
+    with mock.patch.dict(os.environ, {"OPENAI_BASE_URL": base_url}):
+        yield
 
 
 def dagster_execute(config_path: Path, dagster_home: Path | None, env: dict) -> subprocess.Popen:

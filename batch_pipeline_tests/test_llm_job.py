@@ -10,7 +10,7 @@ import yaml
 from batch_pipeline import settings
 from batch_pipeline.cli.main import main
 from batch_pipeline.store import DocumentStore
-from batch_pipeline_tests.conftest import batch_config, dagster_execute, run_job, with_llm, write_corpus
+from batch_pipeline_tests.conftest import batch_config, dagster_execute, llm_endpoint, run_job, with_llm, write_corpus
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
 
 CLASSIFIED_FAILURES = {"invalid_output", "refused", "truncated", "rate_limited", "provider_error", "request_error"}
@@ -38,8 +38,9 @@ def document_requests(server):
 
 def llm_run(instance, server, corpus, raise_on_error=True, llm_options=None, **options):
     options.setdefault("ai_model", "gpt-test")
-    run_config = with_llm(batch_config(str(corpus), **options), server.url, **(llm_options or {}))
-    return run_job(instance, run_config, raise_on_error=raise_on_error)
+    run_config = with_llm(batch_config(str(corpus), **options), **(llm_options or {}))
+    with llm_endpoint(server.url):
+        return run_job(instance, run_config, raise_on_error=raise_on_error)
 
 
 def test_happy_path(pipeline_home, instance, key, tmp_path, capsys):
@@ -99,12 +100,12 @@ def test_two_concurrent_runs_never_mix_models_and_instructions(tmp_path, shared_
         for n, (ai_model, instructions) in enumerate(runs.items()):
             config = with_llm(
                 batch_config(str(corpus), ai_model=ai_model, custom_instructions=instructions, partition_size=10),
-                server.url,
                 max_concurrent_requests=4,
             )
             path = tmp_path / f"run_{n}.yaml"
             path.write_text(yaml.safe_dump(config))
-            processes.append(dagster_execute(path, None, {**shared_store_env, "OPENAI_API_KEY": key}))
+            env = {**shared_store_env, "OPENAI_API_KEY": key, "OPENAI_BASE_URL": server.url}
+            processes.append(dagster_execute(path, None, env))
         for process in processes:
             output, _ = process.communicate(timeout=300)
             assert process.returncode == 0, output[-3000:]

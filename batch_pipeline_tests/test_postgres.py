@@ -113,10 +113,11 @@ def test_queue_orders_by_priority_limits_runs_per_ai_model_and_contexts_never_cr
     corpus = write_corpus(tmp_path / "corpus", 16)
     plan = [("gpt-test", "A", "low"), ("gpt-test", "B", "low"), ("gpt-other", "C", "low"), ("gpt-other", "D", "high")]
     with FakeOpenAIServer(Behaviour(latency=0.2)) as server, instance_at(home, pg_env) as instance:
+        pg_env = {**pg_env, "OPENAI_BASE_URL": server.url}
         for ai_model, letter, priority in plan:
             config = with_llm(
                 batch_config(str(corpus), project="queue", ai_model=ai_model, custom_instructions=f"Context {letter}."),
-                server.url, max_concurrent_requests=8,
+                max_concurrent_requests=8,
             )  # fmt: skip
             context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model=ai_model)
             tags = {**context.run_tags(priority), "test_batch": "queue", "letter": letter}
@@ -148,9 +149,9 @@ def test_sigkilled_run_is_finished_by_resume_without_resending_finished_document
     store = DocumentStore(pg_env["BATCH_PIPELINE_DATABASE_URL"])
     store.create_schema()
     with FakeOpenAIServer(Behaviour(latency=0.5)) as server, instance_at(home, pg_env) as instance:
+        pg_env = {**pg_env, "OPENAI_BASE_URL": server.url}
         config = with_llm(
             batch_config(str(corpus), project="crash", ai_model="gpt-test", partition_size=10),
-            server.url,
             max_concurrent_requests=4,
         )
         config_path = tmp_path / "crash.yaml"

@@ -81,9 +81,11 @@ def test_real_server_documents_end_ok_or_invalid_output_with_raw_answer(
         },
         {"filename": "keys.md", "markdown_content": "# Deploy\n\nexport AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE"},
     ]
+    # The deployment allows the local server as an endpoint; the run picks it in run config.
+    monkeypatch.setenv("BATCH_PIPELINE_LLM_BASE_URLS", llama_server)
     run_config = with_llm(
         batch_config(documents=documents, ai_model="smollm2", custom_instructions="Be brief."),
-        llama_server, max_output_tokens=384, timeout_seconds=300, max_concurrent_requests=1, max_attempts=2,
+        base_url=llama_server, max_output_tokens=384, timeout_seconds=300, max_concurrent_requests=1, max_attempts=2,
     )  # fmt: skip
     result = run_job(instance, run_config)
     assert result.success

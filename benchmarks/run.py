@@ -137,7 +137,7 @@ def job_config(source: Path, ai_model: str, project: str, llm: dict | None = Non
         }
     }
     if llm is not None:
-        config["resources"] = {"llm": {"config": {"api_key": {"env": "OPENAI_API_KEY"}, **llm}}}
+        config["resources"] = {"llm": {"config": llm}}
     return config
 
 
@@ -209,8 +209,8 @@ def throughput_and_rerun(workdir: Path, sizes: Sizes, report: dict, rerun: bool)
     server = Server(workdir, latency)
     try:
         plain_seconds = asyncio.run(plain_asyncio(server.url, n, concurrency))
-        env = environment(workdir)
-        llm = {"base_url": server.url, "max_concurrent_requests": concurrency}
+        env = {**environment(workdir), "OPENAI_BASE_URL": server.url}
+        llm = {"max_concurrent_requests": concurrency}
         job = run_job(workdir, job_config(source, "gpt-test", "throughput", llm), "throughput", env)
         sent_first = server.stats()["requests"]
         report["throughput"] = {
@@ -239,8 +239,8 @@ def rate_limited(workdir: Path, sizes: Sizes, report: dict) -> None:
     source = write_jsonl(workdir / "limited.jsonl", n)
     server = Server(workdir, latency=0.1, rpm=rpm, tpm=tpm)
     try:
-        env = environment(workdir)
-        llm = {"base_url": server.url, "requests_per_minute": rpm, "tokens_per_minute": tpm, "max_attempts": 10}
+        env = {**environment(workdir), "OPENAI_BASE_URL": server.url}
+        llm = {"requests_per_minute": rpm, "tokens_per_minute": tpm, "max_attempts": 10}
         job = run_job(workdir, job_config(source, "gpt-test", "limited", llm), "limited", env)
         stats = server.stats()
         window = max(stats["ok_last"] - stats["ok_first"], 1e-9)
@@ -291,8 +291,8 @@ def sweep(workdir: Path, sizes: Sizes, report: dict, plot_path: Path | None) -> 
     points = []
     try:
         for concurrency in sizes.sweep:
-            env = environment(workdir / f"sweep_{concurrency}")
-            llm = {"base_url": server.url, "max_concurrent_requests": concurrency}
+            env = {**environment(workdir / f"sweep_{concurrency}"), "OPENAI_BASE_URL": server.url}
+            llm = {"max_concurrent_requests": concurrency}
             job = run_job(
                 workdir, job_config(source, "gpt-test", f"sweep-{concurrency}", llm), f"sweep_{concurrency}", env
             )

@@ -52,4 +52,17 @@ def config_problems(run_config: dict) -> list[str]:
         if any("model_key" in p for p in problems):
             problems.append("valid model_key values: " + ", ".join(REGISTRY))
         return problems
-    return BatchConfig(**batch_config_of(run_config)).to_request().problems()
+    request = BatchConfig(**batch_config_of(run_config)).to_request()
+    problems = request.problems()
+    if not request.context.is_local:
+        if settings.llm_api_key() is None:
+            problems.append(
+                f"ai_model {request.context.ai_model!r} is an LLM: it needs the environment variable "
+                f"{settings.API_KEY_ENV}, which is not set"
+            )
+        base_url = run_config.get("resources", {}).get("llm", {}).get("config", {}).get("base_url")
+        try:
+            settings.llm_base_url(base_url if isinstance(base_url, str) else None)
+        except settings.NotAllowed as e:
+            problems.append(str(e))
+    return problems

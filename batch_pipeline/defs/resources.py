@@ -11,17 +11,13 @@ from batch_pipeline.store import DocumentStore
 
 
 class DocumentStoreResource(dg.ConfigurableResource):
-    """The document store (documents and analysis results), opened once per run."""
+    """The document store (documents and analysis results), opened once per run. Where it lives is
+    the deployment's choice ($BATCH_PIPELINE_DATABASE_URL, else the data folder), not run config's."""
 
-    database_url: str | None = Field(
-        default=None,
-        description="SQLAlchemy URL. Unset: $BATCH_PIPELINE_DATABASE_URL, else an SQLite file in the data folder. "
-        "Pass a URL that holds a password only through dagster.EnvVar.",
-    )
     _store: DocumentStore | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._store = DocumentStore(self.database_url or settings.database_url())
+        self._store = DocumentStore(settings.database_url())
         self._store.create_schema()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -36,12 +32,14 @@ class DocumentStoreResource(dg.ConfigurableResource):
 
 
 class LlmResource(dg.ConfigurableResource):
-    """An OpenAI-compatible chat-completions provider: key from OPENAI_API_KEY, base URL from OPENAI_BASE_URL."""
+    """An OpenAI-compatible chat-completions provider. The key is always $OPENAI_API_KEY (never run
+    config); the endpoint is $OPENAI_BASE_URL or one the deployment allows."""
 
-    api_key: str | None = Field(
-        default=None, description="Bind with dagster.EnvVar('OPENAI_API_KEY'), never a literal."
+    base_url: str | None = Field(
+        default=None,
+        description="Unset: $OPENAI_BASE_URL, else api.openai.com. Otherwise one of the endpoints the deployment "
+        "lists in $BATCH_PIPELINE_LLM_BASE_URLS; any other is refused before a request is sent.",
     )
-    base_url: str | None = Field(default=None, description="Unset: $OPENAI_BASE_URL, else api.openai.com.")
     timeout_seconds: float = Field(default=60.0, description="Per-request timeout.")
     max_concurrent_requests: int = Field(default=64, description="Requests in flight at once, per partition step.")
     requests_per_minute: int | None = Field(default=None, description="Client-side RPM limit (unset: none).")
@@ -60,4 +58,7 @@ class LlmResource(dg.ConfigurableResource):
     )
 
     def provider(self) -> LlmProvider:
-        return LlmProvider(LlmSettings(**{name: getattr(self, name) for name in LlmSettings.model_fields}))
+        """Raises settings.NotAllowed for an endpoint the deployment does not allow."""
+        tuning = {name: getattr(self, name) for name in LlmSettings.model_fields if name not in ("api_key", "base_url")}
+        base_url = settings.llm_base_url(self.base_url)
+        return LlmProvider(LlmSettings(api_key=settings.llm_api_key(), base_url=base_url, **tuning))

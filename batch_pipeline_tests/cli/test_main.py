@@ -100,5 +100,5 @@ def test_check_says_when_the_key_variable_is_missing(monkeypatch, capsys):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     assert main(["check", str(REPO_ROOT / "examples" / "compliance_openai.yaml")]) == 1
     err = capsys.readouterr().err
-    assert 'environment variable "OPENAI_API_KEY" which is not set' in err
+    assert "needs the environment variable OPENAI_API_KEY, which is not set" in err
     assert "Stack Trace" not in err

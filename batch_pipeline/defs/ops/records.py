@@ -17,6 +17,7 @@ from batch_pipeline.defs.config import BatchConfig
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource
 from batch_pipeline.documents.sources import SourceError
 from batch_pipeline.llm.provider import LlmUnavailable
+from batch_pipeline.settings import NotAllowed
 from batch_pipeline.store import DocumentStore
 
 REFUSED = "Refused before writing anything: "
@@ -41,7 +42,7 @@ def create_document_records(
     if not processing.is_local:
         try:
             llm.provider().check_serves(processing.ai_model)
-        except LlmUnavailable as e:
+        except (LlmUnavailable, NotAllowed) as e:
             raise dg.Failure(NOT_SENT + str(e)) from e
     context.instance.add_run_tags(context.run_id, processing.run_tags())
     if processing.is_local and processing.custom_instructions:
@@ -81,7 +82,7 @@ def _settle_response_format(
         mode = llm.provider().settle_response_format(
             processing.model, processing.ai_model, processing.custom_instructions
         )
-    except LlmUnavailable as e:
+    except (LlmUnavailable, NotAllowed) as e:
         raise dg.Failure(NOT_SENT + str(e)) from e
     context.log.info(f"{processing.ai_model} takes response format {mode.value}")
     batch = batch.model_copy(update={"response_format": mode})
