@@ -1,8 +1,10 @@
 """content_compliance: PII and secrets, each finding masked and located by line."""
 
+import bisect
 import re
+import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from functools import cache
 
@@ -71,6 +73,12 @@ SSN_RE = re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")
 SECRET_CHARS_RE = re.compile(r"[A-Za-z0-9_\-./+]")
 PEM_HEADER_RE = re.compile(r"-*BEGIN [A-Z ]*PRIVATE KEY-*")
 
+SECRET_SCAN_CHARS = 4096
+SECRET_SCAN_OVERLAP = 256
+# Pasted text hides values from a plain regex: detection sees the text without these.
+INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad")  # zero-width characters, soft hyphen
+NO_BREAK_SPACES = frozenset("\u00a0\u2007\u202f")
+
 CARD_BRANDS = {"2": "Mastercard", "3": "Amex", "4": "Visa", "5": "Mastercard", "6": "Discover"}
 # Entropy detectors flag ordinary words and hashes; the named detectors are precise.
 NOISY_SECRET_PLUGINS = {"Base64HighEntropyString", "HexHighEntropyString", "IPPublicDetector"}
@@ -89,52 +97,77 @@ def _configure_secret_scanner() -> None:
 Span = tuple[int, int, Category, str]  # start, end, category, kind
 
 
-def _overlaps(spans: list[Span], start: int, end: int) -> bool:
-    return any(start < s_end and s_start < end for s_start, s_end, _, _ in spans)
+class _Spans:
+    """Non-overlapping spans, with overlap checks in O(log n): a line with tens of thousands of
+    findings must not cost their square."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self.spans: list[Span] = []
+
+    def add(self, start: int, end: int, category: Category, kind: str) -> None:
+        i = bisect.bisect_right(self._starts, start)
+        if (i > 0 and self._ends[i - 1] > start) or (i < len(self._starts) and self._starts[i] < end):
+            return  # overlaps a span found earlier, which wins
+        self._starts.insert(i, start)
+        self._ends.insert(i, end)
+        self.spans.append((start, end, category, kind))
 
 
-def _secret_spans(line: str) -> list[Span]:
-    spans: list[Span] = []
-    for secret in scan_line(line):
-        value = secret.secret_value or ""
-        start = line.find(value) if value else -1
-        if start < 0:
-            continue
-        end = start + len(value)
-        if secret.type == "Private Key":  # the match is the PEM header; keep it as it is
-            spans.append((start, end, Category.secret, secret.type))
-            continue
-        while start > 0 and SECRET_CHARS_RE.match(line[start - 1]):
-            start -= 1
-        while end < len(line) and SECRET_CHARS_RE.match(line[end]):
-            end += 1
-        if not _overlaps(spans, start, end):
-            spans.append((start, end, Category.secret, secret.type))
-    return spans
+def _pieces(line: str) -> Iterator[tuple[int, str]]:
+    """(offset, piece): the line cut at spaces into pieces of about SECRET_SCAN_CHARS, each
+    overlapping the previous one by SECRET_SCAN_OVERLAP so that an assignment is never cut in two.
+    detect-secrets' time grows faster than a line's length (30,000 URLs on one line: 24 s whole)."""
+    start = 0
+    while len(line) - start > SECRET_SCAN_CHARS:
+        cut = line.rfind(" ", start + SECRET_SCAN_OVERLAP + 1, start + SECRET_SCAN_CHARS)
+        if cut < 0:  # one long token: it goes whole into this piece
+            cut = line.find(" ", start + SECRET_SCAN_CHARS)
+            if cut < 0:
+                break
+        yield start, line[start:cut]
+        start = cut - SECRET_SCAN_OVERLAP
+    yield start, line[start:]
+
+
+def _secret_spans(line: str, found: _Spans) -> None:
+    for offset, piece in _pieces(line):
+        for secret in scan_line(piece):
+            value = secret.secret_value or ""
+            start = piece.find(value) if value else -1
+            if start < 0:
+                continue
+            start += offset
+            end = start + len(value)
+            if secret.type == "Private Key":  # the match is the PEM header; keep it as it is
+                found.add(start, end, Category.secret, secret.type)
+                continue
+            while start > 0 and SECRET_CHARS_RE.match(line[start - 1]):
+                start -= 1
+            while end < len(line) and SECRET_CHARS_RE.match(line[end]):
+                end += 1
+            found.add(start, end, Category.secret, secret.type)
 
 
 def _line_spans(line: str) -> list[Span]:
-    spans = _secret_spans(line)
-
-    def add(start: int, end: int, category: Category, kind: str) -> None:
-        if not _overlaps(spans, start, end):
-            spans.append((start, end, category, kind))
-
+    found = _Spans()
+    _secret_spans(line, found)
     for m in IBAN_RE.finditer(line):
         if iban.is_valid(m.group()):
-            add(m.start(), m.end(), Category.iban, f"IBAN ({m.group()[:2]})")
+            found.add(m.start(), m.end(), Category.iban, f"IBAN ({m.group()[:2]})")
     for m in CARD_RE.finditer(line):
         digits = re.sub(r"\D", "", m.group())
         if 13 <= len(digits) <= 19 and luhn.is_valid(digits):
-            add(m.start(), m.end(), Category.payment_card, f"{CARD_BRANDS[digits[0]]}-like card number")
+            found.add(m.start(), m.end(), Category.payment_card, f"{CARD_BRANDS[digits[0]]}-like card number")
     for m in SSN_RE.finditer(line):
         if ssn.is_valid(m.group()):
-            add(m.start(), m.end(), Category.ssn, "US social security number")
+            found.add(m.start(), m.end(), Category.ssn, "US social security number")
     for m in EMAIL_RE.finditer(line):
-        add(m.start(), m.end(), Category.email, "e-mail address")
+        found.add(m.start(), m.end(), Category.email, "e-mail address")
     for match in phonenumbers.PhoneNumberMatcher(line, "US", leniency=phonenumbers.Leniency.VALID):
-        add(match.start, match.end, Category.phone, "phone number")
-    return sorted(spans)
+        found.add(match.start, match.end, Category.phone, "phone number")
+    return sorted(found.spans)
 
 
 def mask(value: str, category: Category) -> str:
@@ -151,20 +184,41 @@ def mask(value: str, category: Category) -> str:
     return "".join(ch if (i in keep or not ch.isalnum()) else "*" for i, ch in enumerate(value))
 
 
+def normalise(line: str) -> tuple[str, list[int] | None]:
+    """The line as detection sees it — NFKC (full-width digits become digits), zero-width
+    characters and soft hyphens removed, no-break spaces as spaces — and, for each of its
+    characters, the index of the original character it came from (None: the line is unchanged)."""
+    if line.isascii():
+        return line, None
+    chars: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(line):
+        if ch in INVISIBLE:
+            continue
+        seen = " " if ch in NO_BREAK_SPACES else unicodedata.normalize("NFKC", ch)
+        chars.append(seen)
+        origin.extend([i] * len(seen))
+    return "".join(chars), origin
+
+
 def find_sensitive_data(text: str) -> list[Finding]:
     _configure_secret_scanner()
     findings: list[Finding] = []
     for line_number, line in enumerate(text.splitlines(), start=1):
-        spans = _line_spans(line)
+        seen, origin = normalise(line)
+        spans = _line_spans(seen)
         if not spans:
             continue
-        masked_parts, positions, cursor = [], [], 0
+        if origin is not None:  # back to the original line: excerpts show it, masked
+            spans = [(origin[start], origin[end - 1] + 1, category, kind) for start, end, category, kind in spans]
+        masked_parts, positions, cursor, length = [], [], 0, 0
         for start, end, category, _ in spans:
-            masked_parts.append(line[cursor:start])
-            offset = sum(len(p) for p in masked_parts)
-            masked = mask(line[start:end], category)
-            masked_parts.append(masked)
-            positions.append((offset, offset + len(masked)))
+            start = max(start, cursor)
+            before, masked = line[cursor:start], mask(line[start:end], category)
+            masked_parts += [before, masked]
+            length += len(before)
+            positions.append((length, length + len(masked)))
+            length += len(masked)
             cursor = end
         masked_parts.append(line[cursor:])
         masked_line = "".join(masked_parts)
@@ -211,7 +265,7 @@ def summarize(results: Sequence[ComplianceResult]) -> SummarySections:
 MODEL = AnalysisModel(
     key="content_compliance",
     description="Finds personal data and secrets (e-mails, phones, cards, IBANs, SSNs, keys) and rates the risk.",
-    version="1",
+    version="2",  # 2: detection on normalised text
     system_prompt=SYSTEM_PROMPT,
     result_schema=ComplianceResult,
     analyse_offline=analyse,

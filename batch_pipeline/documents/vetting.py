@@ -1,6 +1,8 @@
 """Vetting a raw document: its id, its text (decoded from UTF-8 or a legacy encoding), or why it has none."""
 
+import codecs
 import hashlib
+import re
 from dataclasses import dataclass
 
 import charset_normalizer
@@ -10,6 +12,9 @@ from batch_pipeline.outcome import DocumentStatus
 
 BINARY_SNIFF_BYTES = 8192
 WESTERN_FALLBACK = "cp1252"
+MIXED_ERRORS = "batch_pipeline.cp1252_where_not_utf8"
+MIXED_ENCODING = "utf-8+cp1252"  # the stored encoding of a mixed file
+UTF8_MULTIBYTE_RE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
 @dataclass(slots=True)
@@ -53,13 +58,28 @@ def decode(content: bytes) -> tuple[str | None, str | None, DocumentStatus | Non
     try:
         text, encoding = content.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
+        if UTF8_MULTIBYTE_RE.search(content):
+            # UTF-8 in places (a file edited with two tools): decode it as UTF-8 where it is, and
+            # only the bytes that are not as Windows-1252, rather than the whole file as mojibake.
+            return _checked(content.decode("utf-8-sig", errors=MIXED_ERRORS), MIXED_ENCODING)
         best = _best_legacy_match(content)
         if best is None:
             return None, None, DocumentStatus.unreadable, "not text in UTF-8 or any encoding charset-normalizer knows"
         text, encoding = str(best), best.encoding
+    return _checked(text, encoding)
+
+
+def _checked(text: str, encoding: str) -> tuple[str | None, str | None, DocumentStatus | None, str]:
     if not text.strip():
         return None, encoding, DocumentStatus.empty, "the document holds only whitespace"
     return text, encoding, None, ""
+
+
+def _bytes_as_western(error: UnicodeDecodeError) -> tuple[str, int]:
+    return error.object[error.start : error.end].decode(WESTERN_FALLBACK, errors="replace"), error.end
+
+
+codecs.register_error(MIXED_ERRORS, _bytes_as_western)
 
 
 def prepare(project: str, raw: RawDocument) -> PreparedDocument:

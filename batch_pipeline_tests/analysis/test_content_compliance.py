@@ -112,3 +112,41 @@ def test_example_runbook_secrets_are_never_reproduced(tmp_path):
     dumped = result.model_dump_json()
     for secret in ("AKIAIOSFODNN7EXAMPLE", "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", "Tr0ub4dor&3-billing"):
         assert secret not in dumped
+
+
+@pytest.mark.parametrize(
+    "line, category",
+    [
+        ("card 4111\u200b1111\u200b1111\u200b1111 on file", Category.payment_card),
+        (
+            "card \uff14\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 \uff11\uff11\uff11\uff11",
+            Category.payment_card,
+        ),
+        ("write to jane\u200b@example.com today", Category.email),
+        ("write to jane@exam\u00adple.com today", Category.email),
+        ("call +1\u00a0415\u00a0555\u00a00132 now", Category.phone),
+    ],
+)
+def test_values_hidden_by_invisible_or_compatibility_characters_are_found(line, category):
+    (finding,) = analyse(line).findings
+    assert finding.category is category
+    assert finding.excerpt.startswith(line.split()[0])  # the excerpt shows the original line...
+    assert "1111\u200b1111\u200b1111" not in finding.excerpt and "jane" not in finding.excerpt  # ...masked
+
+
+def test_a_line_with_tens_of_thousands_of_findings_is_analysed_whole():
+    """The analyser once compared every finding with every other one on the line (72,000 e-mails:
+    199 s); docs/benchmarks.md records the time now."""
+    line = " ".join(f"user{i}@example.com" for i in range(20_000))
+    result = analyse(line)
+    assert len(result.findings) == 20_000 and {f.category for f in result.findings} == {Category.email}
+
+
+def test_secrets_are_found_anywhere_on_a_very_long_line():
+    """Long lines are scanned for secrets in overlapping pieces; a value or an assignment that
+    straddles a cut is still found once."""
+    filler = " ".join(f"https://example.com/p/{i}" for i in range(600))
+    for at in range(0, len(filler), 997):
+        line = filler[:at] + ' password = "hunter2-correct-horse" ' + filler[at:] + " AKIAIOSFODNN7EXAMPLE"
+        kinds = sorted(f.kind for f in analyse(line).findings)
+        assert kinds == ["AWS Access Key", "Secret Keyword"], at

@@ -25,6 +25,13 @@ def test_decode(content, text, problem):
     assert bool(reason) == (problem is not None)
 
 
+def test_a_file_mixing_utf8_and_cp1252_decodes_each_part_as_what_it_is():
+    mixed = "Café crème — in UTF-8. ".encode() + "Et là: réunion à Zürich, 5 €.".encode("cp1252")
+    text, encoding, problem, _ = decode(mixed)
+    assert text == "Café crème — in UTF-8. Et là: réunion à Zürich, 5 €."
+    assert encoding == "utf-8+cp1252" and problem is None
+
+
 def test_same_project_and_content_give_the_same_id_across_filenames():
     assert document_id("p", "abc") == document_id("p", "abc")
     assert document_id("p", "abc") != document_id("q", "abc")
