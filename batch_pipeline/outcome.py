@@ -18,6 +18,7 @@ class DocumentStatus(StrEnum):
     invalid_record = "invalid_record"
     # The offline analysers.
     analysis_error = "analysis_error"
+    analysis_timeout = "analysis_timeout"  # over analysis_timeout_seconds (any analyser)
     # The LLM backend.
     invalid_output = "invalid_output"
     refused = "refused"

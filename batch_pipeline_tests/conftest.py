@@ -36,6 +36,23 @@ def store(pipeline_home) -> DocumentStore:
     document_store.close()
 
 
+@pytest.fixture(scope="session")
+def offline_workers():
+    """Worker processes for the offline analysers, shared by the tests that call the runner directly."""
+    from batch_pipeline.batch.offline import OfflineWorkers
+
+    workers = OfflineWorkers(2)
+    yield workers
+    workers.close()
+
+
+@pytest.fixture
+def offline(offline_workers):
+    from batch_pipeline.batch.offline import OfflineAnalyser
+
+    return OfflineAnalyser(offline_workers, timeout_seconds=60)
+
+
 @pytest.fixture
 def instance():
     with dg.instance_for_test() as test_instance:

@@ -1,12 +1,15 @@
 """The seed scenario: runs with different contexts at the same time, in separate processes, one store."""
 
 import itertools
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from batch_pipeline.store import DocumentStore
@@ -98,3 +101,39 @@ def test_init_refuses_without_dagster_home(shared_store_env):
     env = {k: v for k, v in shared_store_env.items() if k != "DAGSTER_HOME"}
     done = subprocess.run([BATCH_PIPELINE, "init"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "set DAGSTER_HOME" in done.stderr
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_run_promptly_and_leaves_it_resumable(tmp_path, shared_store_env, stop_signal):
+    corpus = write_corpus(tmp_path / "corpus", 6000)
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(yaml.safe_dump(batch_config(str(corpus), project="stop", partition_size=300)))
+    home = tmp_path / "home"
+    process = dagster_execute(config_path, home, shared_store_env)
+    store = DocumentStore(shared_store_env["BATCH_PIPELINE_DATABASE_URL"])
+    store.create_schema()
+    deadline, run_id = time.monotonic() + 120, None
+    while time.monotonic() < deadline and not (run_id and store.status_counts(run_id).get("ok", 0) >= 300):
+        time.sleep(0.2)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            runs = instance.get_runs()
+            run_id = runs[0].run_id if runs else None
+    assert run_id, "the run did not start analysing"
+    process.send_signal(stop_signal)
+    stopped_at = time.monotonic()
+    output, _ = process.communicate(timeout=60)
+    assert time.monotonic() - stopped_at < 30, "the run did not stop promptly"
+    assert process.returncode != 0
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE  # not left STARTED
+    counts = store.status_counts(run_id)
+    assert set(counts) == {"ok", "interrupted"} and counts["interrupted"] > 0, counts
+    if stop_signal == signal.SIGTERM:
+        resumed = subprocess.run(
+            [BATCH_PIPELINE, "resume", run_id], env={**shared_store_env, "DAGSTER_HOME": str(home)},
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        new_run_id = resumed.stdout.split("resumed_as: ")[1].split()[0]
+        assert store.status_counts(new_run_id) == {"ok": 6000}
+    store.close()

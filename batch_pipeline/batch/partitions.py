@@ -14,6 +14,7 @@ class Partition(BaseModel):
     context: ProcessingContext
     document_ids: list[str]
     force: bool = False
+    analysis_timeout_seconds: float = 60.0  # per document, offline analysers
     response_format: ResponseFormatMode | None = None  # settled before the fan-out; None for local
 
 

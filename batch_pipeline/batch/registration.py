@@ -32,6 +32,7 @@ class BatchRequest(BaseModel):
     force: bool
     max_document_bytes: int
     follow_symlinks: bool
+    analysis_timeout_seconds: float
     on_document_failure: FailurePolicy
 
     def problems(self) -> list[str]:
@@ -43,6 +44,8 @@ class BatchRequest(BaseModel):
             found.append("context.ai_model must not be empty (use 'local' for the offline analysers)")
         if self.partition_size is not None and self.partition_size < 1:
             found.append(f"partition_size must be at least 1, got {self.partition_size}")
+        if self.analysis_timeout_seconds <= 0:
+            found.append(f"analysis_timeout_seconds must be more than 0, got {self.analysis_timeout_seconds}")
         if self.max_document_bytes < 1:
             found.append(f"max_document_bytes must be at least 1, got {self.max_document_bytes}")
         for name, value in [("project", self.project), ("context.ai_model", self.context.ai_model),
@@ -131,6 +134,7 @@ def register_batch(
             context=request.context,
             document_ids=analysable[i : i + size],
             force=request.force,
+            analysis_timeout_seconds=request.analysis_timeout_seconds,
         )
         for i in range(0, len(analysable), size)
     ]

@@ -23,27 +23,6 @@ class Analyser(Protocol):
     async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome: ...
 
 
-class OfflineAnalyser:
-    """The registry's offline analysers (``ai_model: local``)."""
-
-    max_concurrency = 1  # CPU-bound: concurrency would only interleave
-
-    async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome:
-        started = time.perf_counter()
-        try:
-            result = context.model.analyse_offline(text)
-        except Exception as e:  # an analyser bug on one document must not sink the batch
-            return AnalysisOutcome(status=DocumentStatus.analysis_error, error=f"{type(e).__name__}: {e}", attempts=1)
-        latency_ms = (time.perf_counter() - started) * 1000
-        return AnalysisOutcome(
-            status=DocumentStatus.ok,
-            result=result.model_dump_json(),
-            attempts=1,
-            latency_ms=latency_ms,
-            answered_by_model="local",
-        )
-
-
 class NothingToSend:
     """Stands in for the LLM when registration found every document already cached, so no response
     format was probed. Should the cache change under the run, documents fail with a clear reason."""

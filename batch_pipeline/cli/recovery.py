@@ -6,6 +6,7 @@ import os
 import dagster as dg
 
 from batch_pipeline.context import PRIORITY_TAG
+from batch_pipeline.defs.ops.analysis import STOPPED_TAG
 from batch_pipeline.store import DocumentStore
 
 RESUMED_FROM_TAG = "batch_pipeline/resumed_from"
@@ -32,7 +33,11 @@ def _alive(pid: int) -> bool:
 
 
 def _resume_tags(run: dg.DagsterRun) -> dict[str, str]:
-    kept = {k: v for k, v in run.tags.items() if not k.startswith(("dagster/", ".dagster")) or k == PRIORITY_TAG}
+    kept = {
+        k: v
+        for k, v in run.tags.items()
+        if (not k.startswith(("dagster/", ".dagster")) or k == PRIORITY_TAG) and k != STOPPED_TAG
+    }
     return {**kept, RESUMED_FROM_TAG: run.run_id}
 
 

@@ -57,6 +57,12 @@ class BatchConfig(dg.Config):
         description="Larger documents are not read beyond this many bytes; they are stored as failed with status "
         "too_large. Applies to files, to each line of a .jsonl source and to inline documents.",
     )
+    analysis_timeout_seconds: float = Field(
+        default=60.0,
+        description="Longest time the offline analysers may spend on one document; past it the document ends "
+        "as analysis_timeout and the rest go on. (An LLM document is bounded by the llm resource's "
+        "timeout_seconds and max_attempts instead.)",
+    )
     follow_symlinks: bool = Field(
         default=False,
         description="false: a symbolic link in the source folder that points outside it (or to a folder) is not "
@@ -79,6 +85,7 @@ class BatchConfig(dg.Config):
             force=self.force,
             max_document_bytes=self.max_document_bytes,
             follow_symlinks=self.follow_symlinks,
+            analysis_timeout_seconds=self.analysis_timeout_seconds,
             on_document_failure=self.on_document_failure,
         )
 

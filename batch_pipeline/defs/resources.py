@@ -4,6 +4,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from batch_pipeline import settings
+from batch_pipeline.batch.offline import OfflineAnalyser, OfflineWorkers
 from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.settings import LlmSettings
@@ -29,6 +30,25 @@ class DocumentStoreResource(dg.ConfigurableResource):
         if self._store is None:
             raise RuntimeError("DocumentStoreResource used outside a run")
         return self._store
+
+
+class OfflineAnalysisResource(dg.ConfigurableResource):
+    """Worker processes for the offline analysers (ai_model: local), started on first use in a run."""
+
+    workers: int | None = Field(default=None, description="Worker processes. Unset: one per CPU core.")
+    _workers: OfflineWorkers | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._workers = OfflineWorkers(self.workers)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._workers is not None:
+            self._workers.close()
+
+    def analyser(self, timeout_seconds: float) -> OfflineAnalyser:
+        if self._workers is None:
+            raise RuntimeError("OfflineAnalysisResource used outside a run")
+        return OfflineAnalyser(self._workers, timeout_seconds)
 
 
 class LlmResource(dg.ConfigurableResource):

@@ -5,8 +5,9 @@ import importlib.metadata
 import sqlalchemy as sa
 
 from batch_pipeline.analysis import REGISTRY, distribution_version
+from batch_pipeline.batch.offline import OfflineAnalyser, analyse_in_worker
 from batch_pipeline.batch.partitions import Partition
-from batch_pipeline.batch.runner import OfflineAnalyser, analyze_documents
+from batch_pipeline.batch.runner import analyze_documents
 from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.documents.vetting import PreparedDocument, document_id
 from batch_pipeline.outcome import AnalysisOutcome
@@ -79,9 +80,9 @@ def test_offline_analyser_turns_an_exception_into_an_analysis_error(monkeypatch)
     context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
     broken = dataclasses.replace(REGISTRY["content_compliance"], analyse_offline=explode)
     monkeypatch.setitem(REGISTRY, "content_compliance", broken)
-    outcome = asyncio.run(OfflineAnalyser().analyse("text", context))
-    assert outcome.status == "analysis_error"
-    assert outcome.error == "ValueError: parser bug"
+    status, error, _ = analyse_in_worker(context.model_key.value, "text")  # what each worker runs
+    assert status == "analysis_error"
+    assert error == "ValueError: parser bug"
 
 
 def stored_versions(store, run_id: str) -> set[str]:
@@ -90,13 +91,13 @@ def stored_versions(store, run_id: str) -> set[str]:
         return set(conn.scalars(query))
 
 
-def test_an_upgraded_data_library_re_analyses_instead_of_serving_old_results(store, monkeypatch):
+def test_an_upgraded_data_library_re_analyses_instead_of_serving_old_results(store, monkeypatch, offline):
     """document_metadata's offline results depend on py3langid's model: after an upgrade of it,
     a new run must not be served the results the old version produced."""
     partition = Partition(index=0, project="p", context=CONTEXT, document_ids=register(store, "r1", ["# a", "# b"]))
-    asyncio.run(analyze_documents(store, "r1", partition, OfflineAnalyser()))
+    asyncio.run(analyze_documents(store, "r1", partition, offline))
     register(store, "r2", ["# a", "# b"])
-    assert asyncio.run(analyze_documents(store, "r2", partition, OfflineAnalyser())).cached == 2
+    assert asyncio.run(analyze_documents(store, "r2", partition, offline)).cached == 2
     old_digest = CONTEXT.analyser_version.split("+")[1]
 
     installed = importlib.metadata.version
@@ -106,7 +107,7 @@ def test_an_upgraded_data_library_re_analyses_instead_of_serving_old_results(sto
         upgraded = ProcessingContext(**CONTEXT.model_dump())
         ids = register(store, "r3", ["# a", "# b"])
         summary = asyncio.run(
-            analyze_documents(store, "r3", partition.model_copy(update={"context": upgraded}), OfflineAnalyser())
+            analyze_documents(store, "r3", partition.model_copy(update={"context": upgraded}), offline)
         )
         assert summary.cached == 0 and summary.status_counts == {"ok": 2}
         assert stored_versions(store, "r3") == {upgraded.analyser_version}
@@ -116,3 +117,15 @@ def test_an_upgraded_data_library_re_analyses_instead_of_serving_old_results(sto
     finally:
         monkeypatch.undo()
         distribution_version.cache_clear()
+
+
+def test_a_document_over_the_time_limit_ends_alone_and_the_worker_is_replaced(store, offline_workers):
+    slow = " ".join(f"user{i}@example.com" for i in range(72_000))  # a few seconds of analysis
+    ids = register(store, "r1", ["# a", slow, "# c", "# d"])
+    context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
+    partition = Partition(index=0, project="p", context=context, document_ids=ids)
+    analyser = OfflineAnalyser(offline_workers, timeout_seconds=0.5)
+    summary = asyncio.run(analyze_documents(store, "r1", partition, analyser))
+    assert summary.status_counts == {"ok": 3, "analysis_timeout": 1}
+    rows = store.results("r1").set_index("filename")
+    assert rows.loc["1.md", "status"] == "analysis_timeout" and "0.5 s" in rows.loc["1.md", "error"]

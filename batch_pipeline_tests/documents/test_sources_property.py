@@ -8,8 +8,9 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from batch_pipeline.batch.offline import OfflineAnalyser
 from batch_pipeline.batch.registration import BatchRequest, FailurePolicy, register_batch
-from batch_pipeline.batch.runner import OfflineAnalyser, analyze_documents
+from batch_pipeline.batch.runner import analyze_documents
 from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.store import DocumentStore
 
@@ -63,7 +64,7 @@ def build(root: bytes, entries) -> int:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(FOLDER)
-def test_every_entry_ends_registered_or_skipped_and_the_batch_completes(entries):
+def test_every_entry_ends_registered_or_skipped_and_the_batch_completes(offline_workers, entries):
     with tempfile.TemporaryDirectory() as work:
         root = os.fsencode(work) + b"/src"
         created = build(root, entries)
@@ -71,14 +72,16 @@ def test_every_entry_ends_registered_or_skipped_and_the_batch_completes(entries)
         store.create_schema()
         request = BatchRequest(
             project="p", source=os.fsdecode(root), documents=None, context=CONTEXT, partition_size=50,
-            force=False, max_document_bytes=200, follow_symlinks=False, on_document_failure=FailurePolicy.succeed,
+            force=False, max_document_bytes=200, follow_symlinks=False, analysis_timeout_seconds=60, on_document_failure=FailurePolicy.succeed,
         )  # fmt: skip
         batch, partitions = register_batch(store, "run", request)
         accounted = batch.documents + len(batch.duplicate_files) + len(batch.ignored_files) + len(batch.skipped_entries)
         assert accounted == created
         assert all(": " in entry for entry in batch.skipped_entries)
         for partition in partitions:
-            asyncio.run(analyze_documents(store, "run", partition, OfflineAnalyser()))
+            asyncio.run(
+                analyze_documents(store, "run", partition, OfflineAnalyser(offline_workers, timeout_seconds=60))
+            )
         counts = store.status_counts("run")
         assert sum(counts.values()) == batch.documents and "pending" not in counts
         store.close()

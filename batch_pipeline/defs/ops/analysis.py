@@ -1,34 +1,55 @@
 """analyze_partition: one mapped step per partition, documents analysed concurrently inside it."""
 
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
 import dagster as dg
 
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
-from batch_pipeline.batch.runner import NothingToSend, OfflineAnalyser, analyze_documents
-from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource
+from batch_pipeline.batch.runner import NothingToSend, analyze_documents
+from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource, OfflineAnalysisResource
+from batch_pipeline.store import DocumentStore
 
 ANALYSIS_RETRY_POLICY = dg.RetryPolicy(
     max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOPPED_TAG = "batch_pipeline/stopped_by_signal"
+
+
 # Pool "llm": the instance's pool limit caps how many partitions are analysed at once across runs.
 @dg.op(retry_policy=ANALYSIS_RETRY_POLICY, pool="llm", tags={"kind": "analysis"})
 async def analyze_partition(
-    context: dg.OpExecutionContext, partition: Partition, document_store: DocumentStoreResource, llm: LlmResource
+    context: dg.OpExecutionContext,
+    partition: Partition,
+    document_store: DocumentStoreResource,
+    llm: LlmResource,
+    offline: OfflineAnalysisResource,
 ) -> PartitionSummary:
     """Analyse one partition's documents concurrently; every result is stored as soon as it is known."""
     store = document_store.store
-    if partition.context.is_local:
-        summary = await analyze_documents(store, context.run_id, partition, OfflineAnalyser(), context.log.info)
-    elif partition.response_format is None:
-        summary = await analyze_documents(store, context.run_id, partition, NothingToSend(), context.log.info)
-    else:
-        analyser = llm.provider().analyser(partition.response_format)
-        try:
-            summary = await analyze_documents(store, context.run_id, partition, analyser, context.log.info)
-        finally:
-            await analyser.close()
-        context.log.info(f"partition {summary.index}: {analyser.gate.pauses} rate-limit pauses")
+    if STOPPED_TAG in context.instance.get_run_by_id(context.run_id).tags:
+        raise dg.Failure("not started: the run was stopped by a signal", allow_retries=False)
+    try:
+        with _cancelled_by_stop_signals(asyncio.current_task()):
+            summary = await _analyse(context, partition, store, llm, offline)
+    except asyncio.CancelledError:
+        # Dagster retries an interrupted step that has a RetryPolicy, and goes on with the next
+        # steps: a stop would not stop. So the signal cancels the analysis here, what did not
+        # finish is marked, and this and every later partition fail for good.
+        context.instance.add_run_tags(context.run_id, {STOPPED_TAG: "true"})
+        note = f"the run was stopped by a signal before this document was analysed; resume run {context.run_id}"
+        marked = store.mark_interrupted(context.run_id, note)
+        raise dg.Failure(
+            f"Stopped by a signal: {marked} unfinished documents marked interrupted; finish the batch with "
+            f"`batch-pipeline resume {context.run_id}`",
+            allow_retries=False,
+        ) from None
     analysed = summary.documents - summary.cached - summary.skipped_already_done
     context.log.info(
         f"partition {summary.index}: {summary.documents} documents, {summary.cached} from cache, "
@@ -36,4 +57,43 @@ async def analyze_partition(
         f"({analysed / max(summary.seconds, 1e-9):.1f} docs/s); statuses {summary.status_counts}"
     )
     context.add_output_metadata({"documents": summary.documents, "cached": summary.cached, **summary.status_counts})
+    return summary
+
+
+@contextlib.contextmanager
+def _cancelled_by_stop_signals(task: asyncio.Task | None) -> Iterator[None]:
+    """SIGINT/SIGTERM cancel the task while it runs (and only then: Dagster's own handlers are put back)."""
+    loop = asyncio.get_running_loop()
+    if task is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        yield
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, previous[sig])
+
+
+async def _analyse(
+    context: dg.OpExecutionContext,
+    partition: Partition,
+    store: DocumentStore,
+    llm: LlmResource,
+    offline: OfflineAnalysisResource,
+) -> PartitionSummary:
+    if partition.context.is_local:
+        analyser = offline.analyser(partition.analysis_timeout_seconds)
+        return await analyze_documents(store, context.run_id, partition, analyser, context.log.info)
+    if partition.response_format is None:
+        return await analyze_documents(store, context.run_id, partition, NothingToSend(), context.log.info)
+    analyser = llm.provider().analyser(partition.response_format)
+    try:
+        summary = await analyze_documents(store, context.run_id, partition, analyser, context.log.info)
+    finally:
+        await analyser.close()
+    context.log.info(f"partition {summary.index}: {analyser.gate.pauses} rate-limit pauses")
     return summary
