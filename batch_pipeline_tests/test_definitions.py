@@ -9,7 +9,7 @@ def test_definitions_load_the_job_its_ops_and_resources():
     job = defs.resolve_job_def("document_batch_job")
     assert {node.name for node in job.nodes} == {"create_document_records", "analyze_partition", "aggregate"}
     assert isinstance(defs.resources["document_store"], DocumentStoreResource)
-    assert set(defs.resources) == {"document_store", "llm", "inbox"}
+    assert set(defs.resources) == {"document_store", "llm", "offline", "inbox"}
     assert {s.name for s in defs.sensors} == {"inbox_sensor", "batch_failure_sensor"}
     assert [s.name for s in defs.schedules] == ["nightly_compliance_sweep"]
     assert job.graph.node_named("analyze_partition").definition.pool == "llm"

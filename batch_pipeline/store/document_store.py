@@ -17,7 +17,16 @@ from batch_pipeline.context import ProcessingContext
 from batch_pipeline.documents.vetting import PreparedDocument
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 from batch_pipeline.store.engine import create_engine
-from batch_pipeline.store.schema import INTEGER_COLUMNS, RESULT_COLUMNS, analysis_results, documents, indexes, metadata
+from batch_pipeline.store.schema import (
+    CONTEXT_COLUMNS,
+    INTEGER_COLUMNS,
+    RESULT_COLUMNS,
+    analysis_results,
+    batch_runs,
+    documents,
+    indexes,
+    metadata,
+)
 
 WRITE_CHUNK = 5000
 
@@ -64,6 +73,7 @@ class DocumentStore:
                 conn.execute(CreateTable(table, if_not_exists=True))
             for index in indexes:
                 conn.execute(CreateIndex(index, if_not_exists=True))
+            _move_context_to_batch_runs(conn)
 
     def _insert(self, table: sa.Table):
         dialect = self.engine.dialect.name
@@ -96,16 +106,18 @@ class DocumentStore:
             }
             for d in docs
         ]
-        base = {
+        context_key = context.cache_key()
+        run_row = {
             "run_id": run_id,
             "project": project,
             "model_key": context.model_key.value,
             "ai_model": context.ai_model,
             "custom_instructions": context.custom_instructions,
             "analyser_version": context.analyser_version,
-            "context_key": context.cache_key(),
+            "context_key": context_key,
             "created_at": now,
         }
+        base = {"run_id": run_id, "project": project, "context_key": context_key, "created_at": now}
         result_rows = [
             {
                 **base,
@@ -118,6 +130,7 @@ class DocumentStore:
             for d in docs
         ]
         with self.engine.begin() as conn:
+            self._insert_if_absent(conn, batch_runs, [run_row])
             self._insert_if_absent(conn, documents, document_rows)
             self._insert_if_absent(conn, analysis_results, result_rows)
 
@@ -226,8 +239,14 @@ class DocumentStore:
 
     def results(self, run_id: str) -> pd.DataFrame:
         """One row per document of the run, in filename order."""
-        columns = [analysis_results.c[name] for name in RESULT_COLUMNS]
-        query = sa.select(*columns).where(analysis_results.c.run_id == run_id).order_by(analysis_results.c.filename)
+        # The context is stored once per run and printed on every row.
+        columns = [(batch_runs if name in CONTEXT_COLUMNS else analysis_results).c[name] for name in RESULT_COLUMNS]
+        query = (
+            sa.select(*columns)
+            .join_from(analysis_results, batch_runs, analysis_results.c.run_id == batch_runs.c.run_id)
+            .where(analysis_results.c.run_id == run_id)
+            .order_by(analysis_results.c.filename)
+        )
         with self.engine.connect() as conn:
             frame = pd.DataFrame(conn.execute(query).all(), columns=RESULT_COLUMNS)
         return frame.astype({name: "Int64" for name in INTEGER_COLUMNS})
@@ -244,3 +263,28 @@ class DocumentStore:
             query = query.where(documents.c.project == project)
         with self.engine.connect() as conn:
             return conn.scalar(query) or 0
+
+
+def _move_context_to_batch_runs(conn: sa.Connection) -> None:
+    """Stores written before batch_runs existed held the context on every result row: copy it
+    into batch_runs once per run, then drop those columns (inside the schema transaction)."""
+    held = {column["name"] for column in sa.inspect(conn).get_columns("analysis_results")}
+    if not set(CONTEXT_COLUMNS) <= held:
+        return
+    r = analysis_results.c
+    legacy = [sa.column(name) for name in CONTEXT_COLUMNS]
+    per_run = (
+        sa.select(
+            r.run_id,
+            sa.func.min(r.project),
+            *[sa.func.min(c) for c in legacy],
+            sa.func.min(r.context_key),
+            sa.func.min(r.created_at),
+        )  # fmt: skip
+        .select_from(analysis_results)
+        .group_by(r.run_id)
+    )
+    names = ["run_id", "project", *CONTEXT_COLUMNS, "context_key", "created_at"]
+    conn.execute(batch_runs.insert().from_select(names, per_run))
+    for name in CONTEXT_COLUMNS:
+        conn.execute(sa.text(f"ALTER TABLE analysis_results DROP COLUMN {name}"))

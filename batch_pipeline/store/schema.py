@@ -1,5 +1,6 @@
-"""The store's two tables: ``documents`` (one row per distinct document of a project) and
-``analysis_results`` (one row per run and document). The README's "Store schema" explains each column."""
+"""The store's tables: ``documents`` (one row per distinct document of a project), ``batch_runs``
+(one row per run: its context, stored once) and ``analysis_results`` (one row per run and
+document). The README's "Store schema" explains each column."""
 
 import sqlalchemy as sa
 
@@ -19,6 +20,22 @@ documents = sa.Table(
     # document_id is derived from (project, content_hash), so the pair is unique by construction.
 )
 
+batch_runs = sa.Table(
+    "batch_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("model_key", sa.String(100), nullable=False),
+    sa.Column("ai_model", sa.String(200), nullable=False),
+    sa.Column("custom_instructions", sa.Text, nullable=False),
+    sa.Column("analyser_version", sa.String(40), nullable=False),
+    sa.Column("context_key", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The context columns analysis_results held on every row before batch_runs (moved by create_schema).
+CONTEXT_COLUMNS = ["model_key", "ai_model", "custom_instructions", "analyser_version"]
+
 analysis_results = sa.Table(
     "analysis_results",
     metadata,
@@ -28,11 +45,7 @@ analysis_results = sa.Table(
     sa.Column("filename", sa.Text, nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("error", sa.Text, nullable=False, default=""),
-    sa.Column("model_key", sa.String(100), nullable=False),
-    sa.Column("ai_model", sa.String(200), nullable=False),
-    sa.Column("custom_instructions", sa.Text, nullable=False),
-    sa.Column("analyser_version", sa.String(40), nullable=False),
-    sa.Column("context_key", sa.String(64), nullable=False),
+    sa.Column("context_key", sa.String(64), nullable=False),  # the run's: the result cache looks rows up by it
     sa.Column("result", sa.Text),
     sa.Column("raw_output", sa.Text),
     sa.Column("cached_from_run_id", sa.String(64)),

@@ -8,6 +8,7 @@ from batch_pipeline.documents.vetting import PreparedDocument, document_id
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 from batch_pipeline.store import CachedResult, DocumentStore
 from batch_pipeline.store.schema import documents
+from batch_pipeline_tests.conftest import _make_database
 
 CONTEXT = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
 
@@ -104,3 +105,68 @@ def test_concurrent_processes_register_overlapping_batches_without_duplicates_or
     for w in range(4):
         assert store.status_counts(f"run-{w}-2") == {"ok": 20, "pending": 230}
     store.close()
+
+
+LEGACY_RESULTS_TABLE = """
+CREATE TABLE analysis_results (
+    run_id VARCHAR(64) NOT NULL, document_id VARCHAR(64) NOT NULL, project VARCHAR(200) NOT NULL,
+    filename TEXT NOT NULL, status VARCHAR(32) NOT NULL, error TEXT NOT NULL, model_key VARCHAR(100) NOT NULL,
+    ai_model VARCHAR(200) NOT NULL, custom_instructions TEXT NOT NULL, analyser_version VARCHAR(40) NOT NULL,
+    context_key VARCHAR(64) NOT NULL, result TEXT, raw_output TEXT, cached_from_run_id VARCHAR(64),
+    input_tokens INTEGER, cached_input_tokens INTEGER, output_tokens INTEGER, latency_ms FLOAT, attempts INTEGER,
+    request_id VARCHAR(200), answered_by_model VARCHAR(200), created_at TIMESTAMP NOT NULL, finished_at TIMESTAMP,
+    PRIMARY KEY (run_id, document_id)
+)"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'legacy.sqlite'}"
+        return
+    url, drop = _make_database(request.getfixturevalue("postgres_server"), "legacy")
+    yield url
+    drop()
+
+
+def test_a_store_that_held_the_context_on_every_row_is_moved_to_one_row_per_run(empty_url):
+    engine = sa.create_engine(empty_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(LEGACY_RESULTS_TABLE))
+        for run, instructions in (("run-a", "A " * 1000), ("run-b", "B")):
+            for n in range(3):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO analysis_results (run_id, document_id, project, filename, status, error, "
+                        "model_key, ai_model, custom_instructions, analyser_version, context_key, result, created_at) "
+                        "VALUES (:run, :doc, 'p', :name, 'ok', '', 'content_compliance', 'local', :ci, '1', :key, "
+                        "'{}', CURRENT_TIMESTAMP)"
+                    ),
+                    {"run": run, "doc": f"d{n}", "name": f"{n}.md", "ci": instructions, "key": f"k-{run}"},
+                )
+    engine.dispose()
+    store = DocumentStore(empty_url)
+    store.create_schema()
+    store.create_schema()  # idempotent after the move
+    rows = store.results("run-a")
+    assert len(rows) == 3 and set(rows["custom_instructions"]) == {"A " * 1000}
+    assert set(store.results("run-b")["custom_instructions"]) == {"B"}
+    columns = {c["name"] for c in sa.inspect(store.engine).get_columns("analysis_results")}
+    assert not columns & {"model_key", "ai_model", "custom_instructions", "analyser_version"}
+    with store.engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM batch_runs")) == 2
+    assert set(store.find_cached("run-c", "k-run-a", ["d0", "d1"])) == {"d0", "d1"}
+    store.close()
+
+
+def test_the_context_is_stored_once_per_run(store):
+    context = ProcessingContext(
+        model_key=ModelKey.content_compliance, ai_model="local", custom_instructions="x" * 10_000
+    )
+    store.register_batch("run-1", "p", context, [doc(f"{n}.md") for n in range(50)])
+    with store.engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM batch_runs WHERE run_id = 'run-1'")) == 1
+        stored = conn.scalar(sa.text("SELECT sum(length(custom_instructions)) FROM batch_runs"))
+    assert stored == 10_000
+    rows = store.results("run-1")
+    assert len(rows) == 50 and set(rows["custom_instructions"]) == {"x" * 10_000}
