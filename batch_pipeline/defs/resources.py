@@ -10,6 +10,8 @@ from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.settings import LlmSettings
 from batch_pipeline.store import DocumentStore
 
+UNFINISHED_NOTE = "the run ended before this document was analysed; resume run {run_id}"
+
 
 class DocumentStoreResource(dg.ConfigurableResource):
     """The document store (documents and analysis results), opened once per run. Where it lives is
@@ -17,12 +19,22 @@ class DocumentStoreResource(dg.ConfigurableResource):
 
     _store: DocumentStore | None = PrivateAttr(default=None)
 
+    _run_id: str | None = PrivateAttr(default=None)
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._store = DocumentStore(settings.database_url())
         self._store.create_schema()
+        self._run_id = context.run_id
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._store is not None:
+        if self._store is None:
+            return
+        try:
+            # The job's executor is in-process, so resources end with the run: a document still
+            # pending now will not be analysed by it (the run was stopped between steps, or failed).
+            if self._run_id:
+                self._store.mark_interrupted(self._run_id, UNFINISHED_NOTE.format(run_id=self._run_id))
+        finally:
             self._store.close()
 
     @property

@@ -11,7 +11,7 @@ from batch_pipeline.batch.runner import analyze_documents
 from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.documents.vetting import PreparedDocument, document_id
 from batch_pipeline.outcome import AnalysisOutcome
-from batch_pipeline.store.schema import analysis_results
+from batch_pipeline.store.schema import batch_runs
 
 CONTEXT = ProcessingContext(model_key=ModelKey.document_metadata, ai_model="local", custom_instructions="x")
 
@@ -86,7 +86,7 @@ def test_offline_analyser_turns_an_exception_into_an_analysis_error(monkeypatch)
 
 
 def stored_versions(store, run_id: str) -> set[str]:
-    query = sa.select(analysis_results.c.analyser_version).where(analysis_results.c.run_id == run_id)
+    query = sa.select(batch_runs.c.analyser_version).where(batch_runs.c.run_id == run_id)
     with store.engine.connect() as conn:
         return set(conn.scalars(query))
 
