@@ -25,6 +25,10 @@ def analyse_in_worker(model_key: str, text: str) -> tuple[DocumentStatus, str, f
     return DocumentStatus.ok, result, time.perf_counter() - started
 
 
+def analyse_chunk_in_worker(items: list[tuple[str, str]]) -> list[tuple[DocumentStatus, str, float]]:
+    return [analyse_in_worker(model_key, text) for model_key, text in items]
+
+
 class OfflineWorkers:
     """A pool of worker processes, started on first use and stopped by close()."""
 
@@ -32,12 +36,13 @@ class OfflineWorkers:
         self.workers = workers or os.cpu_count() or 1
         self._pool: pebble.ProcessPool | None = None
 
-    def submit(self, model_key: str, text: str, timeout_seconds: float) -> Future:
+    def submit(self, items: list[tuple[str, str]], timeout_seconds: float) -> Future:
+        """Analyse (model_key, text) items in one worker; the future's result lists their outcomes."""
         if self._pool is None:
             # spawn: a fork of a process running Dagster's threads and an event loop is not safe.
             context = multiprocessing.get_context("spawn")
             self._pool = pebble.ProcessPool(max_workers=self.workers, context=context)
-        return self._pool.schedule(analyse_in_worker, args=(model_key, text), timeout=timeout_seconds)
+        return self._pool.schedule(analyse_chunk_in_worker, args=(items,), timeout=timeout_seconds)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -46,28 +51,73 @@ class OfflineWorkers:
             self._pool = None
 
 
+# Documents go to the workers in chunks: one task per document cost more in messages than the
+# analysis of a small one. A chunk gets one document's time limit; a chunk that overruns it is
+# split, and each of its documents gets the limit on its own.
+CHUNK_DOCUMENTS = 32
+CHUNK_CHARACTERS = 64_000
+
+Item = tuple[str, str, asyncio.Future]  # model_key, text, where its outcome goes
+
+
 class OfflineAnalyser:
-    """The registry's offline analysers (``ai_model: local``), each document in a worker process."""
+    """The registry's offline analysers (``ai_model: local``), in worker processes."""
 
     def __init__(self, workers: OfflineWorkers, timeout_seconds: float):
         self.workers = workers
         self.timeout_seconds = timeout_seconds
-        self.max_concurrency = workers.workers  # one document per worker: none waits in a queue
+        self.max_concurrency = workers.workers * CHUNK_DOCUMENTS * 2  # a chunk running and one waiting, per worker
+        self._waiting: list[Item] = []
+        self._characters = 0
+        self._chunks: set[asyncio.Task] = set()
 
     async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome:
-        future = self.workers.submit(context.model_key.value, text, self.timeout_seconds)
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future = loop.create_future()
+        if len(text) >= CHUNK_CHARACTERS:
+            self._start([(context.model_key.value, text, outcome)])
+        else:
+            if not self._waiting:
+                loop.call_soon(self._flush)  # after the documents already on their way join this chunk
+            self._waiting.append((context.model_key.value, text, outcome))
+            self._characters += len(text)
+            if len(self._waiting) >= CHUNK_DOCUMENTS or self._characters >= CHUNK_CHARACTERS:
+                self._flush()
+        return await outcome
+
+    def _flush(self) -> None:
+        if self._waiting:
+            self._start(self._waiting)
+            self._waiting, self._characters = [], 0
+
+    def _start(self, chunk: list[Item]) -> None:
+        task = asyncio.ensure_future(self._run(chunk))
+        self._chunks.add(task)
+        task.add_done_callback(self._chunks.discard)
+
+    async def _run(self, chunk: list[Item]) -> None:
+        items = [(model_key, text) for model_key, text, _ in chunk]
         try:
-            status, output, seconds = await asyncio.wrap_future(future)
-        except TimeoutError:
+            results = await asyncio.wrap_future(self.workers.submit(items, self.timeout_seconds))
+        except (TimeoutError, pebble.ProcessExpired) as e:
+            if len(chunk) > 1:
+                for item in chunk:
+                    self._start([item])
+                return
+            results = [e]
+        for (_, _, outcome), result in zip(chunk, results, strict=True):
+            if not outcome.done():
+                outcome.set_result(self._outcome(result))
+
+    def _outcome(self, result: tuple[DocumentStatus, str, float] | BaseException) -> AnalysisOutcome:
+        if isinstance(result, TimeoutError):
+            error = f"analysis took longer than {self.timeout_seconds:g} s (analysis_timeout_seconds); stopped"
+            return AnalysisOutcome(status=DocumentStatus.analysis_timeout, error=error, attempts=1)
+        if isinstance(result, BaseException):  # the worker died (killed, out of memory)
             return AnalysisOutcome(
-                status=DocumentStatus.analysis_timeout,
-                error=f"analysis took longer than {self.timeout_seconds:g} s (analysis_timeout_seconds); stopped",
-                attempts=1,
+                status=DocumentStatus.analysis_error, error=f"the worker process died: {result}", attempts=1
             )
-        except pebble.ProcessExpired as e:  # the worker died (killed, out of memory)
-            return AnalysisOutcome(
-                status=DocumentStatus.analysis_error, error=f"the worker process died: {e}", attempts=1
-            )
+        status, output, seconds = result
         if status is not DocumentStatus.ok:
             return AnalysisOutcome(status=status, error=output, attempts=1)
         return AnalysisOutcome(

@@ -24,7 +24,7 @@ class DocumentStoreResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._store = DocumentStore(settings.database_url())
         self._store.create_schema()
-        self._run_id = context.run_id
+        self._run_id = context.run.run_id if context.run else None
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._store is None:
