@@ -1,2 +1,3 @@
 """A batch from registration to stored results: what a launch asks for and its registration
-(``registration``), its partitions, and the per-partition runner that analyses them."""
+(``registration``), its partitions, the per-partition runner that analyses them, and the
+offline analysers' worker processes (``offline``)."""

@@ -1,5 +1,6 @@
-"""The document store: documents and per-run analysis results in SQLite or PostgreSQL
-(``schema`` the tables, ``engine`` the connection, ``document_store`` every read and write)."""
+"""The document store: documents, runs and per-run analysis results in SQLite or PostgreSQL
+(``schema`` the tables, ``engine`` the connection, ``document_store`` every read and write,
+``migrations`` older stores brought up to the schema)."""
 
 from batch_pipeline.store.document_store import CachedResult, DocumentStore
 

@@ -17,6 +17,7 @@ from batch_pipeline.context import ProcessingContext
 from batch_pipeline.documents.vetting import PreparedDocument
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 from batch_pipeline.store.engine import create_engine
+from batch_pipeline.store.migrations import move_context_to_batch_runs
 from batch_pipeline.store.schema import (
     CONTEXT_COLUMNS,
     INTEGER_COLUMNS,
@@ -73,7 +74,7 @@ class DocumentStore:
                 conn.execute(CreateTable(table, if_not_exists=True))
             for index in indexes:
                 conn.execute(CreateIndex(index, if_not_exists=True))
-            _move_context_to_batch_runs(conn)
+            move_context_to_batch_runs(conn)
 
     def _insert(self, table: sa.Table):
         dialect = self.engine.dialect.name
@@ -263,28 +264,3 @@ class DocumentStore:
             query = query.where(documents.c.project == project)
         with self.engine.connect() as conn:
             return conn.scalar(query) or 0
-
-
-def _move_context_to_batch_runs(conn: sa.Connection) -> None:
-    """Stores written before batch_runs existed held the context on every result row: copy it
-    into batch_runs once per run, then drop those columns (inside the schema transaction)."""
-    held = {column["name"] for column in sa.inspect(conn).get_columns("analysis_results")}
-    if not set(CONTEXT_COLUMNS) <= held:
-        return
-    r = analysis_results.c
-    legacy = [sa.column(name) for name in CONTEXT_COLUMNS]
-    per_run = (
-        sa.select(
-            r.run_id,
-            sa.func.min(r.project),
-            *[sa.func.min(c) for c in legacy],
-            sa.func.min(r.context_key),
-            sa.func.min(r.created_at),
-        )  # fmt: skip
-        .select_from(analysis_results)
-        .group_by(r.run_id)
-    )
-    names = ["run_id", "project", *CONTEXT_COLUMNS, "context_key", "created_at"]
-    conn.execute(batch_runs.insert().from_select(names, per_run))
-    for name in CONTEXT_COLUMNS:
-        conn.execute(sa.text(f"ALTER TABLE analysis_results DROP COLUMN {name}"))
