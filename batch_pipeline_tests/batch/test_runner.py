@@ -129,3 +129,16 @@ def test_a_document_over_the_time_limit_ends_alone_and_the_worker_is_replaced(st
     assert summary.status_counts == {"ok": 3, "analysis_timeout": 1}
     rows = store.results("r1").set_index("filename")
     assert rows.loc["1.md", "status"] == "analysis_timeout" and "0.5 s" in rows.loc["1.md", "error"]
+
+
+def test_a_chunk_that_overruns_the_limit_is_split_and_only_the_slow_document_times_out(store, offline_workers):
+    context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
+    warm = register(store, "warm", ["# warm"])
+    asyncio.run(analyze_documents(store, "warm", Partition(index=0, project="p", context=context, document_ids=warm),
+                                  OfflineAnalyser(offline_workers, timeout_seconds=60)))  # fmt: skip
+    slow = " ".join(f"user{i}@example.com" for i in range(2_500))  # small enough to share a chunk
+    ids = register(store, "r1", ["# a", slow, "# c"])
+    partition = Partition(index=0, project="p", context=context, document_ids=ids)
+    summary = asyncio.run(analyze_documents(store, "r1", partition, OfflineAnalyser(offline_workers, 0.05)))
+    assert summary.status_counts == {"ok": 2, "analysis_timeout": 1}
+    assert store.results("r1").set_index("filename").loc["1.md", "status"] == "analysis_timeout"
