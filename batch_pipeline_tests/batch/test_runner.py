@@ -136,9 +136,10 @@ def test_a_chunk_that_overruns_the_limit_is_split_and_only_the_slow_document_tim
     warm = register(store, "warm", ["# warm"])
     asyncio.run(analyze_documents(store, "warm", Partition(index=0, project="p", context=context, document_ids=warm),
                                   OfflineAnalyser(offline_workers, timeout_seconds=60)))  # fmt: skip
-    slow = " ".join(f"user{i}@example.com" for i in range(2_500))  # small enough to share a chunk
+    # About half a second of card checks, yet small enough to share a chunk with the others.
+    slow = " ".join(f"4111 1111 1111 {i % 10_000:04d}" for i in range(2_800))
     ids = register(store, "r1", ["# a", slow, "# c"])
     partition = Partition(index=0, project="p", context=context, document_ids=ids)
-    summary = asyncio.run(analyze_documents(store, "r1", partition, OfflineAnalyser(offline_workers, 0.05)))
+    summary = asyncio.run(analyze_documents(store, "r1", partition, OfflineAnalyser(offline_workers, 0.1)))
     assert summary.status_counts == {"ok": 2, "analysis_timeout": 1}
     assert store.results("r1").set_index("filename").loc["1.md", "status"] == "analysis_timeout"
