@@ -277,3 +277,29 @@ def test_the_key_appears_nowhere_after_runs(tmp_path, monkeypatch):
                 scanned += 1
                 assert secret.encode() not in path.read_bytes(), path
     assert scanned > 5
+
+
+def test_429s_do_not_use_up_attempts(pipeline_home, instance, key, tmp_path):
+    """A 429 is the provider pacing us: with a single attempt allowed, every document still ends ok."""
+    corpus = write_corpus(tmp_path / "corpus", 30)
+    with FakeOpenAIServer(Behaviour(rpm=300)) as server:
+        result = llm_run(instance, server, corpus, llm_options={"max_attempts": 1, "max_concurrent_requests": 16})
+    rows = rows_of(result.run_id)
+    assert (rows["status"] == "ok").all() and len(rows) == 30
+    assert len(server.completions(status=429)) > 0  # the provider did pace us
+
+
+def test_a_document_rate_limited_past_the_wait_ends_rate_limited_with_its_reason(
+    pipeline_home, instance, key, tmp_path
+):
+    corpus = write_corpus(tmp_path / "corpus", 4)
+    with FakeOpenAIServer(Behaviour(rpm=2)) as server:  # after the probe, the next slot is 30 s away
+        # The provider asks every document to come back later than the 2 s the run may wait, so
+        # they end at once instead of waiting.
+        options = {"rate_limit_wait_seconds": 2, "max_concurrent_requests": 4}
+        started = time.monotonic()
+        result = llm_run(instance, server, corpus, llm_options=options)
+        assert time.monotonic() - started < 30
+    rows = rows_of(result.run_id)
+    assert result.success and (rows["status"] == "rate_limited").all() and len(rows) == 4
+    assert rows["error"].str.contains("still HTTP 429 after").all()

@@ -76,7 +76,16 @@ class LlmResource(dg.ConfigurableResource):
     max_concurrent_requests: int = Field(default=64, description="Requests in flight at once, per partition step.")
     requests_per_minute: int | None = Field(default=None, description="Client-side RPM limit (unset: none).")
     tokens_per_minute: int | None = Field(default=None, description="Client-side TPM limit (unset: none).")
-    max_attempts: int = Field(default=5, description="HTTP attempts per request before a document fails.")
+    max_attempts: int = Field(
+        default=5,
+        description="Attempts per request before a document fails on 5xx answers, timeouts or connection "
+        "errors. HTTP 429s do not count: they are bounded by rate_limit_wait_seconds.",
+    )
+    rate_limit_wait_seconds: float = Field(
+        default=600.0,
+        description="How long one request may keep waiting on HTTP 429s (the provider's pacing) before its "
+        "document ends rate_limited; re-running the batch then finishes it from the cache.",
+    )
     retry_max_wait_seconds: float = Field(
         default=30.0,
         description="Longest wait between two attempts after a timeout or a 5xx (exponential backoff with "

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import openai
 from pydantic import ValidationError
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
 from batch_pipeline.analysis import AnalysisModel
 from batch_pipeline.context import ProcessingContext
@@ -79,7 +79,7 @@ class LlmAnalyser:
         estimate = estimate_prompt_tokens(messages) + self._output_estimate if self.settings.tokens_per_minute else 0
         kwargs = completion_request(model, ai_model, messages, self.mode, self.settings.max_output_tokens)
         async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_attempts),
+            stop=_AttemptsOrRateLimitWait(self.settings.max_attempts, self.settings.rate_limit_wait_seconds),
             wait=self._wait,
             retry=retry_if_exception(retryable),
             reraise=True,
@@ -170,6 +170,32 @@ class LlmAnalyser:
             )
             return _Verdict(DocumentStatus.invalid_output, f"not valid JSON for the schema: {problem}", repairable=True)
         return _Verdict(None, None, repairable=False, result=result.model_dump_json())
+
+
+class _AttemptsOrRateLimitWait:
+    """When a request stops being retried: after max_attempts failures that are the provider's
+    (5xx, timeouts, connection errors), or once HTTP 429s have kept it waiting longer than
+    rate_limit_wait_seconds — a 429 is the provider pacing us, not a failed attempt."""
+
+    def __init__(self, max_attempts: int, rate_limit_wait_seconds: float):
+        self.max_attempts = max_attempts
+        self.rate_limit_wait_seconds = rate_limit_wait_seconds
+        self.failures = 0
+        self.rate_limited_since: float | None = None
+
+    def __call__(self, retry_state) -> bool:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if not isinstance(error, openai.RateLimitError):
+            self.failures += 1
+            return self.failures >= self.max_attempts
+        now = time.monotonic()
+        self.rate_limited_since = self.rate_limited_since or now
+        asked = retry_after_seconds(error.response.headers) or RATE_LIMIT_FALLBACK_PAUSE_SECONDS
+        # Stop now rather than wait for an answer that would come after the budget anyway.
+        if now + asked - self.rate_limited_since > self.rate_limit_wait_seconds:
+            error.rate_limited_for = now - self.rate_limited_since
+            return True
+        return False
 
 
 @dataclass

@@ -14,6 +14,7 @@ class LlmSettings(BaseModel):
     requests_per_minute: int | None
     tokens_per_minute: int | None
     max_attempts: int
+    rate_limit_wait_seconds: float
     retry_max_wait_seconds: float
     max_output_tokens: int
     response_format: ResponseFormatMode
