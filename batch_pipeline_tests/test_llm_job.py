@@ -168,7 +168,7 @@ def test_unusable_answers_are_classified_and_kept(
     rows = rows_of(result.run_id)
     assert (rows["status"] == status).all()
     assert rows["raw_output"].str.contains(raw_contains, regex=False).all()
-    expected_requests = 6 if status == "invalid_output" else 3  # one repair each, only for invalid JSON
+    expected_requests = 9 if status == "invalid_output" else 3  # two repairs each, only for invalid JSON
     assert len(document_requests(server)) == expected_requests
 
 
@@ -303,3 +303,14 @@ def test_a_document_rate_limited_past_the_wait_ends_rate_limited_with_its_reason
     rows = rows_of(result.run_id)
     assert result.success and (rows["status"] == "rate_limited").all() and len(rows) == 4
     assert rows["error"].str.contains("still HTTP 429 after").all()
+
+
+def test_garbled_answers_are_repaired_up_to_max_repairs(pipeline_home, instance, key, tmp_path):
+    """One garbled answer in five: with two repairs a document fails only if three answers in a row
+    are garbled (0.8 %), where a single repair lost one in twenty-five."""
+    corpus = write_corpus(tmp_path / "corpus", 40)
+    with FakeOpenAIServer(Behaviour(malformed_rate=0.2, seed=11)) as server:
+        result = llm_run(instance, server, corpus, llm_options={"max_repairs": 2})
+    rows = rows_of(result.run_id)
+    assert (rows["status"] == "ok").sum() >= 38
+    assert len([r for r in server.requests if r.is_repair]) >= 4

@@ -92,6 +92,11 @@ class LlmResource(dg.ConfigurableResource):
         "jitter, starting at 0.5 s). A 429 waits as long as the provider asks instead.",
     )
     max_output_tokens: int = Field(default=4096, description="max_tokens of every completion.")
+    max_repairs: int = Field(
+        default=2,
+        description="Repair requests (the answer and what is wrong with it, asking for a corrected one) for an "
+        "answer that is not valid JSON for the schema, before the document ends invalid_output.",
+    )
     response_format: ResponseFormatMode = Field(
         default=ResponseFormatMode.auto,
         description="auto: probe once per run, before any document, for the richest mode the server accepts: "

@@ -1,4 +1,4 @@
-"""LlmAnalyser: one document → one chat completion (plus at most one repair), through the openai client.
+"""LlmAnalyser: one document → one chat completion (plus up to max_repairs repairs), through the openai client.
 
 Retries and rate limits live here; the ops never see them.
 """
@@ -137,7 +137,9 @@ class LlmAnalyser:
             messages = build_messages(context.model, context.custom_instructions, text, self.mode)
             answer = await self._request(messages, context.ai_model, context.model, usage)
             verdict = self._judge(context.model, answer)
-            if verdict.problem is not None and verdict.repairable:
+            repairs = 0
+            while verdict.problem is not None and verdict.repairable and repairs < self.settings.max_repairs:
+                repairs += 1
                 repair = repair_messages(messages, answer.content or "", verdict.problem)
                 answer = await self._request(repair, context.ai_model, context.model, usage)
                 verdict = self._judge(context.model, answer)

@@ -17,4 +17,5 @@ class LlmSettings(BaseModel):
     rate_limit_wait_seconds: float
     retry_max_wait_seconds: float
     max_output_tokens: int
+    max_repairs: int
     response_format: ResponseFormatMode
