@@ -27,10 +27,6 @@ class DocumentStatus(StrEnum):
     provider_error = "provider_error"
     request_error = "request_error"
 
-    @property
-    def is_failure(self) -> bool:
-        return self not in (DocumentStatus.ok, DocumentStatus.pending)
-
 
 def count_failed(status_counts: dict[str, int]) -> int:
     """Documents that ended in a failure status, from a status -> count mapping."""

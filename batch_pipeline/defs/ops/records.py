@@ -22,6 +22,7 @@ from batch_pipeline.store import DocumentStore
 
 REFUSED = "Refused before writing anything: "
 NOT_SENT = "Refused before sending any document: "
+SKIPPED_SHOWN = 200
 
 
 @dg.op(
@@ -111,7 +112,9 @@ def _batch_metadata(batch: RegisteredBatch) -> dict:
         "documents": batch.documents,
         "analysable": batch.analysable,
         "input_failures": sum(batch.input_failures.values()),
-        "skipped_entries": dg.MetadataValue.json(batch.skipped_entries),
+        # Bounded: a source can hold any number of FIFOs or broken links, the event log should not.
+        "skipped_entries": dg.MetadataValue.json(batch.skipped_entries[:SKIPPED_SHOWN]),
+        "skipped_entry_count": len(batch.skipped_entries),
         "partitions": batch.partitions,
         "model_key": batch.context.model_key.value,
         "ai_model": batch.context.ai_model,
