@@ -8,6 +8,7 @@ Order of precedence for the data folder: ``BATCH_PIPELINE_HOME``, then
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DATABASE_URL_ENV = "BATCH_PIPELINE_DATABASE_URL"
 REPORTS_DIR_ENV = "BATCH_PIPELINE_REPORTS_DIR"
@@ -15,6 +16,7 @@ HOME_ENV = "BATCH_PIPELINE_HOME"
 API_KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 ALLOWED_BASE_URLS_ENV = "BATCH_PIPELINE_LLM_BASE_URLS"
+RATE_LIMIT_URL_ENV = "BATCH_PIPELINE_RATE_LIMIT_URL"
 
 
 class NotAllowed(ValueError):
@@ -72,3 +74,19 @@ def llm_base_url(requested: str | None) -> str:
 
 def _normal(url: str) -> str:
     return url.strip().rstrip("/")
+
+
+def rate_limit_url(requested: str | None) -> str | None:
+    """The Redis (``redis://``, ``rediss://``, ``unix://``) that holds the rate budget shared by every
+    process: the llm resource's ``rate_limit_url``, else ``$BATCH_PIPELINE_RATE_LIMIT_URL``; None: each
+    process keeps its own. A password belongs in the environment, never in run config (which is stored)."""
+    if requested is None:
+        return os.environ.get(RATE_LIMIT_URL_ENV) or None
+    if urlsplit(requested).password is not None:
+        raise NotAllowed(
+            f"the llm resource's rate_limit_url holds a password, and run config is stored in the event log: "
+            f"set ${RATE_LIMIT_URL_ENV} instead"
+        )
+    if urlsplit(requested).scheme not in ("redis", "rediss", "unix"):
+        raise NotAllowed("the llm resource's rate_limit_url must be a redis://, rediss:// or unix:// URL")
+    return requested

@@ -16,6 +16,41 @@ EXAMPLE_DOCS = REPO_ROOT / "examples" / "docs"
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 
 
+def _required_service_missing(message: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI=true: tests of real services must run)")
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def own_rate_budgets(monkeypatch):
+    """Each test starts with no rate budget or learned limit left in this process by another."""
+    from batch_pipeline.llm import budget_store
+
+    monkeypatch.setattr(budget_store, "_LOCAL_STORES", {})
+    monkeypatch.delenv("BATCH_PIPELINE_RATE_LIMIT_URL", raising=False)
+
+
+# The tests' own Redis database; only it is ever flushed.
+REDIS_TEST_URL = os.environ.get("BATCH_PIPELINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The URL of the tests' Redis database, emptied before and after; skips without Redis, except under CI=true."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=3)
+    try:
+        client.flushdb()
+    except redis.RedisError as e:
+        client.close()
+        _required_service_missing(f"Redis is not reachable at {REDIS_TEST_URL}: {e}")
+    yield REDIS_TEST_URL
+    client.flushdb()
+    client.close()
+
+
 @pytest.fixture
 def pipeline_home(tmp_path, monkeypatch) -> Path:
     """An isolated data folder: the default SQLite store and the reports live under it."""
@@ -154,10 +189,7 @@ def postgres_server() -> str:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception as e:
-        message = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {str(e).splitlines()[0]}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI=true: PostgreSQL tests must run)")
-        pytest.skip(message)
+        _required_service_missing(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {str(e).splitlines()[0]}")
     finally:
         engine.dispose()
     return POSTGRES_ADMIN_URL

@@ -35,6 +35,7 @@ class Behaviour:
     latency: float = 0.0
     rpm: int | None = None
     tpm: int | None = None
+    announce_limits: bool = False  # x-ratelimit-* headers on every answer, as OpenAI sends them
     error_rate: float = 0.0
     malformed_rate: float = 0.0
     refusal_rate: float = 0.0
@@ -63,21 +64,36 @@ class TokenBucket:
     """Per-second quantised limit, the way large providers enforce per-minute limits."""
 
     def __init__(self, per_minute: int):
+        self.per_minute = per_minute
         self.rate = per_minute / 60
         self.capacity = max(self.rate, 1.0)
         self.level = self.capacity
         self.updated = time.monotonic()
 
-    def take(self, amount: float) -> float:
-        """0 when taken, else the seconds until it could be."""
+    def _refill(self) -> None:
         now = time.monotonic()
         self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
         self.updated = now
+
+    def take(self, amount: float) -> float:
+        """0 when taken, else the seconds until it could be."""
+        self._refill()
         amount = min(amount, self.capacity)
         if self.level >= amount:
             self.level -= amount
             return 0.0
         return (amount - self.level) / self.rate
+
+    def headers(self, kind: str) -> dict[str, str]:
+        """What OpenAI announces: the per-minute limit, what is left of it, and when it is full again."""
+        self._refill()
+        remaining = int(self.per_minute - (self.capacity - self.level))
+        reset_ms = int((self.capacity - self.level) / self.rate * 1000)
+        return {
+            f"x-ratelimit-limit-{kind}": str(self.per_minute),
+            f"x-ratelimit-remaining-{kind}": str(max(remaining, 0)),
+            f"x-ratelimit-reset-{kind}": f"{reset_ms}ms",
+        }
 
 
 def _format_kind(response_format: dict | None) -> str:
@@ -151,6 +167,16 @@ class FakeOpenAIServer:
             bucket = self._buckets.setdefault(name, TokenBucket(per_minute))
             return bucket.take(amount)
 
+    def _limit_headers(self) -> dict[str, str]:
+        if not self.behaviour.announce_limits:
+            return {}
+        with self._lock:
+            headers = {}
+            for name, kind in (("rpm", "requests"), ("tpm", "tokens")):
+                if name in self._buckets:
+                    headers.update(self._buckets[name].headers(kind))
+            return headers
+
     # --- endpoints -----------------------------------------------------------------------
     async def stats(self, request: Request) -> JSONResponse:
         """Aggregates of the request log, for benchmarks driving the server from another process."""
@@ -221,6 +247,7 @@ class FakeOpenAIServer:
         if wait > 0:
             log(429)
             headers = {"retry-after": str(max(1, math.ceil(wait))), "retry-after-ms": str(int(wait * 1000) + 1)}
+            headers.update(self._limit_headers())
             return _error(429, "Rate limit reached. Please try again later.", headers, code="rate_limit_exceeded")
         if self._chance(behaviour.hang_rate):
             log(0)
@@ -263,7 +290,7 @@ class FakeOpenAIServer:
                     "prompt_tokens_details": {"cached_tokens": min(behaviour.cached_tokens, prompt_tokens)},
                 },
             },
-            headers={"x-request-id": f"req_{uuid.uuid4().hex[:16]}"},
+            headers={"x-request-id": f"req_{uuid.uuid4().hex[:16]}", **self._limit_headers()},
         )
 
     @staticmethod
@@ -285,8 +312,19 @@ def main() -> None:
     parser.add_argument("--rpm", type=int)
     parser.add_argument("--tpm", type=int)
     parser.add_argument("--api-key", default="sk-test-key")
+    parser.add_argument("--announce-limits", action="store_true", help="send x-ratelimit-* headers like OpenAI")
+    parser.add_argument("--error-rate", type=float, default=0.0)
+    parser.add_argument("--malformed-rate", type=float, default=0.0)
     args = parser.parse_args()
-    behaviour = Behaviour(api_key=args.api_key, latency=args.latency, rpm=args.rpm, tpm=args.tpm)
+    behaviour = Behaviour(
+        api_key=args.api_key,
+        latency=args.latency,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        announce_limits=args.announce_limits,
+        error_rate=args.error_rate,
+        malformed_rate=args.malformed_rate,
+    )
     with FakeOpenAIServer(behaviour) as server:
         from pathlib import Path
 

@@ -8,9 +8,10 @@ import pytest
 from benchmarks.run import main
 
 
-def test_benchmark_smoke(tmp_path):
+def test_benchmark_smoke(tmp_path, redis_url, monkeypatch):
     if os.environ.get("CI") != "true":
         pytest.importorskip("matplotlib", reason="the sweep plot needs the bench extra: pip install -e '.[bench]'")
+    monkeypatch.setenv("BATCH_PIPELINE_BENCH_REDIS_URL", redis_url)
     report = main(["--smoke", "--plot", str(tmp_path / "sweep.png")])
     throughput = report["throughput"]
     assert throughput["job_statuses"] == {"ok": throughput["documents"]}
@@ -19,6 +20,11 @@ def test_benchmark_smoke(tmp_path):
     assert report["cached_rerun"]["statuses"] == {"ok": throughput["documents"]}
     limited = report["rate_limited"]
     assert limited["failed_documents"] == 0 and limited["achieved_rpm"] <= limited["rpm_limit"]
+    for name in ("learned_limit", "two_runs_shared_redis"):
+        figures = report[name]
+        assert figures["ok_documents"] == figures["documents"] and figures["lost_documents"] == 0
+        assert figures["fraction_of_limit_from_first_request"] > 0 and figures["responses_429_percent"] >= 0
+    assert report["faults"]["lost"] == 0
     scale = report["scale"]["full"]
     assert scale["statuses"] == {"ok": scale["documents"]} and scale["peak_rss_mib"] > 0 and scale["dagster_events"] > 0
     assert [p["concurrency"] for p in report["sweep"]["points"]] == [8]

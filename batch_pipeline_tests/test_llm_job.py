@@ -302,7 +302,9 @@ def test_a_document_rate_limited_past_the_wait_ends_rate_limited_with_its_reason
         assert time.monotonic() - started < 30
     rows = rows_of(result.run_id)
     assert result.success and (rows["status"] == "rate_limited").all() and len(rows) == 4
-    assert rows["error"].str.contains("still HTTP 429 after").all()
+    # The first was answered 429; the others found no slot within the wait (the 429 paused everyone).
+    assert rows["error"].str.contains("rate_limit_wait_seconds").all()
+    assert rows["error"].str.contains("still HTTP 429 after").any()
 
 
 def test_garbled_answers_are_repaired_up_to_max_repairs(pipeline_home, instance, key, tmp_path):
@@ -314,3 +316,79 @@ def test_garbled_answers_are_repaired_up_to_max_repairs(pipeline_home, instance,
     rows = rows_of(result.run_id)
     assert (rows["status"] == "ok").sum() >= 38
     assert len([r for r in server.requests if r.is_repair]) >= 4
+
+
+def logged(instance, run_id: str) -> str:
+    return "\n".join(entry.user_message for entry in instance.all_logs(run_id))
+
+
+def test_limits_announced_by_the_provider_are_learned_logged_and_kept(pipeline_home, instance, key, tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", 60)
+    with FakeOpenAIServer(Behaviour(rpm=600, latency=0.05, announce_limits=True)) as server:
+        result = llm_run(instance, server, corpus)
+    rows = rows_of(result.run_id)
+    assert (rows["status"] == "ok").all() and len(rows) == 60
+    assert len(server.completions(status=429)) <= 0.02 * len(server.requests)
+    messages = logged(instance, result.run_id)
+    assert "rate limits: 600 requests/min (the provider announces 600 requests/min)" in messages
+    assert "paced to 600 requests/min (headers)" in messages
+
+
+def test_a_429_storm_from_a_provider_without_headers_converges(pipeline_home, instance, key, tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", 120)
+    with FakeOpenAIServer(Behaviour(rpm=300, latency=0.05)) as server:  # 5 a second, announced nowhere
+        result = llm_run(instance, server, corpus)
+    rows = rows_of(result.run_id)
+    assert (rows["status"] == "ok").all() and len(rows) == 120
+    requests = sorted(server.requests, key=lambda r: r.at)
+    later = requests[len(requests) // 2 :]
+    assert sum(r.status == 429 for r in later) <= 0.1 * len(later)  # settled near the limit
+    assert "HTTP 429 from a provider that announces no limits: pacing at" in logged(instance, result.run_id)
+
+
+def test_rate_limits_errors_and_garbled_answers_together_lose_nothing(pipeline_home, instance, key, tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", 60)
+    behaviour = Behaviour(rpm=600, latency=0.05, announce_limits=True, error_rate=0.2, malformed_rate=0.1, seed=5)
+    with FakeOpenAIServer(behaviour) as server:
+        result = llm_run(instance, server, corpus)
+    rows = rows_of(result.run_id)
+    assert len(rows) == 60 and (rows["status"] == "ok").sum() >= 58
+    assert set(rows["status"]) <= {"ok"} | CLASSIFIED_FAILURES
+    assert (rows[rows["status"] != "ok"]["error"] != "").all()
+
+
+def test_an_unreachable_rate_limit_store_fails_the_run_before_anything_is_sent(
+    pipeline_home, instance, key, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("BATCH_PIPELINE_RATE_LIMIT_URL", "redis://127.0.0.1:1/0")
+    corpus = write_corpus(tmp_path / "corpus", 5)
+    with FakeOpenAIServer() as server:
+        result = llm_run(instance, server, corpus, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "create_document_records"
+    assert "the rate-limit store at redis://127.0.0.1:1/0 does not answer" in failure.event_specific_data.error.message
+    assert server.requests == []
+
+
+def test_the_response_format_is_remembered_per_endpoint_and_model_until_rejected(
+    pipeline_home, instance, key, tmp_path
+):
+    def probes(server) -> int:
+        return sum(1 for r in server.requests if r.document == "")
+
+    corpus = write_corpus(tmp_path / "corpus", 5)  # a new project each run: nothing comes from the cache
+    with FakeOpenAIServer(Behaviour(supported_formats={"json_object", "none"})) as server:
+        first = llm_run(instance, server, corpus, project="first")
+        assert probes(server) == 3  # json_schema and json_object+schema refused, json_object taken
+        second = llm_run(instance, server, corpus, project="second")
+        assert probes(server) == 3, "the second run reuses what the first found"
+        assert "takes response format json_object (as an earlier run found)" in logged(instance, second.run_id)
+        assert (rows_of(first.run_id)["status"] == "ok").all() and (rows_of(second.run_id)["status"] == "ok").all()
+
+        server.behaviour.supported_formats = {"none"}  # the server was replaced by one that takes less
+        third = llm_run(instance, server, corpus, project="third")
+        assert (rows_of(third.run_id)["status"] == "request_error").all()
+        assert "no longer takes response format json_object" in logged(instance, third.run_id)
+        fourth = llm_run(instance, server, corpus, project="fourth")
+        assert probes(server) == 3 + 4 and (rows_of(fourth.run_id)["status"] == "ok").all()

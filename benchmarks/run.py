@@ -50,6 +50,10 @@ class Sizes:
     sweep_latency: float = 0.2
     sweep: tuple[int, ...] = (8, 16, 32, 64, 128)
     scale_compare: bool = True  # also run a tenth of scale_docs, to see how events grow with documents
+    learned_docs: int = 600  # a minute of work at learned_rpm, limits not configured
+    learned_rpm: int = 600
+    learned_latency: float = 0.2
+    fault_docs: int = 60
 
 
 SMOKE = Sizes(
@@ -62,6 +66,8 @@ SMOKE = Sizes(
     sweep_latency=0.05,
     sweep=(8,),
     scale_compare=False,
+    learned_docs=30,
+    fault_docs=10,
 )
 
 
@@ -82,10 +88,10 @@ def write_jsonl(path: Path, count: int) -> Path:
 class Server:
     """The loopback OpenAI-compatible test server, in its own process so it does not share a GIL."""
 
-    def __init__(self, workdir: Path, latency: float, rpm: int | None = None, tpm: int | None = None):
+    def __init__(self, workdir: Path, latency: float, rpm: int | None = None, tpm: int | None = None, *flags: str):
         port_file = workdir / f"port-{time.monotonic_ns()}"
         args = [sys.executable, "-m", "batch_pipeline_tests.fake_openai_server", "--port-file", str(port_file),
-                "--latency", str(latency), "--api-key", API_KEY]  # fmt: skip
+                "--latency", str(latency), "--api-key", API_KEY, *flags]  # fmt: skip
         args += ["--rpm", str(rpm)] if rpm else []
         args += ["--tpm", str(tpm)] if tpm else []
         self.process = subprocess.Popen(args, cwd=REPO_ROOT)
@@ -259,6 +265,88 @@ def rate_limited(workdir: Path, sizes: Sizes, report: dict) -> None:
         server.close()
 
 
+def _limit_figures(stats: dict, rpm: int, documents: int, counts: dict[str, int], wall_seconds: float) -> dict:
+    ok = stats["statuses"].get("200", 0)
+    return {
+        "documents": documents, "rpm_limit": rpm, "requests": stats["requests"],
+        "responses_429_percent": round(100 * stats["statuses"].get("429", 0) / max(stats["requests"], 1), 2),
+        # From the first request the provider sees: the limiter's own start-up included.
+        "fraction_of_limit_from_first_request": round(ok / (stats["ok_last"] - stats["first"]) * 60 / rpm, 3),
+        "fraction_of_limit_once_running": round((ok - 1) / (stats["ok_last"] - stats["ok_first"]) * 60 / rpm, 3),
+        # From launching the process(es) to the last exit: Dagster's start-up and teardown included.
+        "fraction_of_limit_process_wall": round(documents / wall_seconds * 60 / rpm, 3),
+        "ok_documents": counts.get("ok", 0),
+        "failed_documents": sum(v for k, v in counts.items() if k != "ok"),
+        "lost_documents": documents - sum(counts.values()),
+    }  # fmt: skip
+
+
+def learned_limit(workdir: Path, sizes: Sizes, report: dict) -> None:
+    """One run, the llm resource at its defaults, against a provider that announces its limit in
+    OpenAI's headers and enforces it per second with 429 + Retry-After."""
+    n, rpm = sizes.learned_docs, sizes.learned_rpm
+    source = write_jsonl(workdir / "learned.jsonl", n)
+    server = Server(workdir, sizes.learned_latency, rpm, None, "--announce-limits")
+    try:
+        env = {**environment(workdir / "learned"), "OPENAI_BASE_URL": server.url}
+        job = run_job(workdir, job_config(source, "gpt-test", "learned"), "learned", env)
+        report["learned_limit"] = _limit_figures(server.stats(), rpm, n, statuses(env, job.run_id), job.seconds)
+    finally:
+        server.close()
+
+
+def two_runs(workdir: Path, sizes: Sizes, report: dict) -> None:
+    """Two concurrent runs of half the documents each, limits not configured, sharing a Redis budget."""
+    import redis
+
+    n, rpm, half = sizes.learned_docs, sizes.learned_rpm, sizes.learned_docs // 2
+    redis_url = os.environ.get("BATCH_PIPELINE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushdb()  # the benchmark's own database
+    server = Server(workdir, sizes.learned_latency, rpm, None, "--announce-limits")
+    try:
+        runs = []
+        started = time.perf_counter()
+        for name in ("run_a", "run_b"):
+            source = write_jsonl(workdir / f"{name}.jsonl", half)
+            env = {**environment(workdir / name), "OPENAI_BASE_URL": server.url,
+                   "BATCH_PIPELINE_RATE_LIMIT_URL": redis_url}  # fmt: skip
+            path = workdir / f"{name}.yaml"
+            path.write_text(yaml.safe_dump(job_config(source, "gpt-test", name)))
+            command = [str(BIN / "dagster"), "job", "execute", "-m", "batch_pipeline.definitions",
+                       "-j", "document_batch_job", "-c", str(path)]  # fmt: skip
+            process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+            runs.append((process, env))
+        counts: dict[str, int] = {}
+        for process, env in runs:
+            output, _ = process.communicate()
+            if process.returncode != 0:
+                raise RuntimeError(f"a concurrent run failed:\n{output[-3000:]}")
+            run_id = JobRun(0, output, None).run_id
+            for status, count in statuses(env, run_id).items():
+                counts[status] = counts.get(status, 0) + count
+        wall = time.perf_counter() - started
+        report["two_runs_shared_redis"] = _limit_figures(server.stats(), rpm, n, counts, wall)
+    finally:
+        server.close()
+
+
+def faults(workdir: Path, sizes: Sizes, report: dict) -> None:
+    """The llm resource at its defaults against 429s at the limit, 20 % HTTP 500 and 10 % garbled JSON."""
+    n, rpm = sizes.fault_docs, sizes.learned_rpm
+    source = write_jsonl(workdir / "faults.jsonl", n)
+    flags = ("--announce-limits", "--error-rate", "0.2", "--malformed-rate", "0.1")
+    server = Server(workdir, sizes.learned_latency, rpm, None, *flags)
+    try:
+        env = {**environment(workdir / "faults"), "OPENAI_BASE_URL": server.url}
+        job = run_job(workdir, job_config(source, "gpt-test", "faults"), "faults", env)
+        counts = statuses(env, job.run_id)
+        report["faults"] = {"documents": n, "statuses": counts, "lost": n - sum(counts.values()),
+                            "requests": server.stats()["statuses"]}  # fmt: skip
+    finally:
+        server.close()
+
+
 def scale(workdir: Path, sizes: Sizes, report: dict) -> None:
     import dagster as dg
 
@@ -326,7 +414,7 @@ def sweep(workdir: Path, sizes: Sizes, report: dict, plot_path: Path | None) -> 
         report["sweep"]["plot"] = str(plot_path)
 
 
-SCENARIOS = ("throughput", "rerun", "ratelimit", "scale", "sweep")
+SCENARIOS = ("throughput", "rerun", "ratelimit", "learned", "two_runs", "faults", "scale", "sweep")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -350,6 +438,12 @@ def main(argv: list[str] | None = None) -> dict:
             throughput_and_rerun(workdir, sizes, report, rerun="rerun" in chosen)
         if "ratelimit" in chosen:
             rate_limited(workdir, sizes, report)
+        if "learned" in chosen:
+            learned_limit(workdir, sizes, report)
+        if "two_runs" in chosen:
+            two_runs(workdir, sizes, report)
+        if "faults" in chosen:
+            faults(workdir, sizes, report)
         if "scale" in chosen:
             scale(workdir, sizes, report)
         if "sweep" in chosen:

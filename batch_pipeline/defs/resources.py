@@ -74,8 +74,22 @@ class LlmResource(dg.ConfigurableResource):
     )
     timeout_seconds: float = Field(default=60.0, description="Per-request timeout.")
     max_concurrent_requests: int = Field(default=64, description="Requests in flight at once, per partition step.")
-    requests_per_minute: int | None = Field(default=None, description="Client-side RPM limit (unset: none).")
-    tokens_per_minute: int | None = Field(default=None, description="Client-side TPM limit (unset: none).")
+    rate_limit_url: str | None = Field(
+        default=None,
+        description="A redis:// URL: every run, step and process using the same endpoint, model and API key "
+        "then draws on one rate budget kept there. Unset: $BATCH_PIPELINE_RATE_LIMIT_URL, else one budget per "
+        "process. A URL with a password only through the environment variable.",
+    )
+    requests_per_minute: int | None = Field(
+        default=None,
+        description="The provider's requests-per-minute limit for this model and key. Unset: learned from the "
+        "provider's x-ratelimit-* headers, else from its 429s.",
+    )
+    tokens_per_minute: int | None = Field(
+        default=None,
+        description="The provider's tokens-per-minute limit for this model and key. Unset: learned from the "
+        "provider's x-ratelimit-* headers.",
+    )
     max_attempts: int = Field(
         default=5,
         description="Attempts per request before a document fails on 5xx answers, timeouts or connection "
@@ -105,6 +119,13 @@ class LlmResource(dg.ConfigurableResource):
 
     def provider(self) -> LlmProvider:
         """Raises settings.NotAllowed for an endpoint the deployment does not allow."""
-        tuning = {name: getattr(self, name) for name in LlmSettings.model_fields if name not in ("api_key", "base_url")}
-        base_url = settings.llm_base_url(self.base_url)
-        return LlmProvider(LlmSettings(api_key=settings.llm_api_key(), base_url=base_url, **tuning))
+        deployment = ("api_key", "base_url", "rate_limit_url")
+        tuning = {name: getattr(self, name) for name in LlmSettings.model_fields if name not in deployment}
+        return LlmProvider(
+            LlmSettings(
+                api_key=settings.llm_api_key(),
+                base_url=settings.llm_base_url(self.base_url),
+                rate_limit_url=settings.rate_limit_url(self.rate_limit_url),
+                **tuning,
+            )
+        )

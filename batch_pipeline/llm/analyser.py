@@ -13,16 +13,16 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
 from batch_pipeline.analysis import AnalysisModel
 from batch_pipeline.context import ProcessingContext
-from batch_pipeline.llm.completions import completion_request, describe, failure_status, retryable
+from batch_pipeline.llm.completions import completion_request, describe, failure_status, rejects_format, retryable
+from batch_pipeline.llm.limits import retry_after_seconds
 from batch_pipeline.llm.prompts import build_messages, extract_json, repair_messages
-from batch_pipeline.llm.rate_limit import RateGate, retry_after_seconds
+from batch_pipeline.llm.rate_budget import RATE_LIMIT_FALLBACK_PAUSE_SECONDS, NoSlotInTime, RateBudget
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.settings import LlmSettings
 from batch_pipeline.llm.tokens import estimate_prompt_tokens
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 
 DEFAULT_OUTPUT_TOKEN_ESTIMATE = 300
-RATE_LIMIT_FALLBACK_PAUSE_SECONDS = 1.0
 
 
 @dataclass
@@ -55,49 +55,56 @@ class _Usage:
 class LlmAnalyser:
     """Implements the Analyser interface of batch_pipeline.batch.runner for OpenAI-compatible servers."""
 
-    def __init__(self, client: openai.AsyncOpenAI, settings: LlmSettings, mode: ResponseFormatMode):
+    def __init__(self, client: openai.AsyncOpenAI, settings: LlmSettings, mode: ResponseFormatMode, budget: RateBudget):
         if mode is ResponseFormatMode.auto:
             raise ValueError("settle the response format (LlmProvider.settle_response_format) before analysing")
         self.client = client
         self.settings = settings
         self.mode = mode
         self.max_concurrency = settings.max_concurrent_requests
-        self.gate = RateGate(settings.requests_per_minute, settings.tokens_per_minute)
+        self.budget = budget
+        self.format_rejected = False  # the server refused the response format it took before
         self._output_estimate = DEFAULT_OUTPUT_TOKEN_ESTIMATE
 
     async def close(self) -> None:
-        await self.client.close()
+        try:
+            await self.client.close()
+        finally:
+            await self.budget.store.close()
 
     def _wait(self, retry_state) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(error, openai.RateLimitError):
-            return 0.0  # the gate's shared pause does the waiting, for every request at once
+            return 0.0  # the budget's shared pause does the waiting, for every request at once
         return wait_random_exponential(multiplier=0.5, max=self.settings.retry_max_wait_seconds)(retry_state)
 
     async def _request(self, messages, ai_model: str, model: AnalysisModel, usage: _Usage) -> _Answer:
-        # Token estimates only feed the TPM limiter; without one they are not worth their CPU.
-        estimate = estimate_prompt_tokens(messages) + self._output_estimate if self.settings.tokens_per_minute else 0
+        # Token estimates only feed a tokens-per-minute limit; without one they are not worth their CPU.
+        estimate = estimate_prompt_tokens(messages) + self._output_estimate if self.budget.limits_tokens else 0
         kwargs = completion_request(model, ai_model, messages, self.mode, self.settings.max_output_tokens)
+        stop = _AttemptsOrRateLimitWait(self.settings.max_attempts, self.settings.rate_limit_wait_seconds)
         async for attempt in AsyncRetrying(
-            stop=_AttemptsOrRateLimitWait(self.settings.max_attempts, self.settings.rate_limit_wait_seconds),
+            stop=stop,
             wait=self._wait,
             retry=retry_if_exception(retryable),
             reraise=True,
         ):
             with attempt:
-                await self.gate.acquire(estimate)
+                await self.budget.acquire(estimate, may_wait=stop.rate_limit_wait_left())
                 usage.attempts += 1
                 try:
                     raw = await self.client.chat.completions.with_raw_response.create(**kwargs)
                 except openai.RateLimitError as e:
-                    self.gate.pause(retry_after_seconds(e.response.headers) or RATE_LIMIT_FALLBACK_PAUSE_SECONDS)
+                    await self.budget.rate_limited(e.response.headers)
                     raise
+                except BaseException:
+                    await self.budget.failed()
+                    raise
+                await self.budget.answered(raw.headers)
                 completion = raw.parse()
-        if raw.headers.get("x-ratelimit-remaining-requests") == "0":
-            self.gate.pause(retry_after_seconds(raw.headers) or 0)
         usage.add(completion.usage)
         if completion.usage is not None:
-            self.gate.settle(estimate, completion.usage.total_tokens or 0)
+            await self.budget.settle(estimate, completion.usage.total_tokens or 0)
             self._output_estimate = max(
                 50, int(0.8 * self._output_estimate + 0.2 * (completion.usage.completion_tokens or 0))
             )
@@ -144,7 +151,11 @@ class LlmAnalyser:
                 answer = await self._request(repair, context.ai_model, context.model, usage)
                 verdict = self._judge(context.model, answer)
         except openai.APIError as e:
+            if isinstance(e, openai.APIStatusError) and rejects_format(e):
+                self.format_rejected = True
             return outcome(failure_status(e), describe(e))
+        except NoSlotInTime as e:
+            return outcome(DocumentStatus.rate_limited, str(e))
         except Exception as e:  # whatever else goes wrong ends this document alone
             return outcome(DocumentStatus.provider_error, describe(e))
         if verdict.problem is None:
@@ -184,6 +195,11 @@ class _AttemptsOrRateLimitWait:
         self.rate_limit_wait_seconds = rate_limit_wait_seconds
         self.failures = 0
         self.rate_limited_since: float | None = None
+
+    def rate_limit_wait_left(self) -> float:
+        if self.rate_limited_since is None:
+            return self.rate_limit_wait_seconds
+        return self.rate_limit_wait_seconds - (time.monotonic() - self.rate_limited_since)
 
     def __call__(self, retry_state) -> bool:
         error = retry_state.outcome.exception() if retry_state.outcome else None

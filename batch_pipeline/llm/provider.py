@@ -1,13 +1,23 @@
 """The provider as a whole, before any document is sent: is the key accepted and the model served
 (preflight), and which response format does the server take (one probe per run)."""
 
+from collections.abc import Callable
+
 import openai
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from batch_pipeline.analysis import AnalysisModel
 from batch_pipeline.llm.analyser import LlmAnalyser
+from batch_pipeline.llm.budget_store import (
+    RateLimitStoreUnavailable,
+    check_reachable,
+    open_budget_store,
+    provider_fingerprint,
+)
 from batch_pipeline.llm.completions import completion_request, rejects_format, retryable
+from batch_pipeline.llm.limits import ProviderLimits
 from batch_pipeline.llm.prompts import build_messages
+from batch_pipeline.llm.rate_budget import RateBudget
 from batch_pipeline.llm.response_format import FALLBACK_ORDER, ResponseFormatMode
 from batch_pipeline.llm.settings import LlmSettings
 
@@ -43,7 +53,13 @@ class LlmProvider:
         }
 
     def check_serves(self, ai_model: str) -> None:
-        """Fail fast, before any document is sent: the key is accepted and the provider serves ai_model."""
+        """Fail fast, before any document is sent: the rate-limit store answers, the key is accepted
+        and the provider serves ai_model."""
+        if self.settings.rate_limit_url:
+            try:
+                check_reachable(self.settings.rate_limit_url)
+            except RateLimitStoreUnavailable as e:
+                raise LlmUnavailable(f"{e}; no request was sent") from None
         with openai.OpenAI(**{**self._client_options(), "max_retries": 2}) as client:
             where = str(client.base_url)
             try:
@@ -97,6 +113,13 @@ class LlmProvider:
                     raise LlmUnavailable(f"Cannot reach the provider at {client.base_url}: {e}") from None
         raise LlmUnavailable(f"The provider rejected every response format for {ai_model!r}")
 
-    def analyser(self, mode: ResponseFormatMode) -> LlmAnalyser:
-        """A new analyser with its own connection pool and rate gate; close it when done."""
-        return LlmAnalyser(openai.AsyncOpenAI(**self._client_options()), self.settings, mode)
+    def analyser(self, mode: ResponseFormatMode, ai_model: str, log: Callable[[str], None]) -> LlmAnalyser:
+        """A new analyser with its own connection pool, drawing on the rate budget shared by every
+        analyser of this provider, model and key (in Redis when rate_limit_url is set, else in this
+        process); close it when done."""
+        options = self._client_options()
+        client = openai.AsyncOpenAI(**options)
+        fingerprint = provider_fingerprint(str(client.base_url), ai_model, options["api_key"])
+        configured = ProviderLimits(self.settings.requests_per_minute, self.settings.tokens_per_minute)
+        budget = RateBudget(open_budget_store(self.settings.rate_limit_url, fingerprint), configured, log)
+        return LlmAnalyser(client, self.settings, mode, budget)

@@ -11,6 +11,7 @@ class LlmSettings(BaseModel):
     base_url: str | None = None
     timeout_seconds: float
     max_concurrent_requests: int
+    rate_limit_url: str | None = None
     requests_per_minute: int | None
     tokens_per_minute: int | None
     max_attempts: int

@@ -1,6 +1,6 @@
 """The store's tables: ``documents`` (one row per distinct document of a project), ``batch_runs``
-(one row per run: its context, stored once) and ``analysis_results`` (one row per run and
-document). The README's "Store schema" explains each column."""
+(one row per run: its context, stored once), ``analysis_results`` (one row per run and
+document) and ``response_formats`` (what each LLM endpoint and model was found to accept). The README's "Store schema" explains each column."""
 
 import sqlalchemy as sa
 
@@ -58,6 +58,16 @@ analysis_results = sa.Table(
     sa.Column("answered_by_model", sa.String(200)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+# The response format each endpoint and model took when last probed, so that runs skip the probe.
+response_formats = sa.Table(
+    "response_formats",
+    metadata,
+    sa.Column("endpoint", sa.String(500), primary_key=True),
+    sa.Column("ai_model", sa.String(200), primary_key=True),
+    sa.Column("mode", sa.String(40), nullable=False),
+    sa.Column("settled_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 indexes = [sa.Index("ix_results_cache_lookup", analysis_results.c.document_id, analysis_results.c.context_key)]

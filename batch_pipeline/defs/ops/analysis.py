@@ -12,6 +12,7 @@ from batch_pipeline.batch.partitions import Partition, PartitionSummary
 from batch_pipeline.batch.runner import NothingToSend, analyze_documents
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource, OfflineAnalysisResource
 from batch_pipeline.store import DocumentStore
+from batch_pipeline.store.response_formats import forget_response_format
 
 ANALYSIS_RETRY_POLICY = dg.RetryPolicy(
     max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
@@ -90,10 +91,20 @@ async def _analyse(
         return await analyze_documents(store, context.run_id, partition, analyser, context.log.info)
     if partition.response_format is None:
         return await analyze_documents(store, context.run_id, partition, NothingToSend(), context.log.info)
-    analyser = llm.provider().analyser(partition.response_format)
+    provider, ai_model = llm.provider(), partition.context.ai_model
+    analyser = provider.analyser(partition.response_format, ai_model, context.log.info)
     try:
         summary = await analyze_documents(store, context.run_id, partition, analyser, context.log.info)
     finally:
         await analyser.close()
-    context.log.info(f"partition {summary.index}: {analyser.gate.pauses} rate-limit pauses")
+    if analyser.format_rejected:
+        forget_response_format(store, provider.settings.base_url, ai_model)
+        context.log.warning(
+            f"{ai_model} no longer takes response format {partition.response_format.value}: the next run probes again"
+        )
+    limits = analyser.budget.limits()
+    context.log.info(
+        f"partition {summary.index}: paced to {limits.describe()} ({limits.source}); "
+        f"{analyser.budget.pauses} rate-limit pauses"
+    )
     return summary

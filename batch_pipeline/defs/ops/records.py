@@ -17,8 +17,10 @@ from batch_pipeline.defs.config import BatchConfig
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource
 from batch_pipeline.documents.sources import SourceError
 from batch_pipeline.llm.provider import LlmUnavailable
+from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.settings import NotAllowed
 from batch_pipeline.store import DocumentStore
+from batch_pipeline.store.response_formats import remember_response_format, remembered_response_format
 
 REFUSED = "Refused before writing anything: "
 NOT_SENT = "Refused before sending any document: "
@@ -55,7 +57,7 @@ def create_document_records(
     batch, partitions = _register(document_store.store, context.run_id, request, llm.max_concurrent_requests)
     seconds = time.monotonic() - started
     if not processing.is_local and needs_llm(document_store.store, context.run_id, partitions):
-        batch, partitions = _settle_response_format(context, llm, processing, batch, partitions)
+        batch, partitions = _settle_response_format(context, document_store.store, llm, processing, batch, partitions)
     _log_registration(context.log, batch, seconds)
     yield dg.Output(batch, "batch", metadata=_batch_metadata(batch))
     for partition in partitions:
@@ -73,19 +75,28 @@ def _register(
 
 def _settle_response_format(
     context: dg.OpExecutionContext,
+    store: DocumentStore,
     llm: LlmResource,
     processing: ProcessingContext,
     batch: RegisteredBatch,
     partitions: list[Partition],
 ) -> tuple[RegisteredBatch, list[Partition]]:
-    """Probe once, before the fan-out, for the response format every partition then uses."""
+    """The response format every partition uses: as remembered for this endpoint and model, else
+    probed once, before the fan-out, and remembered."""
     try:
-        mode = llm.provider().settle_response_format(
-            processing.model, processing.ai_model, processing.custom_instructions
-        )
+        provider = llm.provider()
+        endpoint = provider.settings.base_url
+        if llm.response_format is not ResponseFormatMode.auto:
+            mode, how = llm.response_format, "configured"
+        elif remembered := remembered_response_format(store, endpoint, processing.ai_model):
+            mode, how = ResponseFormatMode(remembered), "as an earlier run found"
+        else:
+            model, ai_model = processing.model, processing.ai_model
+            mode, how = provider.settle_response_format(model, ai_model, processing.custom_instructions), "probed"
+            remember_response_format(store, endpoint, ai_model, mode.value)
     except (LlmUnavailable, NotAllowed) as e:
         raise dg.Failure(NOT_SENT + str(e)) from e
-    context.log.info(f"{processing.ai_model} takes response format {mode.value}")
+    context.log.info(f"{processing.ai_model} takes response format {mode.value} ({how})")
     batch = batch.model_copy(update={"response_format": mode})
     return batch, [p.model_copy(update={"response_format": mode}) for p in partitions]
 

@@ -1,0 +1,241 @@
+"""RateBudget: paces one analyser's requests to its provider's limit, drawing on the budget that
+every run, step and process using the same provider, model and key shares (budget_store).
+
+Which limit: configured values win; else what the provider's answers announce (x-ratelimit-*),
+remembered in the store for later steps and runs; else, for servers that announce nothing,
+additive increase / multiplicative decrease on their 429s. Until the first answer shows which
+of these applies, one request goes out alone, so a run neither starts slow nor in a 429 storm.
+"""
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import Callable
+
+from batch_pipeline.llm.budget_store import BudgetStore
+from batch_pipeline.llm.limits import ProviderLimits, exhausted_for_seconds, retry_after_seconds
+
+RATE_LIMIT_FALLBACK_PAUSE_SECONDS = 1.0
+DECREASE_FACTOR = 0.7
+DECREASE_AT_MOST_EVERY_SECONDS = 2.0  # the 429s of one overshoot are one signal, not many
+INCREASE_PER_ANSWER = 0.01  # × the rate at the last decrease, per successful answer
+MIN_ADAPTIVE_RPM = 6.0
+RECENT_SECONDS = 5.0
+PACE_STEP = 1.1  # waiting requests re-take their slots once the pace has grown by this much
+HORIZON_SECONDS = 1.0  # how far ahead a request may take its slot
+# Slots are spaced for 98 % of a limit: timer jitter and network delays bunch requests up a little,
+# and a provider counting exactly would answer the bunched ones 429.
+HEADROOM = 0.98
+
+
+class NoSlotInTime(Exception):
+    """The limit (or a provider's pause) leaves this request no slot within the time it may wait."""
+
+    def __init__(self, wait: float, may_wait: float):
+        super().__init__(
+            f"the provider's rate limit leaves no slot for {wait:.0f} s, longer than the {may_wait:.0f} s "
+            f"left of rate_limit_wait_seconds"
+        )
+
+
+class RateBudget:
+    def __init__(self, store: BudgetStore, configured: ProviderLimits, log: Callable[[str], None]):
+        self.store = store
+        self.configured = configured
+        self._log = log
+        self._learned = ProviderLimits()
+        self._adaptive_rpm: float | None = None
+        self._increase_step = 0.0
+        self._last_decrease = 0.0
+        self._paced_rpm: float | None = None
+        self._answers: collections.deque[float] = collections.deque()
+        self._started = time.monotonic()
+        self._load_lock = asyncio.Lock()
+        self._loaded = False
+        self._first_answer = asyncio.Event()
+        self._scout_sent = False
+        # Bumped whenever the pace changes (a pause, a new limit): waiting requests take new slots.
+        self._generation = 0
+        self._pace_changed = asyncio.Event()
+        self._taking = asyncio.Lock()
+        self._sent = 0
+        self._resolved = 0
+        self._estimate_when_resolved: int | None = None  # after a first 429: once these have answers
+        self._estimated = asyncio.Event()
+        self.pauses = 0
+
+    def limits(self) -> ProviderLimits:
+        limits = self.configured.over(self._learned)
+        if not limits.requests_per_minute and self._adaptive_rpm:
+            return ProviderLimits(self._adaptive_rpm, limits.tokens_per_minute, "429s")
+        return limits
+
+    @property
+    def limits_tokens(self) -> bool:
+        """Whether token estimates matter (they cost CPU): only under a tokens-per-minute limit."""
+        return bool(self.limits().tokens_per_minute)
+
+    @property
+    def _adaptive(self) -> bool:
+        return not (self.configured.requests_per_minute or self._learned.requests_per_minute)
+
+    async def _load(self) -> None:
+        async with self._load_lock:
+            if self._loaded:
+                return
+            remembered = await self.store.learned_limits()
+            if remembered.source == "429s":
+                self._adaptive_rpm = remembered.requests_per_minute
+                self._increase_step = (self._adaptive_rpm or 0) * INCREASE_PER_ANSWER
+            elif remembered:
+                self._learned = remembered
+            if self.limits().requests_per_minute:
+                self._first_answer.set()
+            self._loaded = True
+
+    async def acquire(self, estimated_tokens: int, may_wait: float) -> None:
+        """Wait for this request's slot under the requests and tokens limits (and any pause); raise
+        NoSlotInTime, reserving nothing, when that slot is more than may_wait seconds away."""
+        if not self._loaded:
+            await self._load()
+        scout = False
+        if not self._first_answer.is_set():
+            if self._scout_sent:
+                await self._first_answer.wait()
+            else:
+                self._scout_sent = scout = True
+        try:
+            await self._take_slot(estimated_tokens, may_wait)
+        except BaseException:
+            if scout:  # it never went out: nobody else may wait for its answer
+                self._first_answer.set()
+            raise
+
+    async def _take_slot(self, estimated_tokens: int, may_wait: float) -> None:
+        # One request at a time takes its slot, and none more than HORIZON_SECONDS ahead: slots
+        # taken far ahead would keep an old pace after a pause or a new limit.
+        while True:
+            if self._estimate_when_resolved is not None:
+                await self._estimated.wait()
+            async with self._taking:
+                wait, rpm = await self._reserve_within_horizon(estimated_tokens, may_wait)
+                generation, pace_changed = self._generation, self._pace_changed
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(pace_changed.wait(), wait)
+            if generation == self._generation or not rpm:
+                self._sent += 1
+                return
+            # The pace changed (a pause, a new limit) while this request waited: its slot is stale.
+
+    async def _reserve_within_horizon(self, estimated_tokens: int, may_wait: float) -> tuple[float, float | None]:
+        while True:
+            generation, pace_changed = self._generation, self._pace_changed
+            limits = self.limits()
+            rpm, tpm = limits.requests_per_minute, limits.tokens_per_minute
+            tokens = min(estimated_tokens, tpm) if tpm else 0
+            # Reserved even without a requests limit: the reservation also waits out a shared pause.
+            wait = await self.store.reserve("requests", _seconds_per_unit(rpm), 1)
+            if tokens:
+                wait = max(wait, await self.store.reserve("tokens", _seconds_per_unit(tpm), tokens))
+            if wait > may_wait:
+                await self.store.reserve("requests", _seconds_per_unit(rpm), -1)
+                if tokens:
+                    await self.store.reserve("tokens", _seconds_per_unit(tpm), -tokens)
+                raise NoSlotInTime(wait, may_wait)
+            if wait <= HORIZON_SECONDS:
+                return wait, rpm
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pace_changed.wait(), wait - HORIZON_SECONDS)
+            if generation == self._generation:
+                return HORIZON_SECONDS, rpm
+            # The pace changed: this far-off slot is stale; one wasted slot is the price.
+
+    def _new_pace(self) -> None:
+        self._generation += 1
+        self._paced_rpm = self.limits().requests_per_minute
+        self._pace_changed.set()
+        self._pace_changed = asyncio.Event()
+
+    async def settle(self, estimated_tokens: int, actual_tokens: int) -> None:
+        """Charge (or give back) the difference between the estimate and what the server counted."""
+        tpm = self.limits().tokens_per_minute
+        if tpm and actual_tokens != estimated_tokens:
+            await self.store.reserve("tokens", _seconds_per_unit(tpm), actual_tokens - estimated_tokens)
+
+    async def answered(self, headers) -> None:
+        """Every answer: learn the limits it announces, and pause when one is used up."""
+        await self._learn(headers)
+        if (wait := exhausted_for_seconds(headers)) is not None:
+            await self._pause(wait)
+        now = time.monotonic()
+        self._answers.append(now)
+        while self._answers and self._answers[0] < now - RECENT_SECONDS:
+            self._answers.popleft()
+        if self._adaptive and self._adaptive_rpm:
+            self._adaptive_rpm += self._increase_step
+            if self._adaptive_rpm > PACE_STEP * (self._paced_rpm or 0):
+                self._new_pace()
+        await self._resolved_one()
+
+    async def rate_limited(self, headers) -> None:
+        """A 429: everyone waits as long as it asks; without a known limit, the pace drops."""
+        await self._learn(headers)
+        wait = retry_after_seconds(headers) or RATE_LIMIT_FALLBACK_PAUSE_SECONDS
+        await self._pause(wait)
+        if self._adaptive:
+            await self._decrease()
+        await self._resolved_one()
+
+    async def failed(self) -> None:
+        """An attempt ended without an answer (timeout, connection, 5xx)."""
+        await self._resolved_one()
+
+    async def _resolved_one(self) -> None:
+        self._resolved += 1
+        self._first_answer.set()  # the scout's wait is over, whatever its answer
+        if self._estimate_when_resolved is not None and self._resolved >= self._estimate_when_resolved:
+            self._estimate_when_resolved = None
+            # What got through before the first 429, over at least a second: the first pace.
+            window = min(RECENT_SECONDS, max(time.monotonic() - self._started, 1.0))
+            recent = sum(1 for t in self._answers if t >= time.monotonic() - window)
+            await self._pace_at(recent / window * 60 * DECREASE_FACTOR)
+            self._estimated.set()
+
+    async def _learn(self, headers) -> None:
+        announced = ProviderLimits.from_headers(headers)
+        if not announced or announced == self._learned:
+            return
+        self._learned = announced
+        await self.store.learn_limits(announced)
+        self._new_pace()
+        self._log(f"rate limits: {self.limits().describe()} (the provider announces {announced.describe()})")
+
+    async def _pause(self, seconds: float) -> None:
+        self.pauses += 1
+        await self.store.pause(seconds)
+        self._new_pace()
+
+    async def _decrease(self) -> None:
+        now = time.monotonic()
+        if self._estimate_when_resolved is not None or now - self._last_decrease < DECREASE_AT_MOST_EVERY_SECONDS:
+            return  # the 429s of one overshoot are one signal, not many
+        self._last_decrease = now
+        if self._adaptive_rpm is None:
+            # What got through is known once the requests now in flight have their answers.
+            self._estimate_when_resolved = self._sent
+            self._estimated = asyncio.Event()  # nothing more goes out until then
+            return
+        await self._pace_at(self._adaptive_rpm * DECREASE_FACTOR)
+
+    async def _pace_at(self, rpm: float) -> None:
+        self._adaptive_rpm = max(MIN_ADAPTIVE_RPM, rpm)
+        self._increase_step = self._adaptive_rpm * INCREASE_PER_ANSWER
+        self._new_pace()
+        await self.store.learn_limits(ProviderLimits(self._adaptive_rpm, None, "429s"))
+        self._log(f"HTTP 429 from a provider that announces no limits: pacing at {self._adaptive_rpm:.0f} requests/min")
+
+
+def _seconds_per_unit(per_minute: float | None) -> float:
+    return 60 / (per_minute * HEADROOM) if per_minute else 0.0
