@@ -97,6 +97,9 @@ class LlmAnalyser:
                 except openai.RateLimitError as e:
                     await self.budget.rate_limited(e.response.headers)
                     raise
+                except openai.APIStatusError as e:
+                    await self.budget.failed(e.response.headers)
+                    raise
                 except BaseException:
                     await self.budget.failed()
                     raise

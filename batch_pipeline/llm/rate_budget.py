@@ -53,8 +53,9 @@ class RateBudget:
         self._started = time.monotonic()
         self._load_lock = asyncio.Lock()
         self._loaded = False
-        self._first_answer = asyncio.Event()
+        self._first_answer = asyncio.Event()  # set once an answer (or a known limit) shows the pace
         self._scout_sent = False
+        self._scout_back = asyncio.Event()
         # Bumped whenever the pace changes (a pause, a new limit): waiting requests take new slots.
         self._generation = 0
         self._pace_changed = asyncio.Event()
@@ -91,7 +92,7 @@ class RateBudget:
             elif remembered:
                 self._learned = remembered
             if self.limits().requests_per_minute:
-                self._first_answer.set()
+                self._found_pace()
             self._loaded = True
 
     async def acquire(self, estimated_tokens: int, may_wait: float) -> None:
@@ -100,17 +101,23 @@ class RateBudget:
         if not self._loaded:
             await self._load()
         scout = False
-        if not self._first_answer.is_set():
+        while not self._first_answer.is_set() and not scout:
             if self._scout_sent:
-                await self._first_answer.wait()
+                scout_back = self._scout_back
+                await scout_back.wait()
             else:
                 self._scout_sent = scout = True
         try:
             await self._take_slot(estimated_tokens, may_wait)
         except BaseException:
-            if scout:  # it never went out: nobody else may wait for its answer
-                self._first_answer.set()
+            if scout:  # it never went out: another request scouts
+                self._next_scout()
             raise
+
+    def _next_scout(self) -> None:
+        self._scout_sent = False
+        self._scout_back.set()
+        self._scout_back = asyncio.Event()
 
     async def _take_slot(self, estimated_tokens: int, may_wait: float) -> None:
         # One request at a time takes its slot, and none more than HORIZON_SECONDS ahead: slots
@@ -188,13 +195,23 @@ class RateBudget:
             await self._decrease()
         await self._resolved_one()
 
-    async def failed(self) -> None:
-        """An attempt ended without an answer (timeout, connection, 5xx)."""
-        await self._resolved_one()
+    async def failed(self, headers=None) -> None:
+        """An attempt failed (timeout, connection, 5xx; headers if it had an answer): unless that
+        shows the limits, the next request scouts (a burst now would be as blind as at the start)."""
+        if headers is not None:
+            await self._learn(headers)
+        if not self._first_answer.is_set() and not self.limits().requests_per_minute:
+            self._next_scout()
+        await self._resolved_one(answered=bool(self.limits().requests_per_minute))
 
-    async def _resolved_one(self) -> None:
+    def _found_pace(self) -> None:
+        self._first_answer.set()
+        self._scout_back.set()
+
+    async def _resolved_one(self, answered: bool = True) -> None:
         self._resolved += 1
-        self._first_answer.set()  # the scout's wait is over, whatever its answer
+        if answered:
+            self._found_pace()
         if self._estimate_when_resolved is not None and self._resolved >= self._estimate_when_resolved:
             self._estimate_when_resolved = None
             # What got through before the first 429, over at least a second: the first pace.

@@ -150,3 +150,19 @@ def test_a_slot_too_far_away_fails_fast_and_reserves_nothing(open_store):
         return time.monotonic() - started
 
     assert asyncio.run(run()) <= 1.1  # the refused request's slot was given back
+
+
+def test_a_scout_without_an_answer_hands_scouting_to_one_other_request(open_store):
+    async def run():
+        learning = budget(open_store())
+        await learning.acquire(0, FOREVER)
+        waiting = [asyncio.create_task(learning.acquire(0, FOREVER)) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        assert not any(task.done() for task in waiting)
+        await learning.failed()  # a timeout: still nothing known about the limit
+        await asyncio.sleep(0.1)
+        assert sum(task.done() for task in waiting) == 1  # one new scout, not a blind burst
+        await learning.answered(ANNOUNCED_600)
+        await asyncio.gather(*waiting)
+
+    asyncio.run(run())
