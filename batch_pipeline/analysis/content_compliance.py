@@ -8,13 +8,7 @@ from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from functools import cache
 
-import phonenumbers
-from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-from detect_secrets.core.scan import scan_line
-from detect_secrets.settings import cache_bust, configure_settings_from_baseline
 from pydantic import BaseModel, ConfigDict, Field
-from stdnum import iban, luhn
-from stdnum.us import ssn
 
 from batch_pipeline.analysis import AnalysisModel, SummarySections
 
@@ -88,6 +82,9 @@ NOISY_SECRET_PLUGINS = {"Base64HighEntropyString", "HexHighEntropyString", "IPPu
 def _configure_secret_scanner() -> None:
     """Select detect-secrets' plugins once per process (its settings are global; switching them
     per document cost more than the scan)."""
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.settings import cache_bust, configure_settings_from_baseline
+
     classes = get_mapping_from_secret_type_to_class().values()
     plugins = sorted(c.__name__ for c in classes if c.__name__ not in NOISY_SECRET_PLUGINS)
     cache_bust()  # resets detect-secrets' global settings; the next line fills them
@@ -132,6 +129,8 @@ def _pieces(line: str) -> Iterator[tuple[int, str]]:
 
 
 def _secret_spans(line: str, found: _Spans) -> None:
+    from detect_secrets.core.scan import scan_line
+
     for offset, piece in _pieces(line):
         for secret in scan_line(piece):
             value = secret.secret_value or ""
@@ -151,6 +150,11 @@ def _secret_spans(line: str, found: _Spans) -> None:
 
 
 def _line_spans(line: str) -> list[Span]:
+    # Imported here: an LLM run loads this module for its schema, never these libraries.
+    import phonenumbers
+    from stdnum import iban, luhn
+    from stdnum.us import ssn
+
     found = _Spans()
     _secret_spans(line, found)
     for m in IBAN_RE.finditer(line):

@@ -6,13 +6,15 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
+from typing import TYPE_CHECKING
 
-import py3langid
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
 from pydantic import BaseModel, ConfigDict, Field
 
 from batch_pipeline.analysis import AnalysisModel, SummarySections
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
 
 class Heading(BaseModel):
@@ -57,7 +59,10 @@ DATE_PATTERNS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
 
 
 @cache
-def _markdown() -> MarkdownIt:
+def _markdown() -> "MarkdownIt":
+    # Imported here (as is py3langid): an LLM run loads this module for its schema only.
+    from markdown_it import MarkdownIt
+
     return MarkdownIt("commonmark")
 
 
@@ -72,7 +77,7 @@ def _is_date(text: str, formats: tuple[str, ...]) -> bool:
     return False
 
 
-def _plain_text(inline: Token) -> str:
+def _plain_text(inline: "Token") -> str:
     parts = [
         c.content if c.type in ("text", "code_inline") else " "
         for c in inline.children or []
@@ -91,6 +96,8 @@ def find_dates(text: str) -> list[str]:
 def detect_language(text: str) -> str:
     if len(WORD_RE.findall(text)) < 3:
         return "und"
+    import py3langid
+
     language, _ = py3langid.classify(text)
     return language
 
