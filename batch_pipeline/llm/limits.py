@@ -10,7 +10,8 @@ from typing import Literal
 DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
-LimitSource = Literal["configured", "headers", "429s"]
+# "none": the provider's answers announce no limit (and it has not answered 429 yet).
+LimitSource = Literal["configured", "headers", "429s", "none"]
 
 
 def parse_duration(value: str) -> float | None:
@@ -93,7 +94,7 @@ class ProviderLimits:
             stored["requests_per_minute"] = repr(self.requests_per_minute)
         if self.tokens_per_minute:
             stored["tokens_per_minute"] = repr(self.tokens_per_minute)
-        return stored if self else {}
+        return stored if self or self.source == "none" else {}
 
     @classmethod
     def from_stored(cls, stored: dict[str, str]) -> "ProviderLimits":

@@ -91,7 +91,7 @@ class RateBudget:
                 self._increase_step = (self._adaptive_rpm or 0) * INCREASE_PER_ANSWER
             elif remembered:
                 self._learned = remembered
-            if self.limits().requests_per_minute:
+            if self.limits().requests_per_minute or remembered.source == "none":
                 self._found_pace()
             self._loaded = True
 
@@ -184,6 +184,9 @@ class RateBudget:
             self._adaptive_rpm += self._increase_step
             if self._adaptive_rpm > PACE_STEP * (self._paced_rpm or 0):
                 self._new_pace()
+        if not self._first_answer.is_set() and not self.limits():
+            # The first answer announces nothing: later steps and runs need no lone first request.
+            await self.store.learn_limits(ProviderLimits(source="none"))
         await self._resolved_one()
 
     async def rate_limited(self, headers) -> None:

@@ -166,3 +166,16 @@ def test_a_scout_without_an_answer_hands_scouting_to_one_other_request(open_stor
         await asyncio.gather(*waiting)
 
     asyncio.run(run())
+
+
+def test_a_provider_that_announces_nothing_is_not_scouted_again(open_store):
+    async def run() -> float:
+        first = budget(open_store())
+        await first.acquire(0, FOREVER)
+        await first.answered({"x-request-id": "req_1"})  # no limits announced
+        later = budget(open_store())
+        started = time.monotonic()
+        await asyncio.gather(*(later.acquire(0, FOREVER) for _ in range(20)))  # no answer needed
+        return time.monotonic() - started
+
+    assert asyncio.run(run()) < 0.5
