@@ -25,7 +25,7 @@ def _required_service_missing(message: str) -> None:
 @pytest.fixture(autouse=True)
 def own_rate_budgets(monkeypatch):
     """Each test starts with no rate budget or learned limit left in this process by another."""
-    from batch_pipeline.llm import budget_store
+    from batch_pipeline.rate_limits import store as budget_store
 
     monkeypatch.setattr(budget_store, "_LOCAL_STORES", {})
     monkeypatch.delenv("BATCH_PIPELINE_RATE_LIMIT_URL", raising=False)

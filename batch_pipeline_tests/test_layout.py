@@ -18,6 +18,7 @@ LAYERS = [
     "report",
     "batch",
     "llm",
+    "rate_limits",
     "store",
     "documents",
     "context",
@@ -25,7 +26,7 @@ LAYERS = [
     "settings",
     "analysis",
 ]
-PLAIN = ["report", "batch", "llm", "store", "documents", "context", "outcome", "settings", "analysis"]
+PLAIN = ["report", "batch", "llm", "rate_limits", "store", "documents", "context", "outcome", "settings", "analysis"]
 
 
 def room_of(module: str) -> str:

@@ -1,3 +1,3 @@
 """The LLM backend: an OpenAI-compatible provider through the openai client — its preflight and
 response-format probe (``provider``), the per-document analyser with retries (``analyser``),
-prompts, response formats, rate limits and token estimates."""
+prompts, response formats and token estimates. Its pacing comes from ``rate_limits``."""

@@ -14,13 +14,13 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 from batch_pipeline.analysis import AnalysisModel
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.llm.completions import completion_request, describe, failure_status, rejects_format, retryable
-from batch_pipeline.llm.limits import retry_after_seconds
 from batch_pipeline.llm.prompts import build_messages, extract_json, repair_messages
-from batch_pipeline.llm.rate_budget import RATE_LIMIT_FALLBACK_PAUSE_SECONDS, NoSlotInTime, RateBudget
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.settings import LlmSettings
 from batch_pipeline.llm.tokens import estimate_prompt_tokens
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
+from batch_pipeline.rate_limits.budget import RATE_LIMIT_FALLBACK_PAUSE_SECONDS, NoSlotInTime, RateBudget
+from batch_pipeline.rate_limits.limits import retry_after_seconds
 
 DEFAULT_OUTPUT_TOKEN_ESTIMATE = 300
 

@@ -8,18 +8,18 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 from batch_pipeline.analysis import AnalysisModel
 from batch_pipeline.llm.analyser import LlmAnalyser
-from batch_pipeline.llm.budget_store import (
+from batch_pipeline.llm.completions import completion_request, rejects_format, retryable
+from batch_pipeline.llm.prompts import build_messages
+from batch_pipeline.llm.response_format import FALLBACK_ORDER, ResponseFormatMode
+from batch_pipeline.llm.settings import LlmSettings
+from batch_pipeline.rate_limits.budget import RateBudget
+from batch_pipeline.rate_limits.limits import ProviderLimits
+from batch_pipeline.rate_limits.store import (
     RateLimitStoreUnavailable,
     check_reachable,
     open_budget_store,
     provider_fingerprint,
 )
-from batch_pipeline.llm.completions import completion_request, rejects_format, retryable
-from batch_pipeline.llm.limits import ProviderLimits
-from batch_pipeline.llm.prompts import build_messages
-from batch_pipeline.llm.rate_budget import RateBudget
-from batch_pipeline.llm.response_format import FALLBACK_ORDER, ResponseFormatMode
-from batch_pipeline.llm.settings import LlmSettings
 
 
 class LlmUnavailable(Exception):

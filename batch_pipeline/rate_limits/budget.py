@@ -8,20 +8,14 @@ of these applies, one request goes out alone, so a run neither starts slow nor i
 """
 
 import asyncio
-import collections
 import contextlib
-import time
 from collections.abc import Callable
 
-from batch_pipeline.llm.budget_store import BudgetStore
-from batch_pipeline.llm.limits import ProviderLimits, exhausted_for_seconds, retry_after_seconds
+from batch_pipeline.rate_limits.adaptive import AdaptivePace
+from batch_pipeline.rate_limits.limits import ProviderLimits, exhausted_for_seconds, retry_after_seconds
+from batch_pipeline.rate_limits.store import BudgetStore
 
 RATE_LIMIT_FALLBACK_PAUSE_SECONDS = 1.0
-DECREASE_FACTOR = 0.7
-DECREASE_AT_MOST_EVERY_SECONDS = 2.0  # the 429s of one overshoot are one signal, not many
-INCREASE_PER_ANSWER = 0.01  # × the rate at the last decrease, per successful answer
-MIN_ADAPTIVE_RPM = 6.0
-RECENT_SECONDS = 5.0
 PACE_STEP = 1.1  # waiting requests re-take their slots once the pace has grown by this much
 HORIZON_SECONDS = 1.0  # how far ahead a request may take its slot
 # Slots are spaced for 98 % of a limit: timer jitter and network delays bunch requests up a little,
@@ -45,12 +39,8 @@ class RateBudget:
         self.configured = configured
         self._log = log
         self._learned = ProviderLimits()
-        self._adaptive_rpm: float | None = None
-        self._increase_step = 0.0
-        self._last_decrease = 0.0
+        self._adaptive = AdaptivePace()
         self._paced_rpm: float | None = None
-        self._answers: collections.deque[float] = collections.deque()
-        self._started = time.monotonic()
         self._load_lock = asyncio.Lock()
         self._loaded = False
         self._first_answer = asyncio.Event()  # set once an answer (or a known limit) shows the pace
@@ -63,13 +53,13 @@ class RateBudget:
         self._sent = 0
         self._resolved = 0
         self._estimate_when_resolved: int | None = None  # after a first 429: once these have answers
-        self._estimated = asyncio.Event()
+        self._estimated = asyncio.Event()  # replaced while estimating: nothing more goes out until set
         self.pauses = 0
 
     def limits(self) -> ProviderLimits:
         limits = self.configured.over(self._learned)
-        if not limits.requests_per_minute and self._adaptive_rpm:
-            return ProviderLimits(self._adaptive_rpm, limits.tokens_per_minute, "429s")
+        if not limits.requests_per_minute and self._adaptive.rpm:
+            return ProviderLimits(self._adaptive.rpm, limits.tokens_per_minute, "429s")
         return limits
 
     @property
@@ -78,7 +68,7 @@ class RateBudget:
         return bool(self.limits().tokens_per_minute)
 
     @property
-    def _adaptive(self) -> bool:
+    def _announces_nothing(self) -> bool:
         return not (self.configured.requests_per_minute or self._learned.requests_per_minute)
 
     async def _load(self) -> None:
@@ -87,8 +77,7 @@ class RateBudget:
                 return
             remembered = await self.store.learned_limits()
             if remembered.source == "429s":
-                self._adaptive_rpm = remembered.requests_per_minute
-                self._increase_step = (self._adaptive_rpm or 0) * INCREASE_PER_ANSWER
+                self._adaptive = AdaptivePace(remembered.requests_per_minute)
             elif remembered:
                 self._learned = remembered
             if self.limits().requests_per_minute or remembered.source == "none":
@@ -126,17 +115,17 @@ class RateBudget:
             if self._estimate_when_resolved is not None:
                 await self._estimated.wait()
             async with self._taking:
-                wait, rpm = await self._reserve_within_horizon(estimated_tokens, may_wait)
+                wait = await self._reserve_within_horizon(estimated_tokens, may_wait)
                 generation, pace_changed = self._generation, self._pace_changed
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(pace_changed.wait(), wait)
-            if generation == self._generation or not rpm:
+            if generation == self._generation:
                 self._sent += 1
                 return
             # The pace changed (a pause, a new limit) while this request waited: its slot is stale.
 
-    async def _reserve_within_horizon(self, estimated_tokens: int, may_wait: float) -> tuple[float, float | None]:
+    async def _reserve_within_horizon(self, estimated_tokens: int, may_wait: float) -> float:
         while True:
             generation, pace_changed = self._generation, self._pace_changed
             limits = self.limits()
@@ -152,11 +141,11 @@ class RateBudget:
                     await self.store.reserve("tokens", _seconds_per_unit(tpm), -tokens)
                 raise NoSlotInTime(wait, may_wait)
             if wait <= HORIZON_SECONDS:
-                return wait, rpm
+                return wait
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pace_changed.wait(), wait - HORIZON_SECONDS)
             if generation == self._generation:
-                return HORIZON_SECONDS, rpm
+                return HORIZON_SECONDS
             # The pace changed: this far-off slot is stale; one wasted slot is the price.
 
     def _new_pace(self) -> None:
@@ -176,13 +165,9 @@ class RateBudget:
         await self._learn(headers)
         if (wait := exhausted_for_seconds(headers)) is not None:
             await self._pause(wait)
-        now = time.monotonic()
-        self._answers.append(now)
-        while self._answers and self._answers[0] < now - RECENT_SECONDS:
-            self._answers.popleft()
-        if self._adaptive and self._adaptive_rpm:
-            self._adaptive_rpm += self._increase_step
-            if self._adaptive_rpm > PACE_STEP * (self._paced_rpm or 0):
+        if self._announces_nothing:
+            self._adaptive.answered()
+            if self._adaptive.rpm and self._adaptive.rpm > PACE_STEP * (self._paced_rpm or 0):
                 self._new_pace()
         if not self._first_answer.is_set() and not self.limits():
             # The first answer announces nothing: later steps and runs need no lone first request.
@@ -194,8 +179,11 @@ class RateBudget:
         await self._learn(headers)
         wait = retry_after_seconds(headers) or RATE_LIMIT_FALLBACK_PAUSE_SECONDS
         await self._pause(wait)
-        if self._adaptive:
-            await self._decrease()
+        if self._announces_nothing and self._adaptive.rate_limited():
+            await self._paced_by_429s()
+        elif self._adaptive.estimating and self._estimate_when_resolved is None:
+            self._estimate_when_resolved = self._sent
+            self._estimated = asyncio.Event()
         await self._resolved_one()
 
     async def failed(self, headers=None) -> None:
@@ -217,10 +205,8 @@ class RateBudget:
             self._found_pace()
         if self._estimate_when_resolved is not None and self._resolved >= self._estimate_when_resolved:
             self._estimate_when_resolved = None
-            # What got through before the first 429, over at least a second: the first pace.
-            window = min(RECENT_SECONDS, max(time.monotonic() - self._started, 1.0))
-            recent = sum(1 for t in self._answers if t >= time.monotonic() - window)
-            await self._pace_at(recent / window * 60 * DECREASE_FACTOR)
+            self._adaptive.estimate()
+            await self._paced_by_429s()
             self._estimated.set()
 
     async def _learn(self, headers) -> None:
@@ -237,24 +223,10 @@ class RateBudget:
         await self.store.pause(seconds)
         self._new_pace()
 
-    async def _decrease(self) -> None:
-        now = time.monotonic()
-        if self._estimate_when_resolved is not None or now - self._last_decrease < DECREASE_AT_MOST_EVERY_SECONDS:
-            return  # the 429s of one overshoot are one signal, not many
-        self._last_decrease = now
-        if self._adaptive_rpm is None:
-            # What got through is known once the requests now in flight have their answers.
-            self._estimate_when_resolved = self._sent
-            self._estimated = asyncio.Event()  # nothing more goes out until then
-            return
-        await self._pace_at(self._adaptive_rpm * DECREASE_FACTOR)
-
-    async def _pace_at(self, rpm: float) -> None:
-        self._adaptive_rpm = max(MIN_ADAPTIVE_RPM, rpm)
-        self._increase_step = self._adaptive_rpm * INCREASE_PER_ANSWER
+    async def _paced_by_429s(self) -> None:
         self._new_pace()
-        await self.store.learn_limits(ProviderLimits(self._adaptive_rpm, None, "429s"))
-        self._log(f"HTTP 429 from a provider that announces no limits: pacing at {self._adaptive_rpm:.0f} requests/min")
+        await self.store.learn_limits(ProviderLimits(self._adaptive.rpm, None, "429s"))
+        self._log(f"HTTP 429 from a provider that announces no limits: pacing at {self._adaptive.rpm:.0f} requests/min")
 
 
 def _seconds_per_unit(per_minute: float | None) -> float:

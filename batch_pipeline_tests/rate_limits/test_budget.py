@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from batch_pipeline.llm.budget_store import LocalBudgetStore, RedisBudgetStore
-from batch_pipeline.llm.limits import ProviderLimits
-from batch_pipeline.llm.rate_budget import NoSlotInTime, RateBudget
+from batch_pipeline.rate_limits.budget import NoSlotInTime, RateBudget
+from batch_pipeline.rate_limits.limits import ProviderLimits
+from batch_pipeline.rate_limits.store import LocalBudgetStore, RedisBudgetStore
 
 ANNOUNCED_600 = {"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "599",
                  "x-ratelimit-reset-requests": "100ms"}  # fmt: skip

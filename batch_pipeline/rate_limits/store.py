@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import redis.asyncio
 
-from batch_pipeline.llm.limits import ProviderLimits
+from batch_pipeline.rate_limits.limits import ProviderLimits
 
 KEY_PREFIX = "batch_pipeline:rate_budget"
 LEARNED_LIMITS_TTL_SECONDS = 24 * 3600

@@ -67,9 +67,12 @@ def test_processes_sharing_a_configured_limit_never_exceed_it_together(redis_url
         statuses = analyse_in_processes(settings_for(server.url, redis_url, requests_per_minute=600))
     assert statuses == ["ok"] * PROCESSES * DOCUMENTS_EACH
     assert not server.completions(status=429)
-    # 10 a second, evenly spaced; a request may arrive one slot late (a new connection), never more.
-    times = [r.at for r in server.requests]
-    assert busiest(times, 1.0) <= 12 and busiest(times, 3.0) <= 31
+    # Slots 0.1 s apart (at 98 %): at most 10 a second over the run, and over any window, but for
+    # a few requests sent late (a new connection, three processes and the server on two cores)
+    # arriving together with the next ones. Each process alone would send 10 a second.
+    times = sorted(r.at for r in server.requests)
+    assert (len(times) - 1) / (times[-1] - times[0]) <= 10
+    assert busiest(times, 1.0) <= 13 and busiest(times, 5.0) <= 52
 
 
 def test_processes_learn_the_announced_limit_and_share_it(redis_url):

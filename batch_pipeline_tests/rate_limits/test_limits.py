@@ -1,6 +1,6 @@
 import pytest
 
-from batch_pipeline.llm.limits import ProviderLimits, exhausted_for_seconds, parse_duration, retry_after_seconds
+from batch_pipeline.rate_limits.limits import ProviderLimits, exhausted_for_seconds, parse_duration, retry_after_seconds
 
 
 @pytest.mark.parametrize("value, seconds", [("1s", 1), ("6m0s", 360), ("20ms", 0.02), ("1h2m3.5s", 3723.5), ("", None)])
