@@ -18,9 +18,9 @@ from batch_pipeline.rate_limits.store import BudgetStore
 RATE_LIMIT_FALLBACK_PAUSE_SECONDS = 1.0
 PACE_STEP = 1.1  # waiting requests re-take their slots once the pace has grown by this much
 HORIZON_SECONDS = 1.0  # how far ahead a request may take its slot
-# Slots are spaced for 98 % of a limit: timer jitter and network delays bunch requests up a little,
+# Slots are spaced for 99 % of a limit: timer jitter and network delays bunch requests up a little,
 # and a provider counting exactly would answer the bunched ones 429.
-HEADROOM = 0.98
+HEADROOM = 0.99
 
 
 class NoSlotInTime(Exception):
