@@ -82,11 +82,12 @@ def rate_limit_url(requested: str | None) -> str | None:
     process keeps its own. A password belongs in the environment, never in run config (which is stored)."""
     if requested is None:
         return os.environ.get(RATE_LIMIT_URL_ENV) or None
-    if urlsplit(requested).password is not None:
+    parts = urlsplit(requested)
+    if parts.password is not None:
         raise NotAllowed(
             f"the llm resource's rate_limit_url holds a password, and run config is stored in the event log: "
             f"set ${RATE_LIMIT_URL_ENV} instead"
         )
-    if urlsplit(requested).scheme not in ("redis", "rediss", "unix"):
+    if parts.scheme not in ("redis", "rediss", "unix"):
         raise NotAllowed("the llm resource's rate_limit_url must be a redis://, rediss:// or unix:// URL")
     return requested

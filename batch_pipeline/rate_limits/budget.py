@@ -68,7 +68,8 @@ class RateBudget:
         return bool(self.limits().tokens_per_minute)
 
     @property
-    def _announces_nothing(self) -> bool:
+    def _requests_limit_unknown(self) -> bool:
+        """Neither configured nor announced: the pace comes from 429s (AIMD)."""
         return not (self.configured.requests_per_minute or self._learned.requests_per_minute)
 
     async def _load(self) -> None:
@@ -132,13 +133,9 @@ class RateBudget:
             rpm, tpm = limits.requests_per_minute, limits.tokens_per_minute
             tokens = min(estimated_tokens, tpm) if tpm else 0
             # Reserved even without a requests limit: the reservation also waits out a shared pause.
-            wait = await self.store.reserve("requests", _seconds_per_unit(rpm), 1)
-            if tokens:
-                wait = max(wait, await self.store.reserve("tokens", _seconds_per_unit(tpm), tokens))
+            wait = await self._reserve(rpm, tpm, tokens)
             if wait > may_wait:
-                await self.store.reserve("requests", _seconds_per_unit(rpm), -1)
-                if tokens:
-                    await self.store.reserve("tokens", _seconds_per_unit(tpm), -tokens)
+                await self._reserve(rpm, tpm, tokens, give_back=True)
                 raise NoSlotInTime(wait, may_wait)
             if wait <= HORIZON_SECONDS:
                 return wait
@@ -147,6 +144,13 @@ class RateBudget:
             if generation == self._generation:
                 return HORIZON_SECONDS
             # The pace changed: this far-off slot is stale; one wasted slot is the price.
+
+    async def _reserve(self, rpm: float | None, tpm: float | None, tokens: int, give_back: bool = False) -> float:
+        sign = -1 if give_back else 1
+        wait = await self.store.reserve("requests", _seconds_per_unit(rpm), sign)
+        if tokens:
+            wait = max(wait, await self.store.reserve("tokens", _seconds_per_unit(tpm), sign * tokens))
+        return wait
 
     def _new_pace(self) -> None:
         self._generation += 1
@@ -165,7 +169,7 @@ class RateBudget:
         await self._learn(headers)
         if (wait := exhausted_for_seconds(headers)) is not None:
             await self._pause(wait)
-        if self._announces_nothing:
+        if self._requests_limit_unknown:
             self._adaptive.answered()
             if self._adaptive.rpm and self._adaptive.rpm > PACE_STEP * (self._paced_rpm or 0):
                 self._new_pace()
@@ -179,7 +183,7 @@ class RateBudget:
         await self._learn(headers)
         wait = retry_after_seconds(headers) or RATE_LIMIT_FALLBACK_PAUSE_SECONDS
         await self._pause(wait)
-        if self._announces_nothing and self._adaptive.rate_limited():
+        if self._requests_limit_unknown and self._adaptive.rate_limited():
             await self._paced_by_429s()
         elif self._adaptive.estimating and self._estimate_when_resolved is None:
             self._estimate_when_resolved = self._sent
@@ -191,9 +195,10 @@ class RateBudget:
         shows the limits, the next request scouts (a burst now would be as blind as at the start)."""
         if headers is not None:
             await self._learn(headers)
-        if not self._first_answer.is_set() and not self.limits().requests_per_minute:
+        limit_known = bool(self.limits().requests_per_minute)
+        if not self._first_answer.is_set() and not limit_known:
             self._next_scout()
-        await self._resolved_one(answered=bool(self.limits().requests_per_minute))
+        await self._resolved_one(answered=limit_known)
 
     def _found_pace(self) -> None:
         self._first_answer.set()

@@ -89,3 +89,26 @@ def test_llm_base_url(monkeypatch, environment, requested, expected):
             settings.llm_base_url(requested)
     else:
         assert settings.llm_base_url(requested) == expected
+
+
+@pytest.mark.parametrize(
+    "environment, requested, expected",
+    [
+        (None, None, None),  # one budget per process
+        ("redis://:secret@cache:6379/0", None, "redis://:secret@cache:6379/0"),  # the password from the environment
+        ("redis://cache:6379/0", "redis://other:6379/1", "redis://other:6379/1"),
+        (None, "redis://:secret@cache:6379/0", "refused"),  # run config is stored: no password in it
+        (None, "http://cache:6379", "refused"),
+    ],
+)
+def test_rate_limit_url(monkeypatch, environment, requested, expected):
+    if environment is None:
+        monkeypatch.delenv("BATCH_PIPELINE_RATE_LIMIT_URL", raising=False)
+    else:
+        monkeypatch.setenv("BATCH_PIPELINE_RATE_LIMIT_URL", environment)
+    if expected == "refused":
+        with pytest.raises(settings.NotAllowed) as refusal:
+            settings.rate_limit_url(requested)
+        assert "secret" not in str(refusal.value)
+    else:
+        assert settings.rate_limit_url(requested) == expected
