@@ -26,6 +26,9 @@ class DocumentStatus(StrEnum):
     rate_limited = "rate_limited"
     provider_error = "provider_error"
     request_error = "request_error"
+    batch_expired = "batch_expired"  # the Batch API did not answer it in time, re-submissions included
+    # Cost controls.
+    budget_exceeded = "budget_exceeded"  # not sent: it could have taken the run's spend past max_cost_usd
 
 
 def count_failed(status_counts: dict[str, int]) -> int:
@@ -49,3 +52,4 @@ class AnalysisOutcome(BaseModel):
     attempts: int | None = None
     request_id: str | None = None
     answered_by_model: str | None = None
+    llm_api: str | None = None  # online | batch (the Batch API's price), for an LLM answer

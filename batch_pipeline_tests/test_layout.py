@@ -18,6 +18,7 @@ LAYERS = [
     "report",
     "batch",
     "llm",
+    "costs",
     "rate_limits",
     "store",
     "documents",
@@ -26,7 +27,19 @@ LAYERS = [
     "settings",
     "analysis",
 ]
-PLAIN = ["report", "batch", "llm", "rate_limits", "store", "documents", "context", "outcome", "settings", "analysis"]
+PLAIN = [
+    "report",
+    "batch",
+    "llm",
+    "costs",
+    "rate_limits",
+    "store",
+    "documents",
+    "context",
+    "outcome",
+    "settings",
+    "analysis",
+]
 
 
 def room_of(module: str) -> str:

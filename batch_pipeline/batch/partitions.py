@@ -4,6 +4,7 @@ from pydantic import BaseModel
 
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.llm.response_format import ResponseFormatMode
+from batch_pipeline.llm.settings import LlmApi
 
 
 class Partition(BaseModel):
@@ -16,6 +17,8 @@ class Partition(BaseModel):
     force: bool = False
     analysis_timeout_seconds: float = 60.0  # per document, offline analysers
     response_format: ResponseFormatMode | None = None  # settled before the fan-out; None for local
+    llm_api: LlmApi = LlmApi.online
+    max_cost_usd: float | None = None  # the run's whole budget, shared by its partitions
 
 
 class PartitionSummary(BaseModel):

@@ -2,6 +2,7 @@
 
 import enum
 from collections import Counter
+from dataclasses import dataclass
 
 from pydantic import BaseModel
 
@@ -9,7 +10,9 @@ from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.documents.sources import read_source
 from batch_pipeline.documents.vetting import PreparedDocument, prepare
+from batch_pipeline.llm.batch_lines import MAX_REQUESTS_PER_BATCH
 from batch_pipeline.llm.response_format import ResponseFormatMode
+from batch_pipeline.llm.settings import LlmApi
 from batch_pipeline.store import DocumentStore
 
 
@@ -34,6 +37,8 @@ class BatchRequest(BaseModel):
     follow_symlinks: bool
     analysis_timeout_seconds: float
     on_document_failure: FailurePolicy
+    llm_api: LlmApi = LlmApi.online
+    max_cost_usd: float | None = None
 
     def problems(self) -> list[str]:
         """Launch checks the Dagster config schema cannot express."""
@@ -48,6 +53,10 @@ class BatchRequest(BaseModel):
             found.append(f"analysis_timeout_seconds must be more than 0, got {self.analysis_timeout_seconds}")
         if self.max_document_bytes < 1:
             found.append(f"max_document_bytes must be at least 1, got {self.max_document_bytes}")
+        if self.llm_api is LlmApi.batch and self.context.is_local:
+            found.append("llm_api batch sends documents to an LLM's Batch API: it needs an LLM ai_model, not 'local'")
+        if self.max_cost_usd is not None and self.max_cost_usd <= 0:
+            found.append(f"max_cost_usd must be more than 0, got {self.max_cost_usd}")
         for name, value in [("project", self.project), ("context.ai_model", self.context.ai_model),
                             ("context.custom_instructions", self.context.custom_instructions)]:  # fmt: skip
             if not _is_unicode(value):
@@ -100,6 +109,8 @@ def partition_size_for(request: BatchRequest, max_concurrent_requests: int) -> i
         return request.partition_size
     if request.context.is_local:
         return LOCAL_PARTITION_SIZE
+    if request.llm_api is LlmApi.batch:
+        return MAX_REQUESTS_PER_BATCH  # one step polls one batch
     return max(LOCAL_PARTITION_SIZE, LLM_PARTITION_WAVES * max_concurrent_requests)
 
 
@@ -114,15 +125,35 @@ def needs_llm(store: DocumentStore, run_id: str, partitions: list[Partition]) ->
     return len(store.find_cached(run_id, partitions[0].context.cache_key(), wanted)) < len(wanted)
 
 
+@dataclass
+class ReadBatch:
+    """A batch's documents, read and vetted, not yet written anywhere."""
+
+    docs: list[PreparedDocument]
+    duplicates: list[str]
+    ignored: list[str]
+    skipped: list[str]
+
+
+def read_batch(request: BatchRequest) -> ReadBatch:
+    """Read and vet the batch's documents; raises SourceError. Writes nothing."""
+    contents = read_source(request.source, request.documents, request.max_document_bytes, request.follow_symlinks)
+    docs, duplicates = _dedupe([prepare(request.project, r) for r in contents.documents])
+    return ReadBatch(
+        docs=docs, duplicates=duplicates, ignored=contents.ignored, skipped=[str(e) for e in contents.skipped]
+    )
+
+
 def register_batch(
     store: DocumentStore,
     run_id: str,
     request: BatchRequest,
     partition_size: int = LOCAL_PARTITION_SIZE,
+    read: ReadBatch | None = None,
 ) -> tuple[RegisteredBatch, list[Partition]]:
-    """Read, vet and register the batch's documents; raises SourceError before writing anything."""
-    contents = read_source(request.source, request.documents, request.max_document_bytes, request.follow_symlinks)
-    docs, duplicates = _dedupe([prepare(request.project, r) for r in contents.documents])
+    """Register the batch's documents (read now unless already read); raises SourceError before writing anything."""
+    read = read or read_batch(request)
+    docs = read.docs
     store.register_batch(run_id, request.project, request.context, docs)
 
     analysable = [d.document_id for d in docs if d.problem is None]
@@ -135,6 +166,8 @@ def register_batch(
             document_ids=analysable[i : i + size],
             force=request.force,
             analysis_timeout_seconds=request.analysis_timeout_seconds,
+            llm_api=request.llm_api,
+            max_cost_usd=request.max_cost_usd,
         )
         for i in range(0, len(analysable), size)
     ]
@@ -144,9 +177,9 @@ def register_batch(
         documents=len(docs),
         analysable=len(analysable),
         input_failures=dict(Counter(d.problem.value for d in docs if d.problem)),
-        duplicate_files=duplicates,
-        ignored_files=contents.ignored,
-        skipped_entries=[str(entry) for entry in contents.skipped],
+        duplicate_files=read.duplicates,
+        ignored_files=read.ignored,
+        skipped_entries=read.skipped,
         partitions=len(partitions),
         on_document_failure=request.on_document_failure,
     )

@@ -10,8 +10,12 @@ from sqlalchemy.engine import make_url
 
 from batch_pipeline import settings
 from batch_pipeline.analysis import REGISTRY
+from batch_pipeline.batch.estimate import CostEstimate, estimate_batch, expected_response_format
+from batch_pipeline.batch.registration import read_batch
 from batch_pipeline.definitions import resolve_document_batch_job
 from batch_pipeline.defs.config import BatchConfig, batch_config_of
+from batch_pipeline.defs.resources import LlmResource
+from batch_pipeline.documents.sources import SourceError
 from batch_pipeline.store import DocumentStore
 
 
@@ -43,14 +47,20 @@ def dagster_run_status(run_id: str) -> str:
         return run.status.value if run else f"not found in the Dagster instance at {os.environ['DAGSTER_HOME']}"
 
 
-def config_problems(run_config: dict) -> list[str]:
-    """Everything wrong with a run config for document_batch_job, with the valid choices named."""
+def _schema_problems(run_config: dict) -> list[str]:
     try:
         dg.validate_run_config(resolve_document_batch_job(), run_config)
     except dg.DagsterInvalidConfigError as e:
         problems = [error.message.split("\n\nStack Trace")[0].strip() for error in e.errors]
         if any("model_key" in p for p in problems):
             problems.append("valid model_key values: " + ", ".join(REGISTRY))
+        return problems
+    return []
+
+
+def config_problems(run_config: dict) -> list[str]:
+    """Everything wrong with a run config for document_batch_job, with the valid choices named."""
+    if problems := _schema_problems(run_config):
         return problems
     request = BatchConfig(**batch_config_of(run_config)).to_request()
     problems = request.problems()
@@ -66,3 +76,28 @@ def config_problems(run_config: dict) -> list[str]:
         except settings.NotAllowed as e:
             problems.append(str(e))
     return problems
+
+
+class CannotEstimate(Exception):
+    pass
+
+
+def estimate(run_config: dict) -> CostEstimate:
+    """The pre-run estimate of a run config's batch, against the local store; sends nothing."""
+    if problems := _schema_problems(run_config):
+        raise CannotEstimate("; ".join(problems))
+    request = BatchConfig(**batch_config_of(run_config)).to_request()
+    if problems := request.problems():
+        raise CannotEstimate("; ".join(problems))
+    if request.context.is_local:
+        raise CannotEstimate("ai_model 'local' runs the offline analysers: it sends nothing and costs nothing")
+    llm_config = run_config.get("resources", {}).get("llm", {}).get("config", {})
+    llm = LlmResource(**{k: v for k, v in llm_config.items() if k in LlmResource.model_fields})
+    try:
+        read = read_batch(request)
+        endpoint = llm.provider().settings.base_url
+    except (SourceError, settings.NotAllowed) as e:
+        raise CannotEstimate(str(e)) from None
+    store = open_store()
+    mode = expected_response_format(store, endpoint, request.context.ai_model, llm.response_format)
+    return estimate_batch(store, request, read, mode)

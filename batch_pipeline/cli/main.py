@@ -1,5 +1,5 @@
 """The ``batch-pipeline`` command: inspect runs' results and status, list models, check a run
-config, submit to a webserver, resume a dead run."""
+config or estimate its cost, submit to a webserver, resume a dead run."""
 
 import argparse
 import os
@@ -27,18 +27,24 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from batch_pipeline.cli import local, remote
+    from batch_pipeline.store.provider_batches import batches_of_run
 
     try:
         status = remote.remote_run_status(args.url, args.run_id) if args.url else local.dagster_run_status(args.run_id)
     except remote.WebserverUnreachable as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    counts = local.open_store().status_counts(args.run_id)
+    store = local.open_store()
+    counts = store.status_counts(args.run_id)
     print(f"run_id: {args.run_id}")
     print(f"dagster_status: {status}")
     print(f"documents: {sum(counts.values())}")
     for name, count in counts.items():
         print(f"  {name}: {count}")
+    for batch in batches_of_run(store, args.run_id):
+        progress = ", ".join(f"{name} {n}" for name, n in (batch.request_counts or {}).items())
+        print(f"batch: {batch.batch_id or '(being created)'} {batch.provider_status or batch.state}")
+        print(f"  documents: {len(batch.document_ids)}, round {batch.round}" + (f", {progress}" if progress else ""))
     return 0
 
 
@@ -121,6 +127,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from batch_pipeline.cli import local
+
+    run_config = yaml.safe_load(Path(args.config).read_text()) or {}
+    try:
+        estimate = local.estimate(run_config)
+    except local.CannotEstimate as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(estimate.model_dump_json(indent=2) if args.format == "json" else estimate.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batch-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a run config file without launching anything")
     check.add_argument("config")
     check.set_defaults(handler=cmd_check)
+
+    estimate = commands.add_parser(
+        "estimate", help="what a run config's batch would cost, without sending anything (cached documents excluded)"
+    )
+    estimate.add_argument("config")
+    estimate.add_argument("--format", choices=["text", "json"], default="text")
+    estimate.set_defaults(handler=cmd_estimate)
     return parser
 
 

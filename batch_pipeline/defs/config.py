@@ -7,6 +7,7 @@ from pydantic import Field
 from batch_pipeline.analysis import REGISTRY
 from batch_pipeline.batch.registration import BatchRequest, FailurePolicy
 from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.llm.settings import LlmApi
 
 BATCH_OP = "create_document_records"
 
@@ -68,6 +69,20 @@ class BatchConfig(dg.Config):
         description="false: a symbolic link in the source folder that points outside it (or to a folder) is not "
         "read, and is listed as skipped; true: links are followed wherever they point (link loops are still skipped).",
     )
+    llm_api: LlmApi = Field(
+        default=LlmApi.online,
+        description="online: one chat-completion request per document, answered in seconds. batch: the "
+        "documents go to the provider's Batch API (about half the price, answered within 24 h); the run polls "
+        "the batch, and a run that dies meanwhile is finished by `batch-pipeline resume RUN_ID`, which polls "
+        "the same batch instead of paying for a new one.",
+    )
+    max_cost_usd: float | None = Field(
+        default=None,
+        description="The most this run may spend with the provider (USD, from the price table). A launch whose "
+        "estimate is over it is refused before any request; during the run a request is sent only while the "
+        "spend so far plus every request in flight at its worst case stays within it; documents not sent end "
+        "budget_exceeded.",
+    )
     on_document_failure: FailurePolicy = Field(
         default=FailurePolicy.succeed,
         description="succeed: the run succeeds and counts failed documents in its metadata; "
@@ -87,6 +102,8 @@ class BatchConfig(dg.Config):
             follow_symlinks=self.follow_symlinks,
             analysis_timeout_seconds=self.analysis_timeout_seconds,
             on_document_failure=self.on_document_failure,
+            llm_api=self.llm_api,
+            max_cost_usd=self.max_cost_usd,
         )
 
 

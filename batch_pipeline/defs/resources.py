@@ -117,6 +117,16 @@ class LlmResource(dg.ConfigurableResource):
         "strict json_schema, else json_object+schema, json_object, prompt only.",
     )
 
+    batch_poll_max_seconds: float = Field(
+        default=60.0,
+        description="llm_api batch: longest wait between two looks at a batch's status (from 1 s, growing 1.5x).",
+    )
+    batch_resubmissions: int = Field(
+        default=2,
+        description="llm_api batch: how many times the documents of a batch that expired or was cancelled "
+        "unanswered are sent again in a new batch, before they end batch_expired.",
+    )
+
     def provider(self) -> LlmProvider:
         """Raises settings.NotAllowed for an endpoint the deployment does not allow."""
         deployment = ("api_key", "base_url", "rate_limit_url")

@@ -8,11 +8,13 @@ import time
 from dataclasses import dataclass
 
 import openai
+from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
 from batch_pipeline.analysis import AnalysisModel
 from batch_pipeline.context import ProcessingContext
+from batch_pipeline.costs.spend import BudgetExceeded, SpendLimit
 from batch_pipeline.llm.completions import completion_request, describe, failure_status, rejects_format, retryable
 from batch_pipeline.llm.prompts import build_messages, extract_json, repair_messages
 from batch_pipeline.llm.response_format import ResponseFormatMode
@@ -32,6 +34,18 @@ class _Answer:
     finish_reason: str | None
     model: str | None
     request_id: str | None
+
+
+def _answer_of(completion: ChatCompletion, request_id: str | None) -> _Answer:
+    choice = completion.choices[0] if completion.choices else None
+    message = choice.message if choice else None
+    return _Answer(
+        content=message.content if message else None,
+        refusal=getattr(message, "refusal", None),
+        finish_reason=choice.finish_reason if choice else None,
+        model=completion.model,
+        request_id=request_id or completion.id,
+    )
 
 
 @dataclass
@@ -55,7 +69,14 @@ class _Usage:
 class LlmAnalyser:
     """Implements the Analyser interface of batch_pipeline.batch.runner for OpenAI-compatible servers."""
 
-    def __init__(self, client: openai.AsyncOpenAI, settings: LlmSettings, mode: ResponseFormatMode, budget: RateBudget):
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        settings: LlmSettings,
+        mode: ResponseFormatMode,
+        budget: RateBudget,
+        spend: SpendLimit | None = None,
+    ):
         if mode is ResponseFormatMode.auto:
             raise ValueError("settle the response format (LlmProvider.settle_response_format) before analysing")
         self.client = client
@@ -63,6 +84,7 @@ class LlmAnalyser:
         self.mode = mode
         self.max_concurrency = settings.max_concurrent_requests
         self.budget = budget
+        self.spend = spend  # the run's max_cost_usd, when it has one
         self.format_rejected = False  # the server refused the response format it took before
         self._output_estimate = DEFAULT_OUTPUT_TOKEN_ESTIMATE
 
@@ -79,8 +101,9 @@ class LlmAnalyser:
         return wait_random_exponential(multiplier=0.5, max=self.settings.retry_max_wait_seconds)(retry_state)
 
     async def _request(self, messages, ai_model: str, model: AnalysisModel, usage: _Usage) -> _Answer:
-        # Token estimates only feed a tokens-per-minute limit; without one they are not worth their CPU.
-        estimate = estimate_prompt_tokens(messages) + self._output_estimate if self.budget.limits_tokens else 0
+        # Token estimates feed a tokens-per-minute limit and max_cost_usd; without them they are not worth their CPU.
+        prompt_tokens = estimate_prompt_tokens(messages) if self.budget.limits_tokens or self.spend else 0
+        estimate = prompt_tokens + self._output_estimate if self.budget.limits_tokens else 0
         kwargs = completion_request(model, ai_model, messages, self.mode, self.settings.max_output_tokens)
         stop = _AttemptsOrRateLimitWait(self.settings.max_attempts, self.settings.rate_limit_wait_seconds)
         async for attempt in AsyncRetrying(
@@ -90,38 +113,70 @@ class LlmAnalyser:
             reraise=True,
         ):
             with attempt:
-                await self.budget.acquire(estimate, may_wait=stop.rate_limit_wait_left())
+                reserved = self.spend.reserve(prompt_tokens) if self.spend else 0.0
+                try:
+                    await self.budget.acquire(estimate, may_wait=stop.rate_limit_wait_left())
+                except NoSlotInTime:
+                    self._release(reserved)
+                    raise
                 usage.attempts += 1
                 try:
                     raw = await self.client.chat.completions.with_raw_response.create(**kwargs)
                 except openai.RateLimitError as e:
+                    self._release(reserved)
                     await self.budget.rate_limited(e.response.headers)
                     raise
                 except openai.APIStatusError as e:
+                    self._release(reserved)
                     await self.budget.failed(e.response.headers)
                     raise
                 except BaseException:
+                    if self.spend:
+                        self.spend.keep(reserved)  # no answer: it may have been billed
                     await self.budget.failed()
                     raise
                 await self.budget.answered(raw.headers)
                 completion = raw.parse()
         usage.add(completion.usage)
+        if self.spend:
+            self._settle(reserved, completion.usage)
         if completion.usage is not None:
             await self.budget.settle(estimate, completion.usage.total_tokens or 0)
             self._output_estimate = max(
                 50, int(0.8 * self._output_estimate + 0.2 * (completion.usage.completion_tokens or 0))
             )
-        choice = completion.choices[0] if completion.choices else None
-        message = choice.message if choice else None
-        return _Answer(
-            content=message.content if message else None,
-            refusal=getattr(message, "refusal", None),
-            finish_reason=choice.finish_reason if choice else None,
-            model=completion.model,
-            request_id=raw.headers.get("x-request-id") or completion.id,
-        )
+        return _answer_of(completion, raw.headers.get("x-request-id"))
+
+    def _release(self, reserved: float) -> None:
+        if self.spend:
+            self.spend.release(reserved)
+
+    def _settle(self, reserved: float, usage, llm_api: str = "online") -> None:
+        if usage is None:
+            self.spend.keep(reserved)  # the provider did not say what it cost: count the worst case
+            return
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = (getattr(details, "cached_tokens", None) or 0) if details else 0
+        self.spend.settle(reserved, usage.prompt_tokens or 0, cached, usage.completion_tokens or 0, llm_api)
+
+    def request_body(self, text: str, context: ProcessingContext) -> dict:
+        """The chat.completions.create arguments for this document (a Batch API line's body)."""
+        messages = build_messages(context.model, context.custom_instructions, text, self.mode)
+        return completion_request(context.model, context.ai_model, messages, self.mode, self.settings.max_output_tokens)
 
     async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome:
+        return await self._analyse(text, context, batch_answer=None)
+
+    async def analyse_batch_answer(
+        self, text: str, context: ProcessingContext, body: dict, request_id: str | None
+    ) -> AnalysisOutcome:
+        """An answer the Batch API gave for this document, judged as an online one; a repair, if it
+        needs one, goes online."""
+        return await self._analyse(text, context, batch_answer=(body, request_id))
+
+    async def _analyse(
+        self, text: str, context: ProcessingContext, batch_answer: tuple[dict, str | None] | None
+    ) -> AnalysisOutcome:
         started = time.perf_counter()
         usage = _Usage()
         answer: _Answer | None = None
@@ -141,11 +196,19 @@ class LlmAnalyser:
                 attempts=usage.attempts,
                 request_id=answer.request_id if answer else None,
                 answered_by_model=answer.model if answer else None,
+                llm_api="batch" if batch_answer else "online",
             )
 
         try:
             messages = build_messages(context.model, context.custom_instructions, text, self.mode)
-            answer = await self._request(messages, context.ai_model, context.model, usage)
+            if batch_answer is None:
+                answer = await self._request(messages, context.ai_model, context.model, usage)
+            else:
+                body, request_id = batch_answer
+                completion = ChatCompletion.model_validate(body)
+                usage.add(completion.usage)
+                usage.attempts += 1
+                answer = _answer_of(completion, request_id)
             verdict = self._judge(context.model, answer)
             repairs = 0
             while verdict.problem is not None and verdict.repairable and repairs < self.settings.max_repairs:
@@ -159,6 +222,8 @@ class LlmAnalyser:
             return outcome(failure_status(e), describe(e))
         except NoSlotInTime as e:
             return outcome(DocumentStatus.rate_limited, str(e))
+        except BudgetExceeded as e:
+            return outcome(DocumentStatus.budget_exceeded, str(e))
         except Exception as e:  # whatever else goes wrong ends this document alone
             return outcome(DocumentStatus.provider_error, describe(e))
         if verdict.problem is None:

@@ -7,6 +7,7 @@ import openai
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from batch_pipeline.analysis import AnalysisModel
+from batch_pipeline.costs.spend import SpendLimit
 from batch_pipeline.llm.analyser import LlmAnalyser
 from batch_pipeline.llm.completions import completion_request, rejects_format, retryable
 from batch_pipeline.llm.prompts import build_messages
@@ -113,7 +114,9 @@ class LlmProvider:
                     raise LlmUnavailable(f"Cannot reach the provider at {client.base_url}: {e}") from None
         raise LlmUnavailable(f"The provider rejected every response format for {ai_model!r}")
 
-    def analyser(self, mode: ResponseFormatMode, ai_model: str, log: Callable[[str], None]) -> LlmAnalyser:
+    def analyser(
+        self, mode: ResponseFormatMode, ai_model: str, log: Callable[[str], None], spend: SpendLimit | None = None
+    ) -> LlmAnalyser:
         """A new analyser with its own connection pool, drawing on the rate budget shared by every
         analyser of this provider, model and key (in Redis when rate_limit_url is set, else in this
         process); close it when done."""
@@ -122,4 +125,4 @@ class LlmProvider:
         fingerprint = provider_fingerprint(str(client.base_url), ai_model, options["api_key"])
         configured = ProviderLimits(self.settings.requests_per_minute, self.settings.tokens_per_minute)
         budget = RateBudget(open_budget_store(self.settings.rate_limit_url, fingerprint), configured, log)
-        return LlmAnalyser(client, self.settings, mode, budget)
+        return LlmAnalyser(client, self.settings, mode, budget, spend)

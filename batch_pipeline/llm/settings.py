@@ -1,6 +1,8 @@
 """LlmSettings: everything the LLM backend is configured with, as the `llm` resource passes it down
 (the resource holds the defaults and their descriptions)."""
 
+from enum import StrEnum
+
 from pydantic import BaseModel, SecretStr
 
 from batch_pipeline.llm.response_format import ResponseFormatMode
@@ -20,3 +22,13 @@ class LlmSettings(BaseModel):
     max_output_tokens: int
     max_repairs: int
     response_format: ResponseFormatMode
+    batch_poll_max_seconds: float
+    batch_resubmissions: int
+
+
+class LlmApi(StrEnum):
+    """How documents reach the provider: one request each, or in Batch API files (about half price,
+    answered within 24 h)."""
+
+    online = "online"
+    batch = "batch"

@@ -6,22 +6,24 @@ import pandas as pd
 from pydantic import BaseModel
 
 from batch_pipeline.analysis import AnalysisModel, SummarySections
+from batch_pipeline.costs.prices import estimate_cost, price_for, price_table
 from batch_pipeline.outcome import DocumentStatus, count_failed
-from batch_pipeline.report.pricing import estimate_cost, price_for, price_table
 
 CSV_NAME = "results.csv"
 SUMMARY_NAME = "summary.md"
 
 
 class ModelUsage(BaseModel):
-    """Tokens this run spent with one model (cached results cost nothing and are not counted)."""
+    """Tokens this run spent with one model through one API (cached results cost nothing and are not counted)."""
 
     model: str
+    llm_api: str  # online | batch
     requests: int
     input_tokens: int
     cached_input_tokens: int
     output_tokens: int
     estimated_cost_usd: float | None  # None: the model is not in the price table
+    batch_api_saved_usd: float | None = None  # what the same tokens would have cost online, minus the cost
 
 
 class BatchReport(BaseModel):
@@ -39,6 +41,10 @@ class BatchReport(BaseModel):
     def estimated_cost_usd(self) -> float | None:
         costs = [u.estimated_cost_usd for u in self.usage]
         return None if any(c is None for c in costs) else round(sum(costs), 6)
+
+    @property
+    def batch_api_saved_usd(self) -> float:
+        return round(sum(u.batch_api_saved_usd or 0 for u in self.usage), 6)
 
     @property
     def documents(self) -> int:
@@ -65,6 +71,8 @@ class BatchReport(BaseModel):
         ]
         if self.usage:
             lines += ["", "## Tokens and estimated cost", "", _usage_table(self.usage)]
+            if self.batch_api_saved_usd:
+                lines += ["", f"The Batch API saved ${self.batch_api_saved_usd:.6f} against online prices."]
         for title, values in self.model_summary.items():
             lines += ["", f"## {title}", "", _table(values, "", "value") if values else "_none_"]
         return "\n".join(lines) + "\n"
@@ -86,20 +94,25 @@ def token_usage(rows: pd.DataFrame) -> list[ModelUsage]:
         return []
     table = price_table()
     models = spent["answered_by_model"].fillna(spent["ai_model"])
+    apis = spent["llm_api"].fillna("online")
     usage = []
-    for model, group in spent.groupby(models):
+    for (model, llm_api), group in spent.groupby([models, apis]):
         input_tokens, cached, output = (
             int(group[c].fillna(0).sum()) for c in ("input_tokens", "cached_input_tokens", "output_tokens")
         )
-        cost = estimate_cost(price_for(str(model), table), input_tokens, cached, output)
+        price = price_for(str(model), table)
+        cost = estimate_cost(price, input_tokens, cached, output, str(llm_api))
+        online = estimate_cost(price, input_tokens, cached, output, "online")
         usage.append(
             ModelUsage(
                 model=str(model),
+                llm_api=str(llm_api),
                 requests=int(group["attempts"].fillna(0).sum()),
                 input_tokens=input_tokens,
                 cached_input_tokens=cached,
                 output_tokens=output,
                 estimated_cost_usd=None if cost is None else round(cost, 6),
+                batch_api_saved_usd=None if cost is None or online is None else round(online - cost, 6),
             )
         )
     return usage

@@ -17,7 +17,7 @@ from batch_pipeline.context import ProcessingContext
 from batch_pipeline.documents.vetting import PreparedDocument
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 from batch_pipeline.store.engine import create_engine
-from batch_pipeline.store.migrations import move_context_to_batch_runs
+from batch_pipeline.store.migrations import add_new_columns, move_context_to_batch_runs
 from batch_pipeline.store.schema import (
     CONTEXT_COLUMNS,
     INTEGER_COLUMNS,
@@ -49,7 +49,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _chunks(items: Sequence, size: int = WRITE_CHUNK) -> Iterator[Sequence]:
+def in_chunks(items: Sequence, size: int = WRITE_CHUNK) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -75,6 +75,7 @@ class DocumentStore:
             for index in indexes:
                 conn.execute(CreateIndex(index, if_not_exists=True))
             move_context_to_batch_runs(conn)
+            add_new_columns(conn)
 
     def _insert(self, table: sa.Table):
         dialect = self.engine.dialect.name
@@ -140,7 +141,7 @@ class DocumentStore:
             return
         statement = self._insert(table).on_conflict_do_nothing()
         if conn.dialect.name != "sqlite":
-            for chunk in _chunks(rows):
+            for chunk in in_chunks(rows):
                 conn.execute(statement, list(chunk))
             return
         # SQLite fast path: SQLAlchemy's per-row parameter handling cost more than SQLite itself.
@@ -149,14 +150,14 @@ class DocumentStore:
         processors = {k: table.c[k].type.bind_processor(conn.dialect) for k in keys}
         processors = {k: p for k, p in processors.items() if p is not None}
         sql = str(compiled)
-        for chunk in _chunks(rows):
+        for chunk in in_chunks(rows):
             values = [tuple(processors[k](r[k]) if k in processors else r[k] for k in keys) for r in chunk]
             conn.exec_driver_sql(sql, values)
 
     def pending_document_ids(self, run_id: str, document_ids: Sequence[str]) -> list[str]:
         pending: set[str] = set()
         with self.engine.connect() as conn:
-            for chunk in _chunks(document_ids, 500):
+            for chunk in in_chunks(document_ids, 500):
                 query = sa.select(analysis_results.c.document_id).where(
                     analysis_results.c.run_id == run_id,
                     analysis_results.c.status == DocumentStatus.pending,
@@ -168,7 +169,7 @@ class DocumentStore:
     def document_texts(self, document_ids: Sequence[str]) -> dict[str, str]:
         texts: dict[str, str] = {}
         with self.engine.connect() as conn:
-            for chunk in _chunks(document_ids, 500):
+            for chunk in in_chunks(document_ids, 500):
                 query = sa.select(documents.c.document_id, documents.c.content).where(
                     documents.c.document_id.in_(chunk)
                 )
@@ -180,7 +181,7 @@ class DocumentStore:
         r = analysis_results.c
         found: dict[str, CachedResult] = {}
         with self.engine.connect() as conn:
-            for chunk in _chunks(document_ids, 500):
+            for chunk in in_chunks(document_ids, 500):
                 query = (
                     sa.select(r.document_id, r.run_id, r.cached_from_run_id, r.result)
                     .where(

@@ -3,7 +3,18 @@ transaction (under its advisory lock on PostgreSQL), once."""
 
 import sqlalchemy as sa
 
-from batch_pipeline.store.schema import CONTEXT_COLUMNS, analysis_results, batch_runs
+from batch_pipeline.store.schema import CONTEXT_COLUMNS, analysis_results, batch_runs, metadata
+
+
+def add_new_columns(conn: sa.Connection) -> None:
+    """Columns added to a table after stores were written with it (all nullable): added in place."""
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        held = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in held:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
 
 
 def move_context_to_batch_runs(conn: sa.Connection) -> None:

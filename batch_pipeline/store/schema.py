@@ -1,6 +1,8 @@
 """The store's tables: ``documents`` (one row per distinct document of a project), ``batch_runs``
 (one row per run: its context, stored once), ``analysis_results`` (one row per run and
-document) and ``response_formats`` (what each LLM endpoint and model was found to accept). The README's "Store schema" explains each column."""
+document), ``response_formats`` (what each LLM endpoint and model was found to accept) and
+``provider_batches`` / ``provider_batch_documents`` (what went to a provider's Batch API) and
+``run_budgets`` (a run's spend against its max_cost_usd). The README's "Store schema" explains each column."""
 
 import sqlalchemy as sa
 
@@ -56,6 +58,7 @@ analysis_results = sa.Table(
     sa.Column("attempts", sa.Integer),
     sa.Column("request_id", sa.String(200)),
     sa.Column("answered_by_model", sa.String(200)),
+    sa.Column("llm_api", sa.String(10)),  # online | batch: which price the answer was billed at
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
 )
@@ -70,12 +73,52 @@ response_formats = sa.Table(
     sa.Column("settled_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-indexes = [sa.Index("ix_results_cache_lookup", analysis_results.c.document_id, analysis_results.c.context_key)]
+# Batches sent to a provider's Batch API: recorded (with their documents) before the provider is
+# asked to create them, so that no crash makes a run submit — and pay for — the same documents twice.
+provider_batches = sa.Table(
+    "provider_batches",
+    metadata,
+    sa.Column("batch_key", sa.String(64), primary_key=True),  # also in the batch's metadata at the provider
+    sa.Column("endpoint", sa.String(500), nullable=False),
+    sa.Column("context_key", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),  # the run that submitted it
+    sa.Column("round", sa.Integer, nullable=False),  # 0, then 1, 2, ... for documents re-submitted after expiry
+    sa.Column("input_file_id", sa.String(200)),
+    sa.Column("batch_id", sa.String(200)),
+    sa.Column("state", sa.String(20), nullable=False),  # preparing | submitted | collected
+    sa.Column("provider_status", sa.String(40)),
+    sa.Column("request_counts", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+provider_batch_documents = sa.Table(
+    "provider_batch_documents",
+    metadata,
+    sa.Column("batch_key", sa.String(64), primary_key=True),
+    sa.Column("document_id", sa.String(64), primary_key=True),
+)
+
+# A run's max_cost_usd: what it spent and what its requests in flight may cost at worst.
+run_budgets = sa.Table(
+    "run_budgets",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("max_cost_usd", sa.Float, nullable=False),
+    sa.Column("spent_usd", sa.Float, nullable=False),
+    sa.Column("reserved_usd", sa.Float, nullable=False),
+)
+
+indexes = [
+    sa.Index("ix_results_cache_lookup", analysis_results.c.document_id, analysis_results.c.context_key),
+    sa.Index("ix_provider_batch_documents", provider_batch_documents.c.document_id),
+    sa.Index("ix_provider_batches_run", provider_batches.c.run_id),
+]
 
 RESULT_COLUMNS = [
     "run_id", "document_id", "filename", "status", "error", "model_key", "ai_model", "custom_instructions",
     "result", "cached_from_run_id", "input_tokens", "cached_input_tokens", "output_tokens", "latency_ms",
-    "attempts", "request_id", "answered_by_model", "raw_output",
+    "attempts", "request_id", "answered_by_model", "llm_api", "raw_output",
 ]  # fmt: skip
 
 

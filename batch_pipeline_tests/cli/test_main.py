@@ -14,7 +14,7 @@ from batch_pipeline_tests.conftest import EXAMPLE_DOCS, REPO_ROOT, batch_config,
 RESULT_FIELDS = {
     "run_id", "document_id", "filename", "status", "error", "model_key", "ai_model", "custom_instructions",
     "result", "cached_from_run_id", "input_tokens", "output_tokens", "cached_input_tokens", "latency_ms",
-    "attempts", "request_id", "answered_by_model",
+    "attempts", "request_id", "answered_by_model", "llm_api",
 }  # fmt: skip
 
 

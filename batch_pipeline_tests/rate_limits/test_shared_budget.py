@@ -24,7 +24,8 @@ def settings_for(base_url: str, rate_limit_url: str | None, requests_per_minute:
         api_key=API_KEY, base_url=base_url, rate_limit_url=rate_limit_url, timeout_seconds=30,
         max_concurrent_requests=16, requests_per_minute=requests_per_minute, tokens_per_minute=None,
         max_attempts=5, rate_limit_wait_seconds=120, retry_max_wait_seconds=2, max_output_tokens=1024,
-        max_repairs=2, response_format=ResponseFormatMode.json_schema,
+        max_repairs=2, response_format=ResponseFormatMode.json_schema, batch_poll_max_seconds=1,
+        batch_resubmissions=2,
     )  # fmt: skip
 
 

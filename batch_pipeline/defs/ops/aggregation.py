@@ -70,4 +70,5 @@ def _report_metadata(report: BatchReport, processing: ProcessingContext, csv_pat
         "output_tokens": sum(u.output_tokens for u in report.usage),
         "tokens_per_model": dg.MetadataValue.json([u.model_dump() for u in report.usage]),
         "estimated_cost_usd": report.estimated_cost_usd,
+        "batch_api_saved_usd": report.batch_api_saved_usd,
     }

@@ -4,15 +4,19 @@ import time
 
 import dagster as dg
 
+from batch_pipeline.batch.estimate import estimate_batch, expected_response_format
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.batch.registration import (
     BatchRequest,
+    ReadBatch,
     RegisteredBatch,
     needs_llm,
     partition_size_for,
+    read_batch,
     register_batch,
 )
 from batch_pipeline.context import ProcessingContext
+from batch_pipeline.costs.prices import PRICES_ENV, price_for, price_table
 from batch_pipeline.defs.config import BatchConfig
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource
 from batch_pipeline.documents.sources import SourceError
@@ -42,6 +46,9 @@ def create_document_records(
     if problems := request.problems():
         raise dg.Failure(REFUSED + "; ".join(problems))
     processing = request.context
+    read = _read(request)
+    if request.max_cost_usd is not None:
+        _refuse_over_budget(context.log, document_store.store, llm, request, read)
     if not processing.is_local:
         try:
             llm.provider().check_serves(processing.ai_model)
@@ -54,7 +61,7 @@ def create_document_records(
             "do not interpret them."
         )
     started = time.monotonic()
-    batch, partitions = _register(document_store.store, context.run_id, request, llm.max_concurrent_requests)
+    batch, partitions = _register(document_store.store, context.run_id, request, read, llm.max_concurrent_requests)
     seconds = time.monotonic() - started
     if not processing.is_local and needs_llm(document_store.store, context.run_id, partitions):
         batch, partitions = _settle_response_format(context, document_store.store, llm, processing, batch, partitions)
@@ -64,13 +71,38 @@ def create_document_records(
         yield dg.DynamicOutput(partition, mapping_key=f"p{partition.index:05d}", output_name="partitions")
 
 
-def _register(
-    store: DocumentStore, run_id: str, request: BatchRequest, max_concurrent_requests: int
-) -> tuple[RegisteredBatch, list[Partition]]:
+def _read(request: BatchRequest) -> ReadBatch:
     try:
-        return register_batch(store, run_id, request, partition_size_for(request, max_concurrent_requests))
+        return read_batch(request)
     except SourceError as e:
         raise dg.Failure(REFUSED + str(e)) from e
+
+
+def _refuse_over_budget(
+    log: dg.DagsterLogManager, store: DocumentStore, llm: LlmResource, request: BatchRequest, read: ReadBatch
+) -> None:
+    """max_cost_usd at launch: a batch whose estimate is over it is refused before any request."""
+    if price_for(request.context.ai_model, price_table()) is None:
+        raise dg.Failure(
+            f"{NOT_SENT}max_cost_usd needs a price for {request.context.ai_model!r}, and the price table has none: "
+            f"add it to the file ${PRICES_ENV} names"
+        )
+    endpoint = llm.provider().settings.base_url
+    mode = expected_response_format(store, endpoint, request.context.ai_model, llm.response_format)
+    estimate = estimate_batch(store, request, read, mode)
+    if estimate.estimated_cost_usd is not None and estimate.estimated_cost_usd > request.max_cost_usd:
+        raise dg.Failure(
+            f"{NOT_SENT}the estimate for its {estimate.documents_to_send} documents to send is "
+            f"${estimate.estimated_cost_usd:.4f} ({estimate.llm_api}), over max_cost_usd ${request.max_cost_usd}",
+            metadata={"estimate": dg.MetadataValue.json(estimate.model_dump())},
+        )
+    log.info(f"Estimate within max_cost_usd ${request.max_cost_usd}: " + estimate.summary().replace("\n", "; "))
+
+
+def _register(
+    store: DocumentStore, run_id: str, request: BatchRequest, read: ReadBatch, max_concurrent_requests: int
+) -> tuple[RegisteredBatch, list[Partition]]:
+    return register_batch(store, run_id, request, partition_size_for(request, max_concurrent_requests), read)
 
 
 def _settle_response_format(

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from batch_pipeline.report.pricing import DEFAULT_PRICES, ModelPrice, estimate_cost, price_for, price_table
+from batch_pipeline.costs.prices import DEFAULT_PRICES, ModelPrice, estimate_cost, price_for, price_table
 
 
 @pytest.mark.parametrize(
@@ -31,3 +31,13 @@ def test_override_file_extends_and_replaces(tmp_path, monkeypatch):
     assert table["gpt-4o"] == ModelPrice(input=1, output=2)
     assert table["my-model"].output == 0.2
     assert table["gpt-4o-mini"] == DEFAULT_PRICES["gpt-4o-mini"]
+
+
+def test_batch_api_tokens_cost_the_batch_price_of_their_model_and_online_where_it_has_none():
+    price = ModelPrice(input=2.0, cached_input=0.5, output=8.0, batch_input=1.0, batch_output=4.0)
+    assert estimate_cost(price, 1_000_000, 0, 1_000_000, "batch") == pytest.approx(5.0)
+    assert estimate_cost(price, 1_000_000, 0, 1_000_000, "online") == pytest.approx(10.0)
+    no_batch_price = ModelPrice(input=2.0, output=8.0)
+    assert estimate_cost(no_batch_price, 1_000_000, 0, 1_000_000, "batch") == pytest.approx(10.0)
+    mini = DEFAULT_PRICES["gpt-4o-mini"]
+    assert (mini.batch_input, mini.batch_output) == (0.075, 0.30)  # per model, from the provider's table

@@ -1,0 +1,128 @@
+"""What went to a provider's Batch API, recorded before the provider is asked: a batch's key and
+documents first (``preparing``), then its input file, then its batch id (``submitted``), and
+``collected`` once its results are stored. A run that finds one of its documents in a batch that
+is not collected polls that batch instead of sending the document again."""
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from batch_pipeline.store.document_store import DocumentStore, in_chunks
+from batch_pipeline.store.schema import provider_batch_documents, provider_batches
+
+PREPARING, SUBMITTED, COLLECTED = "preparing", "submitted", "collected"
+
+
+class ProviderBatch(BaseModel):
+    batch_key: str
+    endpoint: str
+    context_key: str
+    run_id: str
+    round: int
+    input_file_id: str | None
+    batch_id: str | None
+    state: str
+    provider_status: str | None
+    request_counts: dict[str, int] | None
+    created_at: datetime
+    document_ids: list[str]
+
+
+def batch_key(run_id: str, partition_index: int, round_: int, chunk: int) -> str:
+    """Deterministic for a run's partition, round and chunk; put in the batch's metadata."""
+    return hashlib.sha256(f"{run_id}\0{partition_index}\0{round_}\0{chunk}".encode()).hexdigest()[:40]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def record_preparing(
+    store: DocumentStore,
+    key: str,
+    endpoint: str,
+    context_key: str,
+    run_id: str,
+    round_: int,
+    document_ids: Sequence[str],
+) -> ProviderBatch:
+    now = _now()
+    row = {
+        "batch_key": key,
+        "endpoint": endpoint,
+        "context_key": context_key,
+        "run_id": run_id,
+        "round": round_,
+        "state": PREPARING,
+        "created_at": now,
+        "updated_at": now,
+    }
+    with store.engine.begin() as conn:
+        conn.execute(provider_batches.insert().values(**row))
+        for chunk in in_chunks(list(document_ids)):
+            conn.execute(provider_batch_documents.insert(), [{"batch_key": key, "document_id": d} for d in chunk])
+    return ProviderBatch(
+        **row,
+        input_file_id=None,
+        batch_id=None,
+        provider_status=None,
+        request_counts=None,
+        document_ids=list(document_ids),
+    )
+
+
+def update_batch(store: DocumentStore, key: str, **values) -> None:
+    """Set input_file_id, batch_id, state, provider_status or request_counts (a dict)."""
+    if "request_counts" in values and values["request_counts"] is not None:
+        values["request_counts"] = json.dumps(values["request_counts"], sort_keys=True)
+    with store.engine.begin() as conn:
+        conn.execute(
+            provider_batches.update().where(provider_batches.c.batch_key == key).values(**values, updated_at=_now())
+        )
+
+
+def open_batches_holding(
+    store: DocumentStore, endpoint: str, context_key: str, document_ids: Sequence[str]
+) -> list[ProviderBatch]:
+    """Batches not yet collected, for this endpoint and context, that hold any of these documents."""
+    b, d = provider_batches.c, provider_batch_documents.c
+    keys: set[str] = set()
+    with store.engine.connect() as conn:
+        for chunk in in_chunks(list(document_ids), 500):
+            query = (
+                sa.select(b.batch_key)
+                .join_from(provider_batches, provider_batch_documents, b.batch_key == d.batch_key)
+                .where(d.document_id.in_(chunk), b.endpoint == endpoint, b.context_key == context_key)
+                .where(b.state != COLLECTED)
+                .distinct()
+            )
+            keys.update(conn.scalars(query))
+    return [_load(store, key) for key in sorted(keys)]
+
+
+def batches_of_run(store: DocumentStore, run_id: str) -> list[ProviderBatch]:
+    """The batches a run submitted, oldest first."""
+    query = sa.select(provider_batches.c.batch_key).where(provider_batches.c.run_id == run_id)
+    with store.engine.connect() as conn:
+        keys = list(conn.scalars(query.order_by(provider_batches.c.created_at)))
+    return [_load(store, key) for key in keys]
+
+
+def _load(store: DocumentStore, key: str) -> ProviderBatch:
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(provider_batches).where(provider_batches.c.batch_key == key)).one()
+        document_ids = list(
+            conn.scalars(
+                sa.select(provider_batch_documents.c.document_id).where(provider_batch_documents.c.batch_key == key)
+            )
+        )
+    values = row._asdict()
+    values["request_counts"] = json.loads(values["request_counts"]) if values["request_counts"] else None
+    created_at = values["created_at"]
+    values["created_at"] = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)  # SQLite
+    values.pop("updated_at")
+    return ProviderBatch(**values, document_ids=document_ids)

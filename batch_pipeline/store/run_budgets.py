@@ -1,0 +1,54 @@
+"""A run's spend against its max_cost_usd, kept in the store so that every step and process of the
+run draws on one budget. Each change is one conditional UPDATE: two requests can never both take
+the last of it."""
+
+import sqlalchemy as sa
+
+from batch_pipeline.store.document_store import DocumentStore
+from batch_pipeline.store.schema import run_budgets
+
+# Float sums of many small costs: a reservation that fits to the millionth of a cent fits.
+TOLERANCE_USD = 1e-8
+
+
+def open_run_budget(store: DocumentStore, run_id: str, max_cost_usd: float) -> None:
+    """Create the run's budget once (every partition step calls this; the first creates it)."""
+    row = {"run_id": run_id, "max_cost_usd": max_cost_usd, "spent_usd": 0.0, "reserved_usd": 0.0}
+    try:
+        with store.engine.begin() as conn:
+            if conn.scalar(sa.select(sa.func.count()).where(run_budgets.c.run_id == run_id)) == 0:
+                conn.execute(run_budgets.insert().values(**row))
+    except sa.exc.IntegrityError:
+        pass  # a concurrent step created it first
+
+
+def reserve(store: DocumentStore, run_id: str, usd: float) -> bool:
+    """Take usd out of the run's budget for a request about to be sent; False when it does not fit."""
+    b = run_budgets.c
+    statement = (
+        run_budgets.update()
+        .where(b.run_id == run_id, b.spent_usd + b.reserved_usd + usd <= b.max_cost_usd + TOLERANCE_USD)
+        .values(reserved_usd=b.reserved_usd + usd)
+    )
+    with store.engine.begin() as conn:
+        return conn.execute(statement).rowcount == 1
+
+
+def settle(store: DocumentStore, run_id: str, reserved_usd: float, spent_usd: float) -> None:
+    """A request's reservation becomes what it really cost."""
+    b = run_budgets.c
+    statement = (
+        run_budgets.update()
+        .where(b.run_id == run_id)
+        .values(reserved_usd=b.reserved_usd - reserved_usd, spent_usd=b.spent_usd + spent_usd)
+    )
+    with store.engine.begin() as conn:
+        conn.execute(statement)
+
+
+def spend_of(store: DocumentStore, run_id: str) -> tuple[float, float, float] | None:
+    """(max_cost_usd, spent_usd, reserved_usd), or None when the run has no budget."""
+    query = sa.select(run_budgets.c.max_cost_usd, run_budgets.c.spent_usd, run_budgets.c.reserved_usd)
+    with store.engine.connect() as conn:
+        row = conn.execute(query.where(run_budgets.c.run_id == run_id)).first()
+    return None if row is None else (row.max_cost_usd, row.spent_usd, row.reserved_usd)
