@@ -1,9 +1,12 @@
-"""An OpenAI-compatible server on 127.0.0.1 for tests: /v1/models, /v1/models/{id}, /v1/chat/completions.
+"""An OpenAI-compatible server on 127.0.0.1 for tests: /v1/models, /v1/models/{id}, /v1/chat/completions,
+and the Files and Batch APIs (/v1/files, /v1/batches: fake_batch_api.py).
 
 It answers with the offline analysers' result for the document it was sent, so answers fit the
 requested schema, reports usage, checks the bearer key, and can be told to misbehave: latency,
 RPM/TPM limits with 429 + Retry-After, 500s, malformed JSON, refusals, length cut-offs, hangs,
 and rejecting response formats it "does not support" (like llama.cpp's server rejects json_schema).
+Batches run on a clock the Behaviour sets (seconds, not hours); they can expire, be cancelled, have
+lines answered HTTP 400, and be slow to create.
 """
 
 import asyncio
@@ -14,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import uvicorn
 from starlette.applications import Starlette
@@ -47,6 +50,16 @@ class Behaviour:
     has_model_route: bool = True  # llama.cpp's server has no /v1/models/{id}
     cached_tokens: int = 0
     seed: int = 7
+    # The Batch API: how long each phase lasts, and what goes wrong.
+    batch_validating_seconds: float = 0.2
+    batch_in_progress_seconds: float = 0.5  # lines are run evenly over it, in a shuffled order
+    batch_finalizing_seconds: float = 0.2
+    batch_cancelling_seconds: float = 0.2
+    batch_line_error_rate: float = 0.0  # lines answered HTTP 400 (they go to the error file, as at OpenAI)
+    batch_expire_first: int = 0  # the first N batches created expire after in_progress, half their lines run
+    batch_create_delay_seconds: float = 0.0  # a create is answered this late; the batch exists (and is listed) at once
+    batch_create_delay_first: int | None = None  # only the first N creates are slow; None: every one
+    batch_max_requests: int = 50_000
 
 
 @dataclass
@@ -58,6 +71,35 @@ class LoggedRequest:
     response_format: str
     is_repair: bool
     status: int
+    batch_id: str | None = None  # the batch that carried it; None for an online request
+
+
+@dataclass
+class ChatCall:
+    """What the server reads from a chat-completion request body."""
+
+    body: dict
+    model: str
+    system: str
+    document: str | None
+    response_format: str  # its kind: json_schema, json_object_schema, json_object or none
+    is_repair: bool
+    prompt_tokens: int
+
+    @classmethod
+    def of(cls, body: dict) -> "ChatCall":
+        messages = body.get("messages", [])
+        first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
+        match = DOCUMENT_RE.search(first_user)
+        return cls(
+            body=body,
+            model=body.get("model", ""),
+            system=next((m["content"] for m in messages if m["role"] == "system"), ""),
+            document=match.group(1).replace("<\\/document>", "</document>") if match else None,
+            response_format=_format_kind(body.get("response_format")),
+            is_repair=any(m["role"] == "assistant" for m in messages),
+            prompt_tokens=sum(len(m["content"] or "") for m in messages) // 4 + 1,
+        )
 
 
 class TokenBucket:
@@ -106,9 +148,15 @@ def _format_kind(response_format: dict | None) -> str:
     return str(response_format.get("type"))
 
 
-def _error(status: int, message: str, headers: dict | None = None, code: str | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+def error_body(message: str, code: str | None = None, param: str | None = None) -> dict:
+    """OpenAI's error object."""
+    return {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+
+
+def error_response(
+    status: int, message: str, headers: dict | None = None, code: str | None = None, param: str | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(message, code, param), status_code=status, headers=headers)
 
 
 class FakeOpenAIServer:
@@ -119,11 +167,17 @@ class FakeOpenAIServer:
         self._random = random.Random(self.behaviour.seed)
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
+        from batch_pipeline_tests.fake_batch_api import BatchAPI  # it imports this module
+
+        self.batch_api = BatchAPI(self)
+        self.batches = self.batch_api.batches  # id -> BatchRecord: metadata, custom_ids, answered lines, ...
+        self.files = self.batch_api.files  # id -> StoredFile, the batches' output and error files included
         app = Starlette(
             routes=[
                 Route("/v1/models", self.list_models),
                 Route("/v1/models/{model_id:path}", self.get_model),
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                *self.batch_api.routes(),
                 Route("/_stats", self.stats),
             ]
         )
@@ -151,7 +205,12 @@ class FakeOpenAIServer:
 
     # --- helpers -------------------------------------------------------------------------
     def completions(self, status: int | None = 200) -> list[LoggedRequest]:
+        """Chat completions answered, online and in batches (LoggedRequest.batch_id tells which)."""
         return [r for r in self.requests if status is None or r.status == status]
+
+    @property
+    def batch_creations(self) -> int:  # a client that timed out and retried may have created several
+        return self.batch_api.creations
 
     def _authorised(self, request: Request) -> bool:
         return request.headers.get("authorization") == f"Bearer {self.behaviour.api_key}"
@@ -194,73 +253,85 @@ class FakeOpenAIServer:
                 "ok_first": min((r.at for r in ok), default=None),
                 "ok_last": max((r.at for r in ok), default=None),
                 "tokens": self.tokens_served,
+                "batches": self.batch_creations,
             }
         )
 
     async def list_models(self, request: Request) -> JSONResponse:
         if not self._authorised(request):
-            return _error(401, "Incorrect API key provided.", code="invalid_api_key")
+            return error_response(401, "Incorrect API key provided.", code="invalid_api_key")
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in self.behaviour.models]
         return JSONResponse({"object": "list", "data": data})
 
     async def get_model(self, request: Request) -> JSONResponse:
         if not self._authorised(request):
-            return _error(401, "Incorrect API key provided.", code="invalid_api_key")
+            return error_response(401, "Incorrect API key provided.", code="invalid_api_key")
         model_id = request.path_params["model_id"]
         if not self.behaviour.has_model_route:
             return JSONResponse({"detail": "Not Found"}, status_code=404)
         if model_id not in self.behaviour.models:
-            return _error(404, f"The model `{model_id}` does not exist.", code="model_not_found")
+            return error_response(404, f"The model `{model_id}` does not exist.", code="model_not_found")
         return JSONResponse({"id": model_id, "object": "model", "created": 0, "owned_by": "test"})
 
     async def chat(self, request: Request) -> JSONResponse:
-        body = await request.json()
-        messages = body.get("messages", [])
-        system = next((m["content"] for m in messages if m["role"] == "system"), "")
-        first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
-        match = DOCUMENT_RE.search(first_user)
-        document = match.group(1).replace("<\\/document>", "</document>") if match else None
-        kind = _format_kind(body.get("response_format"))
-        is_repair = any(m["role"] == "assistant" for m in messages)
-
-        def log(status: int) -> None:
-            self.requests.append(
-                LoggedRequest(time.time(), body.get("model", ""), system, document, kind, is_repair, status)
-            )
-
+        call = ChatCall.of(await request.json())
         behaviour = self.behaviour
         if not self._authorised(request):
-            log(401)
-            return _error(401, "Incorrect API key provided.", code="invalid_api_key")
-        if body.get("model") not in behaviour.models:
-            log(404)
-            return _error(404, f"The model `{body.get('model')}` does not exist.", code="model_not_found")
-        if kind not in behaviour.supported_formats:
-            status = behaviour.format_rejection_status
-            log(status)
-            return _error(
-                status,
-                f"body.response_format.type: input should be one of {sorted(behaviour.supported_formats)}, not {kind}",
-            )
-        prompt_tokens = sum(len(m["content"] or "") for m in messages) // 4 + 1
-        wait = max(self._limit("rpm", behaviour.rpm, 1), self._limit("tpm", behaviour.tpm, prompt_tokens))
+            self._log(call, 401)
+            return error_response(401, "Incorrect API key provided.", code="invalid_api_key")
+        if rejection := self._rejection(call):
+            self._log(call, rejection[0])
+            return JSONResponse(rejection[1], status_code=rejection[0])
+        wait = max(self._limit("rpm", behaviour.rpm, 1), self._limit("tpm", behaviour.tpm, call.prompt_tokens))
         if wait > 0:
-            log(429)
+            self._log(call, 429)
             headers = {"retry-after": str(max(1, math.ceil(wait))), "retry-after-ms": str(int(wait * 1000) + 1)}
             headers.update(self._limit_headers())
-            return _error(429, "Rate limit reached. Please try again later.", headers, code="rate_limit_exceeded")
+            message = "Rate limit reached. Please try again later."
+            return error_response(429, message, headers, code="rate_limit_exceeded")
         if self._chance(behaviour.hang_rate):
-            log(0)
+            self._log(call, 0)
             await asyncio.sleep(behaviour.hang_seconds)
         if behaviour.latency:
             await asyncio.sleep(behaviour.latency)
         if self._chance(behaviour.error_rate):
-            log(500)
-            return _error(500, "The server had an error while processing your request.")
-        log(200)
+            self._log(call, 500)
+            return error_response(500, "The server had an error while processing your request.")
+        self._log(call, 200)
+        return JSONResponse(
+            self._completion(call),
+            headers={"x-request-id": f"req_{uuid.uuid4().hex[:16]}", **self._limit_headers()},
+        )
 
-        model = self._model_for(body, system)
-        content = model.analyse_offline(document or "").model_dump_json() if model else "{}"
+    def answer(self, body: dict, batch_id: str | None = None) -> tuple[int, dict]:
+        """The status and JSON body /v1/chat/completions answers `body` with, without what only the online
+        path does (the key check, rate limits, hangs, latency, 500s): the Batch API answers each line so."""
+        call = ChatCall.of(body)
+        status, payload = self._rejection(call) or (200, self._completion(call))
+        self._log(call, status, batch_id)
+        return status, payload
+
+    def _log(self, call: ChatCall, status: int, batch_id: str | None = None) -> None:
+        read = (call.model, call.system, call.document, call.response_format, call.is_repair)
+        self.requests.append(LoggedRequest(time.time(), *read, status, batch_id))
+
+    def _rejection(self, call: ChatCall) -> tuple[int, dict] | None:
+        """The error answer for a request the server does not take, whatever its load."""
+        formats = self.behaviour.supported_formats
+        if "extra_body" in call.body:  # the client merges extra_body into the JSON; a batch line must do so itself
+            return 400, error_body("Unrecognized request argument supplied: extra_body")
+        if call.model not in self.behaviour.models:
+            return 404, error_body(f"The model `{call.model}` does not exist.", code="model_not_found")
+        if call.response_format not in formats:
+            message = f"body.response_format.type: input should be one of {sorted(formats)}, not {call.response_format}"
+            return self.behaviour.format_rejection_status, error_body(message)
+        return None
+
+    def _completion(self, call: ChatCall) -> dict:
+        """A chat.completion object: the offline analyser's result, or a refusal, cut-off or malformed answer."""
+        behaviour = self.behaviour
+        model = self._model_for(call.body, call.system)
+        content = model.analyse_offline(call.document or "").model_dump_json() if model else "{}"
         refusal, finish_reason = None, "stop"
         if self._chance(behaviour.refusal_rate):
             content, refusal = None, "I'm sorry, I can't help with that."
@@ -268,30 +339,27 @@ class FakeOpenAIServer:
             content, finish_reason = content[: len(content) // 2], "length"
         elif self._chance(behaviour.malformed_rate):
             content = content[: max(1, len(content) // 2)] + ' "oops'
-        completion_tokens = len(content or refusal) // 4 + 1
+        prompt_tokens, completion_tokens = call.prompt_tokens, len(content or refusal) // 4 + 1
         self.tokens_served += prompt_tokens + completion_tokens
-        return JSONResponse(
-            {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": f"{body['model']}-2025-01-01",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content, "refusal": refusal},
-                        "finish_reason": finish_reason,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                    "prompt_tokens_details": {"cached_tokens": min(behaviour.cached_tokens, prompt_tokens)},
-                },
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": f"{call.model}-2025-01-01",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": refusal},
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": min(behaviour.cached_tokens, prompt_tokens)},
             },
-            headers={"x-request-id": f"req_{uuid.uuid4().hex[:16]}", **self._limit_headers()},
-        )
+        }
 
     @staticmethod
     def _model_for(body: dict, system: str):
@@ -315,6 +383,10 @@ def main() -> None:
     parser.add_argument("--announce-limits", action="store_true", help="send x-ratelimit-* headers like OpenAI")
     parser.add_argument("--error-rate", type=float, default=0.0)
     parser.add_argument("--malformed-rate", type=float, default=0.0)
+    batch_knobs = [f for f in fields(Behaviour) if f.name.startswith("batch_")]  # --batch-expire-first N, ...
+    for knob in batch_knobs:
+        kind = float if "float" in str(knob.type) else int
+        parser.add_argument(f"--{knob.name.replace('_', '-')}", type=kind, default=knob.default)
     args = parser.parse_args()
     behaviour = Behaviour(
         api_key=args.api_key,
@@ -324,6 +396,7 @@ def main() -> None:
         announce_limits=args.announce_limits,
         error_rate=args.error_rate,
         malformed_rate=args.malformed_rate,
+        **{knob.name: getattr(args, knob.name) for knob in batch_knobs},
     )
     with FakeOpenAIServer(behaviour) as server:
         from pathlib import Path

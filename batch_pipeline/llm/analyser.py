@@ -15,7 +15,14 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 from batch_pipeline.analysis import AnalysisModel
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.costs.spend import BudgetExceeded, SpendLimit
-from batch_pipeline.llm.completions import completion_request, describe, failure_status, rejects_format, retryable
+from batch_pipeline.llm.completions import (
+    completion_request,
+    describe,
+    failure_status,
+    rejects_format,
+    retryable,
+    sent_body,
+)
 from batch_pipeline.llm.prompts import build_messages, extract_json, repair_messages
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.settings import LlmSettings
@@ -160,9 +167,10 @@ class LlmAnalyser:
         self.spend.settle(reserved, usage.prompt_tokens or 0, cached, usage.completion_tokens or 0, llm_api)
 
     def request_body(self, text: str, context: ProcessingContext) -> dict:
-        """The chat.completions.create arguments for this document (a Batch API line's body)."""
+        """The body of this document's request, as sent online (a Batch API line's body)."""
         messages = build_messages(context.model, context.custom_instructions, text, self.mode)
-        return completion_request(context.model, context.ai_model, messages, self.mode, self.settings.max_output_tokens)
+        max_tokens = self.settings.max_output_tokens
+        return sent_body(completion_request(context.model, context.ai_model, messages, self.mode, max_tokens))
 
     async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome:
         return await self._analyse(text, context, batch_answer=None)

@@ -11,10 +11,8 @@ MAX_BYTES_PER_BATCH = 200 * 1024 * 1024
 UNFINISHED_CODES = frozenset({"batch_expired", "batch_cancelled"})
 
 
-def request_line(custom_id: str, request: dict) -> bytes:
-    """One input line: the online request's body (``extra_body`` merged in, as the client would send it)."""
-    body = {key: value for key, value in request.items() if key != "extra_body"}
-    body.update(request.get("extra_body") or {})
+def request_line(custom_id: str, body: dict) -> bytes:
+    """One input line: the online request's body, as the client would send it."""
     line = {"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}
     return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 

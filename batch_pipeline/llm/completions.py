@@ -10,13 +10,22 @@ from batch_pipeline.outcome import DocumentStatus
 def completion_request(
     model: AnalysisModel, ai_model: str, messages: list[dict[str, str]], mode: ResponseFormatMode, max_tokens: int
 ) -> dict:
-    """Keyword arguments for chat.completions.create."""
-    request = {"model": ai_model, "messages": messages, "max_tokens": max_tokens}
+    """Keyword arguments for chat.completions.create.
+
+    The messages and the response format go as they are, through extra_body (which the client
+    merges over the body): its recursive parameter transform of typed dicts cost more CPU than
+    the rest of the request (a 170-node JSON schema), then 15 % of the analysis step's (messages)."""
+    extra_body: dict = {"messages": messages}
     if (fmt := response_format(model, mode)) is not None:
-        # Sent as-is through extra_body: the client's recursive parameter transform of a
-        # 170-node JSON schema on every request cost more CPU than the rest of the request.
-        request["extra_body"] = {"response_format": fmt}
-    return request
+        extra_body["response_format"] = fmt
+    return {"model": ai_model, "messages": [], "max_tokens": max_tokens, "extra_body": extra_body}
+
+
+def sent_body(request: dict) -> dict:
+    """The JSON body the client sends for these chat.completions.create arguments (extra_body merged in)."""
+    body = {key: value for key, value in request.items() if key != "extra_body"}
+    body.update(request.get("extra_body") or {})
+    return body
 
 
 def retryable(error: BaseException) -> bool:

@@ -117,6 +117,12 @@ class LocalBudgetStore:
     async def learn_limits(self, limits: ProviderLimits) -> None:
         self._limits = limits
 
+    def recall(self, limits: ProviderLimits) -> None:
+        """Limits an earlier process learned (kept in the document store), unless this one knows its own."""
+        with self._lock:
+            if not self._limits.to_stored():
+                self._limits = limits
+
     async def close(self) -> None:
         pass
 

@@ -1,8 +1,9 @@
 """The store's tables: ``documents`` (one row per distinct document of a project), ``batch_runs``
 (one row per run: its context, stored once), ``analysis_results`` (one row per run and
-document), ``response_formats`` (what each LLM endpoint and model was found to accept) and
-``provider_batches`` / ``provider_batch_documents`` (what went to a provider's Batch API) and
-``run_budgets`` (a run's spend against its max_cost_usd). The README's "Store schema" explains each column."""
+document), ``response_formats`` (what each LLM endpoint and model was found to accept),
+``provider_limits`` (the rate limits a provider showed), ``provider_batches`` /
+``provider_batch_documents`` (what went to a provider's Batch API) and ``run_budgets`` (a run's
+spend against its max_cost_usd). The README's "Store schema" explains each column."""
 
 import sqlalchemy as sa
 
@@ -97,6 +98,16 @@ provider_batch_documents = sa.Table(
     metadata,
     sa.Column("batch_key", sa.String(64), primary_key=True),
     sa.Column("document_id", sa.String(64), primary_key=True),
+)
+
+# The rate limits a provider, model and key showed (announced, or found from 429s; by fingerprint,
+# never the key), so that a later run paces to them from its first request without Redis.
+provider_limits = sa.Table(
+    "provider_limits",
+    metadata,
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("limits", sa.String(500), nullable=False),
+    sa.Column("learned_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # A run's max_cost_usd: what it spent and what its requests in flight may cost at worst.

@@ -1,12 +1,13 @@
 import json
 
 from batch_pipeline.llm.batch_lines import ENDPOINT, parse_results, request_line, split_lines
+from batch_pipeline.llm.completions import sent_body
 
 
-def test_a_request_line_carries_the_online_body_with_the_response_format_merged_in():
-    request = {"model": "gpt-test", "messages": [{"role": "user", "content": "é"}], "max_tokens": 5,
-               "extra_body": {"response_format": {"type": "json_object"}}}  # fmt: skip
-    line = json.loads(request_line("doc-1", request))
+def test_a_request_line_carries_the_body_the_client_would_send_online():
+    request = {"model": "gpt-test", "messages": [], "max_tokens": 5,
+               "extra_body": {"messages": [{"role": "user", "content": "é"}], "response_format": {"type": "json_object"}}}  # fmt: skip
+    line = json.loads(request_line("doc-1", sent_body(request)))
     assert line == {
         "custom_id": "doc-1",
         "method": "POST",

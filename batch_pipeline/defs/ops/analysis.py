@@ -8,16 +8,11 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from batch_pipeline.batch.batch_api_runner import BatchApiRun
+from batch_pipeline.batch.llm_partition import analyse_partition_with_llm
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
 from batch_pipeline.batch.runner import NothingToSend, analyze_documents
-from batch_pipeline.costs.prices import price_for, price_table
-from batch_pipeline.costs.spend import SpendLimit
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource, OfflineAnalysisResource
-from batch_pipeline.llm.batch_api import BatchApi
-from batch_pipeline.llm.settings import LlmApi
 from batch_pipeline.store import DocumentStore
-from batch_pipeline.store.response_formats import forget_response_format
 
 ANALYSIS_RETRY_POLICY = dg.RetryPolicy(
     max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
@@ -96,32 +91,14 @@ async def _analyse(
         return await analyze_documents(store, context.run_id, partition, analyser, context.log.info)
     if partition.response_format is None:
         return await analyze_documents(store, context.run_id, partition, NothingToSend(), context.log.info)
-    provider, ai_model = llm.provider(), partition.context.ai_model
-    spend = None
-    if partition.max_cost_usd is not None:
-        # The launch refused a model without a price, so there is one.
-        price = price_for(ai_model, price_table())
-        spend = SpendLimit(store, context.run_id, partition.max_cost_usd, price, provider.settings.max_output_tokens)
-    analyser = provider.analyser(partition.response_format, ai_model, context.log.info, spend)
-    try:
-        if partition.llm_api is LlmApi.batch:
-            settings = provider.settings
-            api = BatchApi(analyser.client, settings.max_attempts, settings.retry_max_wait_seconds)
-            endpoint = str(analyser.client.base_url)
-            run = BatchApiRun(store, context.run_id, partition, analyser, api, endpoint, context.log.info)
-            summary = await run.analyse()
-        else:
-            summary = await analyze_documents(store, context.run_id, partition, analyser, context.log.info)
-    finally:
-        await analyser.close()
-    if analyser.format_rejected:
-        forget_response_format(store, provider.settings.base_url, ai_model)
+    result = await analyse_partition_with_llm(store, context.run_id, partition, llm.provider(), context.log.info)
+    if result.format_rejected:
         context.log.warning(
-            f"{ai_model} no longer takes response format {partition.response_format.value}: the next run probes again"
+            f"{partition.context.ai_model} no longer takes response format {partition.response_format.value}: "
+            "the next run probes again"
         )
-    limits = analyser.budget.limits()
     context.log.info(
-        f"partition {summary.index}: paced to {limits.describe()} ({limits.source}); "
-        f"{analyser.budget.pauses} rate-limit pauses"
+        f"partition {partition.index}: paced to {result.limits.describe()} ({result.limits.source}); "
+        f"{result.pauses} rate-limit pauses"
     )
-    return summary
+    return result.summary

@@ -1,0 +1,57 @@
+"""One partition through the LLM, online or through the Batch API: the analyser set up for the run
+(its max_cost_usd, the rate limits remembered for the provider), and what the provider taught it
+kept for the next runs (limits learned; a response format it stopped taking, forgotten)."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from batch_pipeline.batch.batch_api_runner import BatchApiRun
+from batch_pipeline.batch.partitions import Partition, PartitionSummary
+from batch_pipeline.batch.runner import analyze_documents
+from batch_pipeline.costs.prices import price_for, price_table
+from batch_pipeline.costs.spend import SpendLimit
+from batch_pipeline.llm.batch_api import BatchApi
+from batch_pipeline.llm.provider import LlmProvider
+from batch_pipeline.llm.settings import LlmApi
+from batch_pipeline.rate_limits.limits import ProviderLimits
+from batch_pipeline.store import DocumentStore
+from batch_pipeline.store.provider_limits import remember_limits, remembered_limits
+from batch_pipeline.store.response_formats import forget_response_format
+
+
+@dataclass
+class LlmPartitionResult:
+    summary: PartitionSummary
+    limits: ProviderLimits  # what the requests were paced to
+    pauses: int  # rate-limit pauses
+    format_rejected: bool  # the provider no longer takes the run's response format (forgotten)
+
+
+async def analyse_partition_with_llm(
+    store: DocumentStore, run_id: str, partition: Partition, provider: LlmProvider, log: Callable[[str], None]
+) -> LlmPartitionResult:
+    assert partition.response_format is not None, "settled before the fan-out"
+    ai_model = partition.context.ai_model
+    spend = None
+    if partition.max_cost_usd is not None:
+        price = price_for(ai_model, price_table())  # the launch refused a model without a price
+        spend = SpendLimit(store, run_id, partition.max_cost_usd, price, provider.settings.max_output_tokens)
+    fingerprint = provider.fingerprint(ai_model)
+    remembered = remembered_limits(store, fingerprint)
+    recalled = ProviderLimits.from_stored(remembered) if remembered else None
+    analyser = provider.analyser(partition.response_format, ai_model, log, spend, recalled)
+    try:
+        if partition.llm_api is LlmApi.batch:
+            settings = provider.settings
+            api = BatchApi(analyser.client, settings.max_attempts, settings.retry_max_wait_seconds)
+            endpoint = settings.base_url or str(analyser.client.base_url)
+            summary = await BatchApiRun(store, run_id, partition, analyser, api, endpoint, log).analyse()
+        else:
+            summary = await analyze_documents(store, run_id, partition, analyser, log)
+        if learned := (await analyser.budget.store.learned_limits()).to_stored():
+            remember_limits(store, fingerprint, learned)
+    finally:
+        await analyser.close()
+    if analyser.format_rejected:
+        forget_response_format(store, provider.settings.base_url, ai_model)
+    return LlmPartitionResult(summary, analyser.budget.limits(), analyser.budget.pauses, analyser.format_rejected)
