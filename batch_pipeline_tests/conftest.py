@@ -14,6 +14,7 @@ from batch_pipeline.store import DocumentStore
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_DOCS = REPO_ROOT / "examples" / "docs"
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
+BATCH_PIPELINE = str(Path(sys.executable).with_name("batch-pipeline"))
 
 
 def _required_service_missing(message: str) -> None:
@@ -139,6 +140,33 @@ def llm_endpoint(base_url: str):
     """OPENAI_BASE_URL set for runs executed in this process."""
     with mock.patch.dict(os.environ, {"OPENAI_BASE_URL": base_url}):
         yield
+
+
+@pytest.fixture
+def key(monkeypatch) -> str:
+    """The API key the loopback server accepts, in OPENAI_API_KEY as users set it."""
+    secret = "sk-test-key"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    return secret
+
+
+def llm_run(instance, server, corpus, raise_on_error=True, llm_options=None, **options) -> dg.ExecuteInProcessResult:
+    """The job over a folder against the loopback server (ai_model gpt-test unless given)."""
+    options.setdefault("ai_model", "gpt-test")
+    run_config = with_llm(batch_config(str(corpus), **options), **(llm_options or {}))
+    with llm_endpoint(server.url):
+        return run_job(instance, run_config, raise_on_error=raise_on_error)
+
+
+def rows_of(run_id: str):
+    """A run's result rows from the store in $BATCH_PIPELINE_HOME, by filename."""
+    from batch_pipeline import settings
+
+    store = DocumentStore(settings.database_url())
+    try:
+        return store.results(run_id).set_index("filename")
+    finally:
+        store.close()
 
 
 def dagster_execute(config_path: Path, dagster_home: Path | None, env: dict) -> subprocess.Popen:

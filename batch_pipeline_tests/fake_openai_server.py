@@ -49,6 +49,7 @@ class Behaviour:
     format_rejection_status: int = 400  # llama.cpp's Python server answers 500
     has_model_route: bool = True  # llama.cpp's server has no /v1/models/{id}
     cached_tokens: int = 0
+    extra_completion_tokens: int = 0  # a verbose model: each answer bills this many more output tokens
     seed: int = 7
     # The Batch API: how long each phase lasts, and what goes wrong.
     batch_validating_seconds: float = 0.2
@@ -339,7 +340,8 @@ class FakeOpenAIServer:
             content, finish_reason = content[: len(content) // 2], "length"
         elif self._chance(behaviour.malformed_rate):
             content = content[: max(1, len(content) // 2)] + ' "oops'
-        prompt_tokens, completion_tokens = call.prompt_tokens, len(content or refusal) // 4 + 1
+        prompt_tokens = call.prompt_tokens
+        completion_tokens = len(content or refusal) // 4 + 1 + behaviour.extra_completion_tokens
         self.tokens_served += prompt_tokens + completion_tokens
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",

@@ -10,37 +10,23 @@ import yaml
 from batch_pipeline import settings
 from batch_pipeline.cli.main import main
 from batch_pipeline.store import DocumentStore
-from batch_pipeline_tests.conftest import batch_config, dagster_execute, llm_endpoint, run_job, with_llm, write_corpus
+from batch_pipeline_tests.conftest import (
+    batch_config,
+    dagster_execute,
+    llm_run,
+    rows_of,
+    run_job,
+    with_llm,
+    write_corpus,
+)
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
 
 CLASSIFIED_FAILURES = {"invalid_output", "refused", "truncated", "rate_limited", "provider_error", "request_error"}
 
 
-@pytest.fixture
-def key(monkeypatch) -> str:
-    secret = "sk-test-key"
-    monkeypatch.setenv("OPENAI_API_KEY", secret)
-    return secret
-
-
-def rows_of(run_id: str):
-    store = DocumentStore(settings.database_url())
-    try:
-        return store.results(run_id).set_index("filename")
-    finally:
-        store.close()
-
-
 def document_requests(server):
     """Requests that carried a document (the response-format probe carries an empty one)."""
     return [r for r in server.requests if r.document]
-
-
-def llm_run(instance, server, corpus, raise_on_error=True, llm_options=None, **options):
-    options.setdefault("ai_model", "gpt-test")
-    run_config = with_llm(batch_config(str(corpus), **options), **(llm_options or {}))
-    with llm_endpoint(server.url):
-        return run_job(instance, run_config, raise_on_error=raise_on_error)
 
 
 def test_happy_path(pipeline_home, instance, key, tmp_path, capsys):
