@@ -342,6 +342,7 @@ class FakeOpenAIServer:
             content = content[: max(1, len(content) // 2)] + ' "oops'
         prompt_tokens = call.prompt_tokens
         completion_tokens = len(content or refusal) // 4 + 1 + behaviour.extra_completion_tokens
+        completion_tokens = min(completion_tokens, call.body.get("max_tokens") or completion_tokens)
         self.tokens_served += prompt_tokens + completion_tokens
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",

@@ -17,11 +17,14 @@ from batch_pipeline.batch.registration import (
 )
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.costs.prices import PRICES_ENV, price_for, price_table
+from batch_pipeline.costs.spend import BudgetExceeded, SpendLimit
 from batch_pipeline.defs.config import BatchConfig
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource
 from batch_pipeline.documents.sources import SourceError
+from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.provider import LlmUnavailable
-from batch_pipeline.llm.response_format import ResponseFormatMode
+from batch_pipeline.llm.response_format import FALLBACK_ORDER, ResponseFormatMode
+from batch_pipeline.llm.tokens import estimate_prompt_tokens
 from batch_pipeline.settings import NotAllowed
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.response_formats import remember_response_format, remembered_response_format
@@ -64,7 +67,9 @@ def create_document_records(
     batch, partitions = _register(document_store.store, context.run_id, request, read, llm.max_concurrent_requests)
     seconds = time.monotonic() - started
     if not processing.is_local and needs_llm(document_store.store, context.run_id, partitions):
-        batch, partitions = _settle_response_format(context, document_store.store, llm, processing, batch, partitions)
+        batch, partitions = _settle_response_format(
+            context, document_store.store, llm, processing, batch, partitions, request.max_cost_usd
+        )
     _log_registration(context.log, batch, seconds)
     yield dg.Output(batch, "batch", metadata=_batch_metadata(batch))
     for partition in partitions:
@@ -112,6 +117,7 @@ def _settle_response_format(
     processing: ProcessingContext,
     batch: RegisteredBatch,
     partitions: list[Partition],
+    max_cost_usd: float | None,
 ) -> tuple[RegisteredBatch, list[Partition]]:
     """The response format every partition uses: as remembered for this endpoint and model, else
     probed once, before the fan-out, and remembered."""
@@ -124,6 +130,8 @@ def _settle_response_format(
             mode, how = ResponseFormatMode(remembered), "as an earlier run found"
         else:
             model, ai_model = processing.model, processing.ai_model
+            if max_cost_usd is not None:
+                _count_probes(store, context.run_id, processing, max_cost_usd)
             mode, how = provider.settle_response_format(model, ai_model, processing.custom_instructions), "probed"
             remember_response_format(store, endpoint, ai_model, mode.value)
     except (LlmUnavailable, NotAllowed) as e:
@@ -131,6 +139,19 @@ def _settle_response_format(
     context.log.info(f"{processing.ai_model} takes response format {mode.value} ({how})")
     batch = batch.model_copy(update={"response_format": mode})
     return batch, [p.model_copy(update={"response_format": mode}) for p in partitions]
+
+
+def _count_probes(store: DocumentStore, run_id: str, processing: ProcessingContext, max_cost_usd: float) -> None:
+    """The probes (max_tokens=1 each) are billed too: under max_cost_usd, each mode's is counted
+    at its worst case before it may be sent."""
+    price = price_for(processing.ai_model, price_table())
+    spend = SpendLimit(store, run_id, max_cost_usd, price, max_output_tokens=1)
+    try:
+        for mode in FALLBACK_ORDER:
+            messages = build_messages(processing.model, processing.custom_instructions, "", mode)
+            spend.keep(spend.reserve(estimate_prompt_tokens(messages)))
+    except BudgetExceeded as e:
+        raise dg.Failure(f"{NOT_SENT}probing the response format {e}") from None
 
 
 def _log_registration(log: dg.DagsterLogManager, batch: RegisteredBatch, seconds: float) -> None:
