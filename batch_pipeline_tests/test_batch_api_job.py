@@ -62,6 +62,10 @@ def test_a_batch_run_maps_every_answer_to_its_document_and_never_sends_a_cached_
     again = rows_of(second.run_id)
     assert (again["status"] == "ok").all() and again["cached_from_run_id"].notna().sum() == 30
 
+    for stored in server.files.values():  # input files, output and error files
+        assert key.encode() not in stored.data
+    assert all(key not in json.dumps(batch.metadata) for batch in batches)
+
     capsys.readouterr()
     assert main(["status", first.run_id]) == 0
     shown = capsys.readouterr().out

@@ -1,0 +1,95 @@
+"""The Batch API runner without Dagster: a batch recorded by a run that died before hearing its id."""
+
+import asyncio
+
+import openai
+import pytest
+
+from batch_pipeline.batch.batch_api_runner import BatchApiRun
+from batch_pipeline.batch.partitions import Partition
+from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.documents.vetting import PreparedDocument, document_id
+from batch_pipeline.llm.batch_api import KEY_FIELD, BatchApi
+from batch_pipeline.llm.batch_lines import request_line
+from batch_pipeline.llm.completions import completion_request, sent_body
+from batch_pipeline.llm.prompts import build_messages
+from batch_pipeline.llm.provider import LlmProvider
+from batch_pipeline.llm.response_format import ResponseFormatMode
+from batch_pipeline.llm.settings import LlmApi, LlmSettings
+from batch_pipeline.store.provider_batches import batches_of_run, record_preparing
+from batch_pipeline_tests.fake_openai_server import FakeOpenAIServer
+
+CONTEXT = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="gpt-test")
+KEY = "sk-test-key"
+
+
+def settings_for(url: str) -> LlmSettings:
+    return LlmSettings(
+        api_key=KEY, base_url=url, timeout_seconds=10, max_concurrent_requests=8, requests_per_minute=None,
+        tokens_per_minute=None, max_attempts=3, rate_limit_wait_seconds=60, retry_max_wait_seconds=1,
+        max_output_tokens=512, max_repairs=1, response_format=ResponseFormatMode.json_schema,
+        batch_poll_max_seconds=0.2, batch_resubmissions=1,
+    )  # fmt: skip
+
+
+def body_for(text: str) -> dict:
+    messages = build_messages(CONTEXT.model, "", text, ResponseFormatMode.json_schema)
+    return sent_body(completion_request(CONTEXT.model, "gpt-test", messages, ResponseFormatMode.json_schema, 512))
+
+
+def register(store, run_id: str, count: int) -> list[str]:
+    docs = [
+        PreparedDocument(
+            document_id=document_id("p", f"h{i}"),
+            filename=f"{i}.md",
+            content_hash=f"h{i}",
+            size_bytes=40,
+            text=f"Write to person{i}@example.com today.",
+            encoding="utf-8",
+            problem=None,
+            reason="",
+        )  # fmt: skip
+        for i in range(count)
+    ]
+    store.register_batch(run_id, "p", CONTEXT, docs)
+    return [d.document_id for d in docs]
+
+
+def finish(store, server, run_id: str, ids: list[str]) -> tuple[dict[str, int], list[str]]:
+    """A new run's partition through the Batch API, as the analysis step runs it."""
+    partition = Partition(index=0, project="p", context=CONTEXT, document_ids=ids,
+                          response_format=ResponseFormatMode.json_schema, llm_api=LlmApi.batch)  # fmt: skip
+    provider, logged = LlmProvider(settings_for(server.url)), []
+
+    async def run():
+        analyser = provider.analyser(ResponseFormatMode.json_schema, "gpt-test", logged.append)
+        api = BatchApi(analyser.client, 3, 1)
+        try:
+            return await BatchApiRun(store, run_id, partition, analyser, api, server.url, logged.append).analyse()
+        finally:
+            await analyser.close()
+
+    return asyncio.run(run()).status_counts, logged
+
+
+@pytest.mark.parametrize("created_at_the_provider", [True, False])
+def test_a_batch_recorded_before_its_create_is_found_or_created_once(store, created_at_the_provider):
+    with FakeOpenAIServer() as server:
+        ids = register(store, "dead-run", 6)
+        row = record_preparing(store, "k" * 40, server.url, CONTEXT.cache_key(), "dead-run", 0, ids)
+        if created_at_the_provider:  # the process died after batches.create, before recording its id
+            client = openai.OpenAI(api_key=KEY, base_url=server.url)
+            texts = store.document_texts(ids)
+            lines = [request_line(d, body_for(texts[d])) for d in ids]
+            upload = client.files.create(file=("in.jsonl", b"".join(lines)), purpose="batch")
+            client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={KEY_FIELD: row.batch_key})  # fmt: skip
+        register(store, "new-run", 6)
+        counts, logged = finish(store, server, "new-run", ids)
+    assert counts == {"ok": 6}
+    assert not [r for r in server.requests if r.batch_id is None and r.document], "a document went online"
+    assert server.batch_creations == 1, "a batch the provider already had was created again"
+    found = any("found at the provider by its key" in message for message in logged)
+    assert found == created_at_the_provider
+    (batch,) = batches_of_run(store, "dead-run")
+    assert batch.state == "collected" and batch.batch_id == next(iter(server.batches))
