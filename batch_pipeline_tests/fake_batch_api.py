@@ -15,19 +15,33 @@ batch_expired or batch_cancelled). Both are in the order the lines ran.
 import asyncio
 import json
 import math
+import random
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batch_pipeline_tests.fake_openai_server import error_body, error_response
+from batch_pipeline_tests.fake_openai_errors import error_body, error_response
 
-if TYPE_CHECKING:
-    from batch_pipeline_tests.fake_openai_server import FakeOpenAIServer
+
+class Server(Protocol):
+    """What the Batch API takes from the fake server (FakeOpenAIServer) around it."""
+
+    behaviour: Any
+    _lock: threading.Lock
+    _random: random.Random
+
+    def _authorised(self, request: Request) -> bool: ...
+
+    def _chance(self, rate: float) -> bool: ...
+
+    def answer(self, body: dict, batch_id: str | None = None) -> tuple[int, dict]: ...
+
 
 ENDPOINT = "/v1/chat/completions"  # the one batch endpoint served (OpenAI also has /v1/responses, ...)
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
@@ -213,7 +227,7 @@ def _invalid_create(body: dict) -> JSONResponse | None:
 class BatchAPI:
     """The /v1/files and /v1/batches routes of one FakeOpenAIServer, and their state."""
 
-    def __init__(self, server: "FakeOpenAIServer"):
+    def __init__(self, server: Server):
         self.server = server
         self.files: dict[str, StoredFile] = {}
         self.batches: dict[str, BatchRecord] = {}

@@ -26,6 +26,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from batch_pipeline.analysis import REGISTRY
+from batch_pipeline_tests.fake_batch_api import BatchAPI
+from batch_pipeline_tests.fake_openai_errors import error_body, error_response
 
 DOCUMENT_RE = re.compile(r"<document>\n(.*)\n</document>", re.S)
 ALL_FORMATS = {"json_schema", "json_object_schema", "json_object", "none"}
@@ -149,17 +151,6 @@ def _format_kind(response_format: dict | None) -> str:
     return str(response_format.get("type"))
 
 
-def error_body(message: str, code: str | None = None, param: str | None = None) -> dict:
-    """OpenAI's error object."""
-    return {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
-
-
-def error_response(
-    status: int, message: str, headers: dict | None = None, code: str | None = None, param: str | None = None
-) -> JSONResponse:
-    return JSONResponse(error_body(message, code, param), status_code=status, headers=headers)
-
-
 class FakeOpenAIServer:
     def __init__(self, behaviour: Behaviour | None = None):
         self.behaviour = behaviour or Behaviour()
@@ -168,7 +159,6 @@ class FakeOpenAIServer:
         self._random = random.Random(self.behaviour.seed)
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
-        from batch_pipeline_tests.fake_batch_api import BatchAPI  # it imports this module
 
         self.batch_api = BatchAPI(self)
         self.batches = self.batch_api.batches  # id -> BatchRecord: metadata, custom_ids, answered lines, ...
