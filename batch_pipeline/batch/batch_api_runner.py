@@ -10,19 +10,22 @@ from collections.abc import Callable
 
 from openai.types import Batch
 
+from batch_pipeline.batch.batch_spend import BatchSpend
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
 from batch_pipeline.costs.spend import BudgetExceeded
 from batch_pipeline.llm.analyser import LlmAnalyser
 from batch_pipeline.llm.batch_api import TERMINAL, BatchApi
 from batch_pipeline.llm.batch_lines import LineResult, parse_results, request_line, split_lines
-from batch_pipeline.llm.tokens import estimate_prompt_tokens
+from batch_pipeline.llm.completions import retryable
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.provider_batches import (
     COLLECTED,
     SUBMITTED,
     ProviderBatch,
+    abandon_if_stale,
     batch_key,
+    load_batch,
     open_batches_holding,
     record_preparing,
     update_batch,
@@ -30,6 +33,11 @@ from batch_pipeline.store.provider_batches import (
 
 FIRST_POLL_SECONDS = 1.0
 POLL_GROWTH = 1.5
+# A batch recorded without its id yet: its run is creating it (seconds), or died. Only after this
+# long untouched is it taken for dead and its documents sent by another run.
+PREPARING_STALE_SECONDS = 600.0
+PREPARING_RECHECK_SECONDS = 2.0
+UNFINISHED_STATUSES = ("expired", "cancelled")
 
 
 class BatchApiRun:
@@ -52,7 +60,8 @@ class BatchApiRun:
         self.statuses: Counter[str] = Counter()
         self.texts: dict[str, str] = {}
         self.todo: set[str] = set()
-        self.reserved: dict[str, float] = {}  # USD held for each document sent, under max_cost_usd
+        self.spend = BatchSpend(analyser.spend)
+        self.preparing_stale_seconds = PREPARING_STALE_SECONDS
 
     async def analyse(self) -> PartitionSummary:
         started = time.monotonic()
@@ -72,6 +81,8 @@ class BatchApiRun:
                 f"already in batch {batch.batch_id or '(being created)'} of run {batch.run_id}: polling it "
                 "instead of sending them again"
             )
+            for document_id in self.todo & set(batch.document_ids):  # already sent: counted, fitting or not
+                self.spend.reserve_sent(document_id, self._body(document_id))
         to_send = [d for d in self.partition.document_ids if d in self.todo and d not in in_flight]
         batches = adopted + (await self._submit(to_send, round_=0) if to_send else [])
         await asyncio.gather(*(self._follow(batch) for batch in batches))
@@ -84,44 +95,26 @@ class BatchApiRun:
             seconds=round(time.monotonic() - started, 3),
         )
 
+    def _body(self, document_id: str) -> dict:
+        return self.analyser.request_body(self.texts[document_id], self.context)
+
     async def _submit(self, document_ids: list[str], round_: int) -> list[ProviderBatch]:
-        bodies = {d: self.analyser.request_body(self.texts[d], self.context) for d in document_ids}
-        if self.analyser.spend:
-            bodies = self._within_budget(bodies)
-        lines = [(d, request_line(d, body)) for d, body in bodies.items()]
+        lines = []
+        for document_id in document_ids:
+            body = self._body(document_id)
+            try:
+                self.spend.reserve(document_id, body)
+            except BudgetExceeded as e:
+                self._record(document_id, AnalysisOutcome(status=DocumentStatus.budget_exceeded, error=str(e)))
+                continue
+            lines.append((document_id, request_line(document_id, body)))
         submitted = []
-        for chunk_index, chunk in enumerate(split_lines(lines)):
-            key = batch_key(self.run_id, self.partition.index, round_, chunk_index)
+        for chunk in split_lines(lines):
             ids = [custom_id for custom_id, _ in chunk]
+            key = batch_key(self.run_id, round_, ids)
             row = record_preparing(self.store, key, self.endpoint, self.context_key, self.run_id, round_, ids)
             submitted.append(await self._create(row, [line for _, line in chunk]))
         return submitted
-
-    def _within_budget(self, bodies: dict[str, dict]) -> dict[str, dict]:
-        """The documents whose worst case fits in max_cost_usd, each reserved at the Batch API's price;
-        the rest end budget_exceeded, unsent."""
-        fitting = {}
-        for document_id, body in bodies.items():
-            try:
-                tokens = estimate_prompt_tokens(body["messages"])
-                self.reserved[document_id] = self.analyser.spend.reserve(tokens, "batch")
-                fitting[document_id] = body
-            except BudgetExceeded as e:
-                self._record(document_id, AnalysisOutcome(status=DocumentStatus.budget_exceeded, error=str(e)))
-        return fitting
-
-    def _settle(self, document_id: str, result: LineResult | None) -> None:
-        """What a line really cost replaces its reservation (lines never executed cost nothing)."""
-        spend = self.analyser.spend
-        if spend is None:
-            return
-        reserved = self.reserved.pop(document_id, 0.0)
-        usage = (result.body or {}).get("usage") if result and result.status_code == 200 else None
-        if usage is None:
-            spend.release(reserved)
-            return
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        spend.settle(reserved, usage.get("prompt_tokens") or 0, cached, usage.get("completion_tokens") or 0, "batch")
 
     async def _create(self, row: ProviderBatch, lines: list[bytes]) -> ProviderBatch:
         file_id = await self.api.upload(f"{row.batch_key}.jsonl", lines)
@@ -134,18 +127,26 @@ class BatchApiRun:
         self.log(f"partition {self.partition.index}: batch {batch.id}: {what}")
         return row.model_copy(update={"batch_id": batch.id, "state": SUBMITTED, "provider_status": batch.status})
 
-    async def _settle_unsubmitted(self, row: ProviderBatch) -> ProviderBatch:
-        """A batch recorded by a run that died before hearing its id: the provider may have created it."""
-        if found := await self.api.find(row.batch_key, row.created_at):
-            return self._recorded(row, found, "found at the provider by its key, created by an earlier attempt")
-        texts = self.store.document_texts(row.document_ids)
-        lines = [request_line(d, self.analyser.request_body(texts[d], self.context)) for d in row.document_ids]
-        return await self._create(row, lines)
+    async def _settle_unsubmitted(self, row: ProviderBatch) -> ProviderBatch | None:
+        """A batch recorded without its id: being created by a live run, or by one that died (the
+        provider may have created it anyway). None: it was never created, and its run is gone."""
+        while True:
+            if found := await self.api.find(row.batch_key, row.created_at):
+                return self._recorded(row, found, "found at the provider by its key, created by an earlier attempt")
+            if (now := load_batch(self.store, row.batch_key)).batch_id is not None:
+                return now  # its run recorded the id meanwhile
+            if abandon_if_stale(self.store, row.batch_key, self.preparing_stale_seconds):
+                return None
+            await asyncio.sleep(PREPARING_RECHECK_SECONDS)
 
     async def _follow(self, row: ProviderBatch) -> None:
         """Poll the batch until it ends, store what it answered, and send what it left unanswered again."""
-        if row.batch_id is None:
-            row = await self._settle_unsubmitted(row)
+        if row.batch_id is None and (settled := await self._settle_unsubmitted(row)) is None:
+            mine = [d for d in row.document_ids if d in self.todo]
+            self.log(f"partition {self.partition.index}: a run that died never created its batch: sending {len(mine)}")
+            await asyncio.gather(*(self._follow(new_row) for new_row in await self._submit(mine, row.round)))
+            return
+        row = settled if row.batch_id is None else row
         batch = await self._wait_until_done(row)
         unanswered = await self._collect(row, batch)
         if not unanswered:
@@ -166,7 +167,15 @@ class BatchApiRun:
         assert row.batch_id is not None
         wait, seen = FIRST_POLL_SECONDS, None
         while True:
-            batch = await self.api.retrieve(row.batch_id)
+            try:
+                batch = await self.api.retrieve(row.batch_id)
+            except Exception as e:
+                if not retryable(e):
+                    raise
+                # The batch goes on at the provider whatever happens here: keep looking.
+                self.log(f"partition {self.partition.index}: batch {row.batch_id}: no status ({e}); trying again")
+                await asyncio.sleep(self.analyser.settings.batch_poll_max_seconds)
+                continue
             counts = batch.request_counts
             now = (batch.status, counts.completed if counts else None, counts.failed if counts else None)
             if now != seen:
@@ -183,35 +192,49 @@ class BatchApiRun:
             wait = min(wait * POLL_GROWTH, self.analyser.settings.batch_poll_max_seconds)
 
     async def _collect(self, row: ProviderBatch, batch: Batch) -> list[str]:
-        """Store the batch's answers for this run's documents; return those it left unanswered."""
+        """Store the batch's answers (for this run's documents, and for a dead run's that are in it:
+        they were paid for); return this run's documents it left unanswered."""
         mine = [d for d in row.document_ids if d in self.todo]
         if batch.status == "failed":
             errors = (batch.errors.data if batch.errors and batch.errors.data else None) or []
             detail = "; ".join(f"{e.code} (line {e.line}): {e.message}" for e in errors[:5]) or "no reason given"
             reason = f"the Batch API refused batch {batch.id}: {detail}"[:1000]
             for document_id in mine:
-                self._settle(document_id, None)
+                self.spend.settle(document_id, None)
                 self._record(document_id, AnalysisOutcome(status=DocumentStatus.request_error, error=reason))
             update_batch(self.store, row.batch_key, state=COLLECTED)
             return []
-        output = await self.api.download(batch.output_file_id)
-        errors = await self.api.download(batch.error_file_id)
-        results = parse_results(output, errors)
-        unanswered = [d for d in mine if d in results and results[d].unfinished]
-        answered = [d for d in mine if d not in unanswered]
+        results = parse_results(
+            await self.api.download(batch.output_file_id), await self.api.download(batch.error_file_id)
+        )
+        ended_early = batch.status in UNFINISHED_STATUSES
+        unanswered = [d for d in mine if (d not in results and ended_early) or (d in results and results[d].unfinished)]
+        for document_id in mine:
+            self.spend.settle(document_id, results.get(document_id))
+        answered = [(self.run_id, d) for d in mine if d not in unanswered]
+        answered += self._answered_for_their_run(row, results, mine)
         slots = asyncio.Semaphore(max(1, self.analyser.max_concurrency))
 
-        for document_id in mine:
-            self._settle(document_id, results.get(document_id))
-
-        async def conclude(document_id: str) -> None:
+        async def conclude(run_id: str, document_id: str) -> None:
             async with slots:
                 outcome = await self._outcome(document_id, results.get(document_id), batch.id)
-            self._record(document_id, outcome)
+            self._record(document_id, outcome, run_id)
 
-        await asyncio.gather(*(conclude(d) for d in answered))
+        await asyncio.gather(*(conclude(run_id, d) for run_id, d in answered))
         update_batch(self.store, row.batch_key, state=COLLECTED)
         return unanswered
+
+    def _answered_for_their_run(
+        self, row: ProviderBatch, results: dict[str, LineResult], mine: list[str]
+    ) -> list[tuple[str, str]]:
+        """Answers in an adopted batch for documents this run does not hold: stored in the rows of
+        the run that sent them (if still unfinished there), so that the result cache has them."""
+        if row.run_id == self.run_id:
+            return []
+        others = [d for d in row.document_ids if d not in mine and d in results and not results[d].unfinished]
+        unfinished = self.store.unfinished_document_ids(row.run_id, others)
+        self.texts.update(self.store.document_texts(unfinished))
+        return [(row.run_id, d) for d in unfinished]
 
     async def _outcome(self, document_id: str, result: LineResult | None, batch_id: str) -> AnalysisOutcome:
         if result is None:
@@ -224,6 +247,7 @@ class BatchApiRun:
         text = self.texts[document_id]
         return await self.analyser.analyse_batch_answer(text, self.context, result.body, result.request_id)
 
-    def _record(self, document_id: str, outcome: AnalysisOutcome) -> None:
-        self.store.record_outcome(self.run_id, document_id, outcome)
-        self.statuses[outcome.status] += 1
+    def _record(self, document_id: str, outcome: AnalysisOutcome, run_id: str | None = None) -> None:
+        self.store.record_outcome(run_id or self.run_id, document_id, outcome)
+        if run_id in (None, self.run_id):
+            self.statuses[outcome.status] += 1

@@ -100,8 +100,8 @@ def _dedupe(docs: list[PreparedDocument]) -> tuple[list[PreparedDocument], list[
 
 LOCAL_PARTITION_SIZE = 500
 # Each partition boundary drains the pipe: measured at about two latencies of lost throughput
-# (docs/benchmarks.md). With 64 requests per concurrency slot, a boundary costs about 3 %.
-LLM_PARTITION_WAVES = 64
+# (docs/benchmarks.md). With 128 requests per concurrency slot, a boundary costs about 1.5 %.
+LLM_PARTITION_WAVES = 128
 
 
 def partition_size_for(request: BatchRequest, max_concurrent_requests: int) -> int:

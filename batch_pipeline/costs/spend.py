@@ -6,8 +6,8 @@ from batch_pipeline.costs.prices import ModelPrice, estimate_cost
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.run_budgets import open_run_budget, reserve, settle
 
-# Token estimates are offline and miss what the provider adds (the response format's schema, chat
-# framing): the worst case takes a margin on top.
+# Token estimates are offline and miss what the provider adds (chat framing, its own tokenizer's
+# differences): the worst case takes a margin on top of the messages and the response format.
 INPUT_MARGIN = 1.25
 INPUT_MARGIN_TOKENS = 64
 
@@ -28,10 +28,11 @@ class SpendLimit:
         input_tokens = int(estimated_input_tokens * INPUT_MARGIN) + INPUT_MARGIN_TOKENS
         return estimate_cost(self.price, input_tokens, 0, self.max_output_tokens, llm_api) or 0.0
 
-    def reserve(self, estimated_input_tokens: int, llm_api: str = "online") -> float:
-        """The USD reserved for one request; raises BudgetExceeded when it does not fit."""
+    def reserve(self, estimated_input_tokens: int, llm_api: str = "online", force: bool = False) -> float:
+        """The USD reserved for one request; raises BudgetExceeded when it does not fit (force: a
+        request already sent, reserved whether it fits or not)."""
         usd = self.worst_case(estimated_input_tokens, llm_api)
-        if not reserve(self.store, self.run_id, usd):
+        if not reserve(self.store, self.run_id, usd, force):
             raise BudgetExceeded(
                 f"not sent: at its worst case (${usd:.6f}) it could take the run's spend past max_cost_usd "
                 f"(${self.max_cost_usd}); run the batch again with a higher max_cost_usd to finish it from the cache"

@@ -49,7 +49,7 @@ class BatchConfig(dg.Config):
     partition_size: int | None = Field(
         default=None,
         description="Documents per analysis step (one mapped step each). Unset: 500 for ai_model local; "
-        "for an LLM, 64 x the llm resource's max_concurrent_requests (4096 by default), so the drain at "
+        "for an LLM, 128 x the llm resource's max_concurrent_requests (8192 by default), so the drain at "
         "each partition's end stays a small share of its time.",
     )
     force: bool = Field(default=False, description="Re-analyse documents that already have a result for this context.")

@@ -26,7 +26,7 @@ from batch_pipeline.llm.completions import (
 from batch_pipeline.llm.prompts import build_messages, extract_json, repair_messages
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.settings import LlmSettings
-from batch_pipeline.llm.tokens import estimate_prompt_tokens
+from batch_pipeline.llm.tokens import estimate_request_tokens
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 from batch_pipeline.rate_limits.budget import RATE_LIMIT_FALLBACK_PAUSE_SECONDS, NoSlotInTime, RateBudget
 from batch_pipeline.rate_limits.limits import retry_after_seconds
@@ -109,9 +109,9 @@ class LlmAnalyser:
 
     async def _request(self, messages, ai_model: str, model: AnalysisModel, usage: _Usage) -> _Answer:
         # Token estimates feed a tokens-per-minute limit and max_cost_usd; without them they are not worth their CPU.
-        prompt_tokens = estimate_prompt_tokens(messages) if self.budget.limits_tokens or self.spend else 0
-        estimate = prompt_tokens + self._output_estimate if self.budget.limits_tokens else 0
         kwargs = completion_request(model, ai_model, messages, self.mode, self.settings.max_output_tokens)
+        prompt_tokens = estimate_request_tokens(sent_body(kwargs)) if self.budget.limits_tokens or self.spend else 0
+        estimate = prompt_tokens + self._output_estimate if self.budget.limits_tokens else 0
         stop = _AttemptsOrRateLimitWait(self.settings.max_attempts, self.settings.rate_limit_wait_seconds)
         async for attempt in AsyncRetrying(
             stop=stop,

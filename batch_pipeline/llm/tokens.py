@@ -1,5 +1,6 @@
 """Token estimates for rate limiting, offline: bpe-openai ships its tables (tiktoken downloads them)."""
 
+import json
 import logging
 from functools import cache
 
@@ -30,3 +31,16 @@ def estimate_tokens(text: str) -> int:
 
 def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
     return sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+
+
+def estimate_request_tokens(body: dict) -> int:
+    """Input tokens of a chat-completion body: its messages and the response format's schema."""
+    tokens = estimate_prompt_tokens(body["messages"])
+    if fmt := body.get("response_format"):
+        tokens += _format_tokens(json.dumps(fmt, sort_keys=True))
+    return tokens
+
+
+@cache
+def _format_tokens(serialised: str) -> int:
+    return estimate_tokens(serialised)

@@ -166,6 +166,20 @@ class DocumentStore:
                 pending.update(conn.scalars(query))
         return [d for d in document_ids if d in pending]
 
+    def unfinished_document_ids(self, run_id: str, document_ids: Sequence[str]) -> list[str]:
+        """Those of the documents still pending, or interrupted, in the run."""
+        found: set[str] = set()
+        r = analysis_results.c
+        with self.engine.connect() as conn:
+            for chunk in in_chunks(document_ids, 500):
+                query = sa.select(r.document_id).where(
+                    r.run_id == run_id,
+                    r.status.in_([DocumentStatus.pending, DocumentStatus.interrupted]),
+                    r.document_id.in_(chunk),
+                )
+                found.update(conn.scalars(query))
+        return [d for d in document_ids if d in found]
+
     def document_texts(self, document_ids: Sequence[str]) -> dict[str, str]:
         texts: dict[str, str] = {}
         with self.engine.connect() as conn:

@@ -1,12 +1,12 @@
 """What went to a provider's Batch API, recorded before the provider is asked: a batch's key and
 documents first (``preparing``), then its input file, then its batch id (``submitted``), and
-``collected`` once its results are stored. A run that finds one of its documents in a batch that
+``collected`` once its results are stored (``abandoned``: its run died before creating it). A run that finds one of its documents in a batch that
 is not collected polls that batch instead of sending the document again."""
 
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -15,6 +15,8 @@ from batch_pipeline.store.document_store import DocumentStore, in_chunks
 from batch_pipeline.store.schema import provider_batch_documents, provider_batches
 
 PREPARING, SUBMITTED, COLLECTED = "preparing", "submitted", "collected"
+ABANDONED = "abandoned"  # recorded by a run that died before creating it; no batch exists
+OPEN = (PREPARING, SUBMITTED)
 
 
 class ProviderBatch(BaseModel):
@@ -32,9 +34,10 @@ class ProviderBatch(BaseModel):
     document_ids: list[str]
 
 
-def batch_key(run_id: str, partition_index: int, round_: int, chunk: int) -> str:
-    """Deterministic for a run's partition, round and chunk; put in the batch's metadata."""
-    return hashlib.sha256(f"{run_id}\0{partition_index}\0{round_}\0{chunk}".encode()).hexdigest()[:40]
+def batch_key(run_id: str, round_: int, document_ids: Sequence[str]) -> str:
+    """Deterministic for what a run sends in a round; put in the batch's metadata."""
+    text = "\0".join([run_id, str(round_), *sorted(document_ids)])
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
 def _now() -> datetime:
@@ -50,6 +53,10 @@ def record_preparing(
     round_: int,
     document_ids: Sequence[str],
 ) -> ProviderBatch:
+    """Record a batch about to be created (idempotent: a step retried in the same run finds its row)."""
+    with store.engine.connect() as conn:
+        if conn.scalar(sa.select(sa.func.count()).where(provider_batches.c.batch_key == key)):
+            return load_batch(store, key)
     now = _now()
     row = {
         "batch_key": key,
@@ -97,11 +104,11 @@ def open_batches_holding(
                 sa.select(b.batch_key)
                 .join_from(provider_batches, provider_batch_documents, b.batch_key == d.batch_key)
                 .where(d.document_id.in_(chunk), b.endpoint == endpoint, b.context_key == context_key)
-                .where(b.state != COLLECTED)
+                .where(b.state.in_(OPEN))
                 .distinct()
             )
             keys.update(conn.scalars(query))
-    return [_load(store, key) for key in sorted(keys)]
+    return [load_batch(store, key) for key in sorted(keys)]
 
 
 def batches_of_run(store: DocumentStore, run_id: str) -> list[ProviderBatch]:
@@ -109,10 +116,25 @@ def batches_of_run(store: DocumentStore, run_id: str) -> list[ProviderBatch]:
     query = sa.select(provider_batches.c.batch_key).where(provider_batches.c.run_id == run_id)
     with store.engine.connect() as conn:
         keys = list(conn.scalars(query.order_by(provider_batches.c.created_at)))
-    return [_load(store, key) for key in keys]
+    return [load_batch(store, key) for key in keys]
 
 
-def _load(store: DocumentStore, key: str) -> ProviderBatch:
+def abandon_if_stale(store: DocumentStore, key: str, stale_seconds: float) -> bool:
+    """Close a batch that was recorded but never got its id, once its run has not touched it for
+    stale_seconds (its run died: a live one records the id within seconds of creating it).
+    True when this call closed it; only one caller can."""
+    b = provider_batches.c
+    cutoff = _now() - timedelta(seconds=stale_seconds)
+    statement = (
+        provider_batches.update()
+        .where(b.batch_key == key, b.state == PREPARING, b.batch_id.is_(None), b.updated_at < cutoff)
+        .values(state=ABANDONED, updated_at=_now())
+    )
+    with store.engine.begin() as conn:
+        return conn.execute(statement).rowcount == 1
+
+
+def load_batch(store: DocumentStore, key: str) -> ProviderBatch:
     with store.engine.connect() as conn:
         row = conn.execute(sa.select(provider_batches).where(provider_batches.c.batch_key == key)).one()
         document_ids = list(

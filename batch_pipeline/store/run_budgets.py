@@ -22,14 +22,13 @@ def open_run_budget(store: DocumentStore, run_id: str, max_cost_usd: float) -> N
         pass  # a concurrent step created it first
 
 
-def reserve(store: DocumentStore, run_id: str, usd: float) -> bool:
-    """Take usd out of the run's budget for a request about to be sent; False when it does not fit."""
+def reserve(store: DocumentStore, run_id: str, usd: float, force: bool = False) -> bool:
+    """Take usd out of the run's budget for a request about to be sent; False when it does not fit.
+    force: for requests already sent (by a run that died), whether they fit or not."""
     b = run_budgets.c
-    statement = (
-        run_budgets.update()
-        .where(b.run_id == run_id, b.spent_usd + b.reserved_usd + usd <= b.max_cost_usd + TOLERANCE_USD)
-        .values(reserved_usd=b.reserved_usd + usd)
-    )
+    statement = run_budgets.update().where(b.run_id == run_id).values(reserved_usd=b.reserved_usd + usd)
+    if not force:
+        statement = statement.where(b.spent_usd + b.reserved_usd + usd <= b.max_cost_usd + TOLERANCE_USD)
     with store.engine.begin() as conn:
         return conn.execute(statement).rowcount == 1
 

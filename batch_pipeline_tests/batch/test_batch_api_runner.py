@@ -1,6 +1,9 @@
 """The Batch API runner without Dagster: a batch recorded by a run that died before hearing its id."""
 
 import asyncio
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 
 import openai
 import pytest
@@ -16,7 +19,8 @@ from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.settings import LlmApi, LlmSettings
-from batch_pipeline.store.provider_batches import batches_of_run, record_preparing
+from batch_pipeline.store.provider_batches import batches_of_run, record_preparing, update_batch
+from batch_pipeline.store.schema import provider_batches
 from batch_pipeline_tests.fake_openai_server import FakeOpenAIServer
 
 CONTEXT = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="gpt-test")
@@ -72,24 +76,42 @@ def finish(store, server, run_id: str, ids: list[str]) -> tuple[dict[str, int], 
     return asyncio.run(run()).status_counts, logged
 
 
-@pytest.mark.parametrize("created_at_the_provider", [True, False])
-def test_a_batch_recorded_before_its_create_is_found_or_created_once(store, created_at_the_provider):
+def create_at_provider(server, store, key: str, ids: list[str]) -> str:
+    """What the run that recorded the batch did (or does) next: upload its file and create it."""
+    client = openai.OpenAI(api_key=KEY, base_url=server.url)
+    texts = store.document_texts(ids)
+    lines = [request_line(d, body_for(texts[d])) for d in ids]
+    upload = client.files.create(file=("in.jsonl", b"".join(lines)), purpose="batch")
+    batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={KEY_FIELD: key})  # fmt: skip
+    return batch.id
+
+
+@pytest.mark.parametrize("owner", ["died_after_create", "died_before_create", "still_creating"])
+def test_a_batch_recorded_before_its_create_is_created_exactly_once(store, owner):
     with FakeOpenAIServer() as server:
-        ids = register(store, "dead-run", 6)
-        row = record_preparing(store, "k" * 40, server.url, CONTEXT.cache_key(), "dead-run", 0, ids)
-        if created_at_the_provider:  # the process died after batches.create, before recording its id
-            client = openai.OpenAI(api_key=KEY, base_url=server.url)
-            texts = store.document_texts(ids)
-            lines = [request_line(d, body_for(texts[d])) for d in ids]
-            upload = client.files.create(file=("in.jsonl", b"".join(lines)), purpose="batch")
-            client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                  completion_window="24h", metadata={KEY_FIELD: row.batch_key})  # fmt: skip
-        register(store, "new-run", 6)
-        counts, logged = finish(store, server, "new-run", ids)
+        ids = register(store, "first-run", 6)
+        row = record_preparing(store, "k" * 40, server.url, CONTEXT.cache_key(), "first-run", 0, ids)
+        if owner == "died_after_create":
+            create_at_provider(server, store, row.batch_key, ids)
+        if owner == "died_before_create":  # and long enough ago that no live run can be creating it
+            with store.engine.begin() as conn:
+                conn.execute(provider_batches.update().values(updated_at=datetime.now(UTC) - timedelta(minutes=11)))
+        if owner == "still_creating":  # the first run is alive: it creates the batch and records its id
+
+            def first_run_goes_on() -> None:
+                time.sleep(1)
+                update_batch(store, row.batch_key, batch_id=create_at_provider(server, store, row.batch_key, ids))
+
+            threading.Thread(target=first_run_goes_on).start()
+        register(store, "second-run", 6)
+        counts, logged = finish(store, server, "second-run", ids)
     assert counts == {"ok": 6}
+    assert server.batch_creations == 1, "a batch was created twice"
     assert not [r for r in server.requests if r.batch_id is None and r.document], "a document went online"
-    assert server.batch_creations == 1, "a batch the provider already had was created again"
     found = any("found at the provider by its key" in message for message in logged)
-    assert found == created_at_the_provider
-    (batch,) = batches_of_run(store, "dead-run")
-    assert batch.state == "collected" and batch.batch_id == next(iter(server.batches))
+    assert found or owner != "died_after_create"
+    assert not found or owner != "died_before_create"
+    if owner != "died_before_create":
+        (batch,) = batches_of_run(store, "first-run")
+        assert batch.state == "collected" and batch.batch_id == next(iter(server.batches))
