@@ -177,6 +177,7 @@ def test_a_run_killed_while_its_batch_is_in_progress_is_finished_by_resume_witho
     assert not online_document_requests(server)
     (batch,) = batches_of_run(store, killed_run)
     assert batch.state == "collected" and batch.batch_id == next(iter(server.batches))
+    assert batches_of_run(store, new_run) == [batch]  # adopted: `status` shows it for the resumed run too
     store.close()
 
 

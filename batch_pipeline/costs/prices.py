@@ -21,6 +21,7 @@ class ModelPrice(BaseModel):
     output: float
     # The Batch API's prices; None: the table has none for this model (priced as online, to be safe).
     batch_input: float | None = None
+    batch_cached_input: float | None = None  # None: cached input costs batch_input in the Batch API
     batch_output: float | None = None
 
     def rates(self, llm_api: str = "online") -> tuple[float, float, float]:
@@ -28,7 +29,8 @@ class ModelPrice(BaseModel):
         cached = self.input if self.cached_input is None else self.cached_input
         if llm_api != "batch" or self.batch_input is None or self.batch_output is None:
             return self.input, cached, self.output
-        return self.batch_input, min(cached, self.batch_input), self.batch_output
+        batch_cached = self.batch_input if self.batch_cached_input is None else self.batch_cached_input
+        return self.batch_input, batch_cached, self.batch_output
 
 
 # Published list prices (USD / 1M tokens) when this table was written; check your provider's.

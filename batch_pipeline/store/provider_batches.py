@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from batch_pipeline.store.document_store import DocumentStore, in_chunks
-from batch_pipeline.store.schema import provider_batch_documents, provider_batches
+from batch_pipeline.store.schema import analysis_results, batch_runs, provider_batch_documents, provider_batches
 
 PREPARING, SUBMITTED, COLLECTED = "preparing", "submitted", "collected"
 ABANDONED = "abandoned"  # recorded by a run that died before creating it; no batch exists
@@ -112,10 +112,19 @@ def open_batches_holding(
 
 
 def batches_of_run(store: DocumentStore, run_id: str) -> list[ProviderBatch]:
-    """The batches a run submitted, oldest first."""
-    query = sa.select(provider_batches.c.batch_key).where(provider_batches.c.run_id == run_id)
+    """The batches a run submitted, and those it adopted (they hold its documents, under its
+    context), oldest first."""
+    b, d, r = provider_batches.c, provider_batch_documents.c, analysis_results.c
+    its_documents = sa.select(r.document_id).where(r.run_id == run_id)
+    its_context = sa.select(batch_runs.c.context_key).where(batch_runs.c.run_id == run_id).scalar_subquery()
+    adopted = (
+        sa.select(b.batch_key)
+        .join_from(provider_batches, provider_batch_documents, b.batch_key == d.batch_key)
+        .where(d.document_id.in_(its_documents), b.context_key == its_context)
+    )
+    query = sa.select(b.batch_key).where(sa.or_(b.run_id == run_id, b.batch_key.in_(adopted)))
     with store.engine.connect() as conn:
-        keys = list(conn.scalars(query.order_by(provider_batches.c.created_at)))
+        keys = list(conn.scalars(query.order_by(b.created_at)))
     return [load_batch(store, key) for key in keys]
 
 

@@ -11,6 +11,8 @@ import pytest
 from batch_pipeline.batch.batch_api_runner import BatchApiRun
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.costs.prices import ModelPrice
+from batch_pipeline.costs.spend import SpendLimit
 from batch_pipeline.documents.vetting import PreparedDocument, document_id
 from batch_pipeline.llm.batch_api import KEY_FIELD, BatchApi
 from batch_pipeline.llm.batch_lines import request_line
@@ -20,6 +22,7 @@ from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.settings import LlmApi, LlmSettings
 from batch_pipeline.store.provider_batches import batches_of_run, record_preparing, update_batch
+from batch_pipeline.store.run_budgets import spend_of
 from batch_pipeline.store.schema import provider_batches
 from batch_pipeline_tests.fake_openai_server import FakeOpenAIServer
 
@@ -59,14 +62,14 @@ def register(store, run_id: str, count: int) -> list[str]:
     return [d.document_id for d in docs]
 
 
-def finish(store, server, run_id: str, ids: list[str]) -> tuple[dict[str, int], list[str]]:
+def finish(store, server, run_id: str, ids: list[str], spend=None) -> tuple[dict[str, int], list[str]]:
     """A new run's partition through the Batch API, as the analysis step runs it."""
     partition = Partition(index=0, project="p", context=CONTEXT, document_ids=ids,
                           response_format=ResponseFormatMode.json_schema, llm_api=LlmApi.batch)  # fmt: skip
     provider, logged = LlmProvider(settings_for(server.url)), []
 
     async def run():
-        analyser = provider.analyser(ResponseFormatMode.json_schema, "gpt-test", logged.append)
+        analyser = provider.analyser(ResponseFormatMode.json_schema, "gpt-test", logged.append, spend)
         api = BatchApi(analyser.client, 3, 1)
         try:
             return await BatchApiRun(store, run_id, partition, analyser, api, server.url, logged.append).analyse()
@@ -115,3 +118,19 @@ def test_a_batch_recorded_before_its_create_is_created_exactly_once(store, owner
     if owner != "died_before_create":
         (batch,) = batches_of_run(store, "first-run")
         assert batch.state == "collected" and batch.batch_id == next(iter(server.batches))
+
+
+def test_a_resumed_run_counts_the_batch_it_adopts_against_its_budget(store):
+    price = ModelPrice(input=100.0, output=400.0, batch_input=50.0, batch_output=200.0)
+    with FakeOpenAIServer() as server:
+        ids = register(store, "first-run", 4)
+        row = record_preparing(store, "k" * 40, server.url, CONTEXT.cache_key(), "first-run", 0, ids)
+        create_at_provider(server, store, row.batch_key, ids)
+        register(store, "second-run", 4)
+        spend = SpendLimit(store, "second-run", 0.001, price, max_output_tokens=512)  # less than the batch costs
+        counts, _ = finish(store, server, "second-run", ids, spend)
+    assert counts == {"ok": 4} and server.batch_creations == 1
+    budget, spent, in_flight = spend_of(store, "second-run")
+    rows = store.results("second-run")
+    paid = (rows["input_tokens"].sum() * 50.0 + rows["output_tokens"].sum() * 200.0) / 1e6
+    assert spent == pytest.approx(paid) and spent > budget and in_flight == pytest.approx(0)

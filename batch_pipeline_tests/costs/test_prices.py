@@ -41,3 +41,10 @@ def test_batch_api_tokens_cost_the_batch_price_of_their_model_and_online_where_i
     assert estimate_cost(no_batch_price, 1_000_000, 0, 1_000_000, "batch") == pytest.approx(10.0)
     mini = DEFAULT_PRICES["gpt-4o-mini"]
     assert (mini.batch_input, mini.batch_output) == (0.075, 0.30)  # per model, from the provider's table
+
+
+def test_cached_input_in_the_batch_api_costs_its_own_price_or_the_batch_input_price():
+    price = ModelPrice(input=2.0, output=8.0, batch_input=1.0, batch_output=4.0)
+    assert estimate_cost(price, 1_000_000, 1_000_000, 0, "batch") == pytest.approx(1.0)
+    price = price.model_copy(update={"batch_cached_input": 0.25})
+    assert estimate_cost(price, 1_000_000, 1_000_000, 0, "batch") == pytest.approx(0.25)
