@@ -192,3 +192,18 @@ def _run_ids(store: DocumentStore) -> set[str]:
 
     with store.engine.connect() as conn:
         return set(conn.scalars(sa.select(batch_runs.c.run_id)))
+
+
+def test_a_garbled_batch_answer_is_repaired_online(pipeline_home, instance, key, tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", 20)
+    with FakeOpenAIServer(Behaviour(malformed_rate=0.3)) as server:
+        result = batch_run(instance, server, corpus)
+    rows = rows_of(result.run_id)
+    repairs = [r for r in server.requests if r.is_repair]
+    assert repairs and all(r.batch_id is None for r in repairs), "repairs go online"
+    assert (rows["llm_api"] == "batch").all() and set(rows["status"]) <= {"ok", "invalid_output"}
+    assert (rows["attempts"] >= 2).sum() == len({r.document for r in repairs})
+    repaired = rows[rows["attempts"] >= 2]
+    assert (repaired["status"] == "ok").any()  # a repair that worked
+    given_up = rows[rows["status"] == "invalid_output"]
+    assert (given_up["attempts"] == 3).all() and given_up["raw_output"].notna().all()  # the batch answer + 2 repairs
