@@ -61,7 +61,6 @@ class BatchApiRun:
         self.texts: dict[str, str] = {}
         self.todo: set[str] = set()
         self.spend = BatchSpend(analyser.spend)
-        self.preparing_stale_seconds = PREPARING_STALE_SECONDS
 
     async def analyse(self) -> PartitionSummary:
         started = time.monotonic()
@@ -135,7 +134,7 @@ class BatchApiRun:
                 return self._recorded(row, found, "found at the provider by its key, created by an earlier attempt")
             if (now := load_batch(self.store, row.batch_key)).batch_id is not None:
                 return now  # its run recorded the id meanwhile
-            if abandon_if_stale(self.store, row.batch_key, self.preparing_stale_seconds):
+            if abandon_if_stale(self.store, row.batch_key, PREPARING_STALE_SECONDS):
                 return None
             await asyncio.sleep(PREPARING_RECHECK_SECONDS)
 

@@ -3,7 +3,6 @@ excluded), their input tokens from the offline tokenizer over the real prompts, 
 tokens, and the price online and through the Batch API. Calibrated from the usage earlier runs of
 the same context recorded, when there are any."""
 
-import json
 import random
 
 import sqlalchemy as sa
@@ -14,7 +13,7 @@ from batch_pipeline.context import ProcessingContext
 from batch_pipeline.costs.prices import estimate_cost, price_for, price_table
 from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.response_format import ResponseFormatMode, response_format
-from batch_pipeline.llm.tokens import estimate_prompt_tokens, estimate_tokens
+from batch_pipeline.llm.tokens import estimate_request_tokens, estimate_tokens
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.response_formats import remembered_response_format
 from batch_pipeline.store.schema import analysis_results, batch_runs, documents
@@ -71,12 +70,7 @@ def expected_response_format(
 def prompt_tokens(context: ProcessingContext, text: str, mode: ResponseFormatMode) -> int:
     """Input tokens of one document's request as the tokenizer counts them, the response format's schema included."""
     messages = build_messages(context.model, context.custom_instructions, text, mode)
-    return estimate_prompt_tokens(messages) + _format_tokens(context, mode)
-
-
-def _format_tokens(context: ProcessingContext, mode: ResponseFormatMode) -> int:
-    fmt = response_format(context.model, mode)
-    return estimate_tokens(json.dumps(fmt)) if fmt else 0
+    return estimate_request_tokens({"messages": messages, "response_format": response_format(context.model, mode)})
 
 
 def estimate_batch(

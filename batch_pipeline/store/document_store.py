@@ -155,27 +155,19 @@ class DocumentStore:
             conn.exec_driver_sql(sql, values)
 
     def pending_document_ids(self, run_id: str, document_ids: Sequence[str]) -> list[str]:
-        pending: set[str] = set()
-        with self.engine.connect() as conn:
-            for chunk in in_chunks(document_ids, 500):
-                query = sa.select(analysis_results.c.document_id).where(
-                    analysis_results.c.run_id == run_id,
-                    analysis_results.c.status == DocumentStatus.pending,
-                    analysis_results.c.document_id.in_(chunk),
-                )
-                pending.update(conn.scalars(query))
-        return [d for d in document_ids if d in pending]
+        return self._ids_in_status(run_id, document_ids, [DocumentStatus.pending])
 
     def unfinished_document_ids(self, run_id: str, document_ids: Sequence[str]) -> list[str]:
         """Those of the documents still pending, or interrupted, in the run."""
+        return self._ids_in_status(run_id, document_ids, [DocumentStatus.pending, DocumentStatus.interrupted])
+
+    def _ids_in_status(self, run_id: str, document_ids: Sequence[str], statuses: list[DocumentStatus]) -> list[str]:
         found: set[str] = set()
         r = analysis_results.c
         with self.engine.connect() as conn:
             for chunk in in_chunks(document_ids, 500):
                 query = sa.select(r.document_id).where(
-                    r.run_id == run_id,
-                    r.status.in_([DocumentStatus.pending, DocumentStatus.interrupted]),
-                    r.document_id.in_(chunk),
+                    r.run_id == run_id, r.status.in_(statuses), r.document_id.in_(chunk)
                 )
                 found.update(conn.scalars(query))
         return [d for d in document_ids if d in found]

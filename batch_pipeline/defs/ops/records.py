@@ -4,7 +4,7 @@ import time
 
 import dagster as dg
 
-from batch_pipeline.batch.estimate import estimate_batch, expected_response_format
+from batch_pipeline.batch.estimate import estimate_batch, expected_response_format, prompt_tokens
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.batch.registration import (
     BatchRequest,
@@ -21,10 +21,8 @@ from batch_pipeline.costs.spend import BudgetExceeded, SpendLimit
 from batch_pipeline.defs.config import BatchConfig
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource
 from batch_pipeline.documents.sources import SourceError
-from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.provider import LlmUnavailable
 from batch_pipeline.llm.response_format import FALLBACK_ORDER, ResponseFormatMode
-from batch_pipeline.llm.tokens import estimate_prompt_tokens
 from batch_pipeline.settings import NotAllowed
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.response_formats import remember_response_format, remembered_response_format
@@ -147,9 +145,8 @@ def _count_probes(store: DocumentStore, run_id: str, processing: ProcessingConte
     price = price_for(processing.ai_model, price_table())
     spend = SpendLimit(store, run_id, max_cost_usd, price, max_output_tokens=1)
     try:
-        for mode in FALLBACK_ORDER:
-            messages = build_messages(processing.model, processing.custom_instructions, "", mode)
-            spend.keep(spend.reserve(estimate_prompt_tokens(messages)))
+        for mode in FALLBACK_ORDER:  # a probe is the run's prompt with an empty document
+            spend.keep(spend.reserve(prompt_tokens(processing, "", mode)))
     except BudgetExceeded as e:
         raise dg.Failure(f"{NOT_SENT}probing the response format {e}") from None
 
