@@ -68,12 +68,15 @@ def test_processes_sharing_a_configured_limit_never_exceed_it_together(redis_url
         statuses = analyse_in_processes(settings_for(server.url, redis_url, requests_per_minute=600))
     assert statuses == ["ok"] * PROCESSES * DOCUMENTS_EACH
     assert not server.completions(status=429)
-    # Slots 0.1 s apart (at 98 %): at most 10 a second over the run, and over any window, but for
-    # a few requests sent late (a new connection, three processes and the server on two cores)
-    # arriving together with the next ones. Each process alone would send 10 a second.
+    # Slots 0.101 s apart (at 99 %): 10 a second over the run, and over any window, but for a few
+    # requests sent late (a new connection, three processes and the server on two cores) arriving
+    # together with the next ones; the mean is taken after each process's first request (its
+    # connection set-up), within 2 % of jitter. Each process alone would send 10 a second: 30 together.
     times = sorted(r.at for r in server.requests)
-    assert (len(times) - 1) / (times[-1] - times[0]) <= 10
-    assert busiest(times, 1.0) <= 13 and busiest(times, 5.0) <= 52
+    steady = times[PROCESSES:]
+    assert (len(steady) - 1) / (steady[-1] - steady[0]) <= 10 * 1.02
+    # Over any window: its slots, plus each process's first request arriving late with the next ones.
+    assert busiest(times, 1.0) <= 10 + PROCESSES and busiest(times, 5.0) <= 50 + PROCESSES
 
 
 def test_processes_learn_the_announced_limit_and_share_it(redis_url):
