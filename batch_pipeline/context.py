@@ -15,9 +15,13 @@ LOCAL_AI_MODEL = "local"
 MODEL_KEY_TAG = "batch_pipeline/model_key"
 AI_MODEL_TAG = "batch_pipeline/ai_model"
 TRIGGER_TAG = "batch_pipeline/trigger"  # which sensor or schedule launched the run
-# Run priority for the queued run coordinator (the `dagster/priority` tag: higher starts first).
+# A run's priority orders it twice: in Dagster's run queue (`dagster/priority`: higher starts first)
+# and, on the Celery executor, on the broker (`dagster-celery/run_priority`, added to each step's
+# default of 5: RabbitMQ hands a high run's steps (9) to workers before a normal (5) or low (1) one's).
 PRIORITY_TAG = "dagster/priority"
+BROKER_PRIORITY_TAG = "dagster-celery/run_priority"
 PRIORITIES = {"high": "10", "normal": "0", "low": "-10"}
+BROKER_PRIORITIES = {"high": "4", "normal": "0", "low": "-4"}
 
 # Built from the registry so Dagster refuses an unknown key at launch and the Launchpad offers the choices.
 ModelKey = enum.Enum("ModelKey", {key: key for key in REGISTRY}, type=str)
@@ -61,4 +65,5 @@ class ProcessingContext(BaseModel):
         tags = {MODEL_KEY_TAG: self.model_key.value, AI_MODEL_TAG: self.ai_model}
         if priority is not None:
             tags[PRIORITY_TAG] = PRIORITIES[priority]
+            tags[BROKER_PRIORITY_TAG] = BROKER_PRIORITIES[priority]
         return tags

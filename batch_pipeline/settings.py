@@ -17,6 +17,13 @@ API_KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 ALLOWED_BASE_URLS_ENV = "BATCH_PIPELINE_LLM_BASE_URLS"
 RATE_LIMIT_URL_ENV = "BATCH_PIPELINE_RATE_LIMIT_URL"
+EXECUTOR_ENV = "BATCH_PIPELINE_EXECUTOR"
+EXECUTORS = ("in_process", "multiprocess", "celery")
+CELERY_BROKER_ENV = "BATCH_PIPELINE_CELERY_BROKER"
+CELERY_BACKEND_ENV = "BATCH_PIPELINE_CELERY_BACKEND"
+# RabbitMQ: a Redis broker would deliver Celery's priorities in reverse.
+DEFAULT_CELERY_BROKER = "pyamqp://guest@localhost:5672//"
+DEFAULT_CELERY_BACKEND = "rpc://"
 
 
 class NotAllowed(ValueError):
@@ -91,3 +98,36 @@ def rate_limit_url(requested: str | None) -> str | None:
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise NotAllowed("the llm resource's rate_limit_url must be a redis://, rediss:// or unix:// URL")
     return requested
+
+
+def celery_broker_url(requested: str | None = None) -> str:
+    """The Celery broker of runs and workers: the run's choice, else ``$BATCH_PIPELINE_CELERY_BROKER``,
+    else RabbitMQ on localhost. A password only through the environment variable."""
+    return _no_password(requested, "broker", CELERY_BROKER_ENV) or os.environ.get(CELERY_BROKER_ENV) or DEFAULT_CELERY_BROKER
+
+
+def celery_backend_url(requested: str | None = None) -> str:
+    """The Celery result backend: the run's choice, else ``$BATCH_PIPELINE_CELERY_BACKEND``, else ``rpc://``."""
+    return (
+        _no_password(requested, "backend", CELERY_BACKEND_ENV)
+        or os.environ.get(CELERY_BACKEND_ENV)
+        or DEFAULT_CELERY_BACKEND
+    )
+
+
+def _no_password(url: str | None, name: str, env: str) -> str | None:
+    if url is not None and urlsplit(url).password is not None:
+        raise NotAllowed(
+            f"the celery executor's {name} URL holds a password, and run config is stored in the event log: "
+            f"set ${env} instead"
+        )
+    return url
+
+
+def triggered_run_executor() -> str | None:
+    """The executor of the runs the inbox sensor and the schedule launch: ``$BATCH_PIPELINE_EXECUTOR``
+    (in_process, multiprocess or celery), else the job's default (in_process)."""
+    executor = os.environ.get(EXECUTOR_ENV) or None
+    if executor is not None and executor not in EXECUTORS:
+        raise NotAllowed(f"${EXECUTOR_ENV} is {executor!r}; it must be one of {', '.join(EXECUTORS)}")
+    return executor

@@ -112,6 +112,11 @@ class OfflineAnalyser:
                     self._start([item])
                 return
             results = [e]
+        except Exception as e:  # the pool itself failed: the partition fails, instead of waiting forever
+            for _, _, outcome in chunk:
+                if not outcome.done():
+                    outcome.set_exception(e)
+            return
         for (_, _, outcome), result in zip(chunk, results, strict=True):
             if not outcome.done():
                 outcome.set_result(self._outcome(result))

@@ -1,5 +1,5 @@
 """The ``batch-pipeline`` command: inspect runs' results and status, list models, check a run
-config or estimate its cost, submit to a webserver, resume a dead run."""
+config or estimate its cost, submit to a webserver, resume a dead run, start a Celery worker."""
 
 import argparse
 import os
@@ -83,7 +83,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     context = ProcessingContext(
         model_key=ModelKey[args.model_key], ai_model=args.ai_model, custom_instructions=args.instructions
     )
-    run_config, tags = remote.submission(args.project, str(Path(args.path).resolve()), context, args.priority)
+    run_config, tags = remote.submission(
+        args.project, str(Path(args.path).resolve()), context, args.priority, args.executor
+    )
     try:
         run_id = remote.submit(args.url, run_config, tags)
     except remote.WebserverUnreachable as e:
@@ -94,6 +96,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return 1
     print(run_id)
     return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from batch_pipeline.workers.worker import WorkerRefused, exec_worker
+
+    try:
+        exec_worker(args.name, [q.strip() for q in args.queues.split(",") if q.strip()], args.concurrency)
+    except WorkerRefused as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0  # not reached: the worker replaced this process
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -165,10 +178,30 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--model-key", required=True, help=f"one of: {', '.join(REGISTRY)}")
     submit.add_argument("--ai-model", required=True, help="the LLM name, or 'local' for the offline analysers")
     submit.add_argument("--instructions", default="", help="custom_instructions")
-    submit.add_argument("--priority", choices=["high", "normal", "low"], default="normal")
+    submit.add_argument(
+        "--priority",
+        choices=["high", "normal", "low"],
+        default="normal",
+        help="orders the run in Dagster's run queue and, on Celery, its steps on the broker",
+    )
+    submit.add_argument(
+        "--executor",
+        choices=["in_process", "multiprocess", "celery"],
+        help="where the run's steps execute (default: in_process); celery: on `batch-pipeline worker` processes",
+    )
     submit.add_argument("--project", default="default")
     submit.add_argument("--url", default=os.environ.get("DAGSTER_WEBSERVER_URL", "http://127.0.0.1:3000"))
     submit.set_defaults(handler=cmd_submit)
+
+    worker = commands.add_parser(
+        "worker",
+        help="start a Celery worker for runs with the celery executor (broker and backend: "
+        "$BATCH_PIPELINE_CELERY_BROKER, $BATCH_PIPELINE_CELERY_BACKEND; needs $DAGSTER_HOME)",
+    )
+    worker.add_argument("--name", help="the worker's name (NAME@host); default: batch-pipeline-<random>")
+    worker.add_argument("--queues", default="dagster", help="comma-separated queues to take steps from")
+    worker.add_argument("--concurrency", type=int, default=1, help="steps this worker runs at once (default 1)")
+    worker.set_defaults(handler=cmd_worker)
 
     init = commands.add_parser(
         "init", help="create $DAGSTER_HOME's storage once, before runs are launched in it (safe to repeat)"

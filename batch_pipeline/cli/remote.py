@@ -44,9 +44,11 @@ def remote_run_status(url: str, run_id: str) -> str:
         return f"unknown ({e})"
 
 
-def submission(project: str, path: str, context: ProcessingContext, priority: str) -> tuple[dict, dict[str, str]]:
+def submission(
+    project: str, path: str, context: ProcessingContext, priority: str, executor: str | None = None
+) -> tuple[dict, dict[str, str]]:
     """The run config and tags of a submitted batch."""
-    return batch_run_config(project, path, context), context.run_tags(priority)
+    return batch_run_config(project, path, context, executor), context.run_tags(priority)
 
 
 def submit(url: str, run_config: dict, tags: dict[str, str]) -> str:

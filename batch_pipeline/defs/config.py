@@ -107,11 +107,15 @@ class BatchConfig(dg.Config):
         )
 
 
-def batch_run_config(project: str, source: str, context: ProcessingContext) -> dict:
+def batch_run_config(project: str, source: str, context: ProcessingContext, executor: str | None = None) -> dict:
     """Run config for document_batch_job over a folder or .jsonl file (what submit, the inbox sensor
-    and the schedule launch): only what they set, as a user would write it."""
+    and the schedule launch): only what they set, as a user would write it. executor: in_process
+    (None: the job's default), multiprocess or celery, with that executor's defaults."""
     config = {"project": project, "source": source, "context": context.as_run_config()}
-    return {"ops": {BATCH_OP: {"config": config}}}
+    run_config: dict = {"ops": {BATCH_OP: {"config": config}}}
+    if executor is not None:
+        run_config["execution"] = {"config": {executor: {}}}
+    return run_config
 
 
 def batch_config_of(run_config: dict) -> dict:

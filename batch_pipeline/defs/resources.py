@@ -5,6 +5,7 @@ from pydantic import Field, PrivateAttr
 
 from batch_pipeline import settings
 from batch_pipeline.batch.offline import OfflineAnalyser, OfflineWorkers
+from batch_pipeline.defs.executor import runs_steps_in_its_own_process
 from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.settings import LlmSettings
@@ -19,21 +20,23 @@ class DocumentStoreResource(dg.ConfigurableResource):
 
     _store: DocumentStore | None = PrivateAttr(default=None)
 
-    _run_id: str | None = PrivateAttr(default=None)
+    _ends_with_run_id: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._store = DocumentStore(settings.database_url())
         self._store.create_schema()
-        self._run_id = context.run.run_id if context.run else None
+        if context.run and runs_steps_in_its_own_process(context.run.run_config):
+            self._ends_with_run_id = context.run.run_id
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._store is None:
             return
         try:
-            # The job's executor is in-process, so resources end with the run: a document still
-            # pending now will not be analysed by it (the run was stopped between steps, or failed).
-            if self._run_id:
-                self._store.mark_interrupted(self._run_id, UNFINISHED_NOTE.format(run_id=self._run_id))
+            # In-process, resources end with the run: a document still pending now will not be
+            # analysed by it (the run was stopped between steps, or failed). With a process per step
+            # other steps may still be analysing; batch_failure_sensor marks a failed run's instead.
+            if run_id := self._ends_with_run_id:
+                self._store.mark_interrupted(run_id, UNFINISHED_NOTE.format(run_id=run_id))
         finally:
             self._store.close()
 

@@ -9,6 +9,7 @@ import dagster as dg
 from batch_pipeline import settings
 from batch_pipeline.defs.config import batch_config_of
 from batch_pipeline.defs.job import document_batch_job
+from batch_pipeline.defs.resources import UNFINISHED_NOTE
 from batch_pipeline.outcome import count_failed
 from batch_pipeline.store import DocumentStore
 
@@ -37,14 +38,17 @@ def failure_message(run: dg.DagsterRun, error: str | None, status_counts: dict[s
 @dg.run_failure_sensor(
     monitored_jobs=[document_batch_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Logs every failed batch (run, context, failed documents) and posts it to "
-    "$BATCH_PIPELINE_FAILURE_WEBHOOK_URL when set.",
+    description="Marks a failed batch's unfinished documents interrupted, logs the batch (run, context, failed "
+    "documents) and posts it to $BATCH_PIPELINE_FAILURE_WEBHOOK_URL when set.",
 )
 def batch_failure_sensor(context: dg.RunFailureSensorContext):
+    run_id = context.dagster_run.run_id
     store = DocumentStore(settings.database_url())
     try:
         store.create_schema()
-        counts = store.status_counts(context.dagster_run.run_id)
+        # A run with a process per step has no resource that outlives it to do this (resources.py).
+        store.mark_interrupted(run_id, UNFINISHED_NOTE.format(run_id=run_id))
+        counts = store.status_counts(run_id)
     finally:
         store.close()
     message = failure_message(context.dagster_run, context.failure_event.message, counts)

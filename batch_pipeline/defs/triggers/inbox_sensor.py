@@ -80,6 +80,6 @@ def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxConfig):
     context.update_cursor(json.dumps({**seen, **fresh}))
     return dg.RunRequest(
         run_key=batch.run_key,
-        run_config=batch_run_config(batch.project, str(source), batch.context),
+        run_config=batch_run_config(batch.project, str(source), batch.context, settings.triggered_run_executor()),
         tags={**processing.run_tags(priority), TRIGGER_TAG: "inbox_sensor"},
     )

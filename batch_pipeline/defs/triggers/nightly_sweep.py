@@ -32,6 +32,8 @@ def nightly_compliance_sweep(context: dg.ScheduleEvaluationContext):
     processing = ProcessingContext(model_key=ModelKey.content_compliance, ai_model=LOCAL_AI_MODEL)
     return dg.RunRequest(
         run_key=context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else None,
-        run_config=batch_run_config("nightly-sweep", str(folder.resolve()), processing),
+        run_config=batch_run_config(
+            "nightly-sweep", str(folder.resolve()), processing, settings.triggered_run_executor()
+        ),
         tags={**processing.run_tags("low"), TRIGGER_TAG: "nightly_compliance_sweep"},
     )

@@ -1,0 +1,95 @@
+"""The job's executor, chosen per run: in_process (the default), multiprocess on this host, or Celery workers.
+
+Modelled on Dagster's multi_or_in_process_executor, which offers only the first two.
+"""
+
+import dagster as dg
+from dagster_celery import celery_executor
+
+from batch_pipeline import settings
+from batch_pipeline.workers.celery_settings import DEFAULT_QUEUE, celery_settings
+
+CELERY_CONFIG = {
+    "broker": dg.Field(
+        str,
+        is_required=False,
+        description=f"Unset: ${settings.CELERY_BROKER_ENV}, else {settings.DEFAULT_CELERY_BROKER} (RabbitMQ: a Redis "
+        "broker would reverse the priorities). Workers must use the same. A URL with a password only through the "
+        "environment variable.",
+    ),
+    "backend": dg.Field(
+        str,
+        is_required=False,
+        description=f"Result backend (redis://… or rpc://). Unset: ${settings.CELERY_BACKEND_ENV}, else "
+        f"{settings.DEFAULT_CELERY_BACKEND}.",
+    ),
+    "queue": dg.Field(
+        str,
+        default_value=DEFAULT_QUEUE,
+        description="The queue this run's steps go to; workers take from the queues given to "
+        "`batch-pipeline worker --queues`. A run's priority orders its steps within the queue.",
+    ),
+    "config_source": dg.Field(
+        dg.Permissive(),
+        is_required=False,
+        description="More Celery settings, over this product's (late acknowledgement, one message per worker "
+        "slot, priority queues). Workers must be started with the same.",
+    ),
+}
+
+EXECUTORS = {
+    "in_process": dg.in_process_executor,
+    "multiprocess": dg.multiprocess_executor,
+    "celery": celery_executor,
+}
+
+
+def _requirements(config: dict) -> list[dg.ExecutorRequirement]:
+    return [] if "in_process" in config else dg.multiple_process_executor_requirements()
+
+
+@dg.executor(
+    name="in_process_multiprocess_or_celery",
+    config_schema=dg.Field(
+        dg.Selector(
+            {
+                "in_process": dg.in_process_executor.config_schema.as_field(),
+                "multiprocess": dg.multiprocess_executor.config_schema.as_field(),
+                "celery": dg.Field(CELERY_CONFIG),
+            }
+        ),
+        default_value={"in_process": {}},
+        description="in_process (default): every step in the run's process, one after another. multiprocess: a "
+        "process per step on this host. celery: steps on Celery workers (`batch-pipeline worker`), on any host "
+        "sharing the instance's PostgreSQL storage and the document store.",
+    ),
+    requirements=_requirements,
+)
+def batch_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
+    ((choice, config),) = init_context.executor_config.items()
+    if choice == "celery":
+        config = celery_executor_config(config)
+    definition = EXECUTORS[choice]
+    return definition.executor_creation_fn(
+        dg.InitExecutorContext(
+            job=init_context.job, executor_def=definition, executor_config=config, instance=init_context.instance
+        )
+    )
+
+
+def celery_executor_config(config: dict) -> dict:
+    """dagster-celery's executor config from this product's: the deployment's broker and backend, the
+    settings workers share, the run's queue."""
+    return {
+        "broker": settings.celery_broker_url(config.get("broker")),
+        "backend": settings.celery_backend_url(config.get("backend")),
+        "include": [],
+        "config_source": {**celery_settings(config["queue"]), **(config.get("config_source") or {})},
+        "retries": {"enabled": {}},
+    }
+
+
+def runs_steps_in_its_own_process(run_config: dict) -> bool:
+    """Whether every step of a run with this config executes in the run's process, so that resources
+    live as long as the run (they are set up for each step otherwise)."""
+    return "in_process" in (run_config.get("execution") or {}).get("config", {"in_process": {}})
