@@ -22,6 +22,8 @@ PRIORITY_TAG = "dagster/priority"
 BROKER_PRIORITY_TAG = "dagster-celery/run_priority"
 PRIORITIES = {"high": "10", "normal": "0", "low": "-10"}
 BROKER_PRIORITIES = {"high": "4", "normal": "0", "low": "-4"}
+# Seconds after which the daemon's run monitoring stops a run (instance config: run_monitoring.enabled).
+MAX_RUNTIME_TAG = "dagster/max_runtime"
 
 # Built from the registry so Dagster refuses an unknown key at launch and the Launchpad offers the choices.
 ModelKey = enum.Enum("ModelKey", {key: key for key in REGISTRY}, type=str)

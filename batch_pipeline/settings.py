@@ -21,6 +21,8 @@ EXECUTOR_ENV = "BATCH_PIPELINE_EXECUTOR"
 EXECUTORS = ("in_process", "multiprocess", "celery")
 CELERY_BROKER_ENV = "BATCH_PIPELINE_CELERY_BROKER"
 CELERY_BACKEND_ENV = "BATCH_PIPELINE_CELERY_BACKEND"
+CELERY_QUEUE_ENV = "BATCH_PIPELINE_CELERY_QUEUE"
+DEFAULT_CELERY_QUEUE = "dagster"  # dagster-celery's own default, so its tools (flower, `dagster-celery worker`) agree
 # RabbitMQ: a Redis broker would deliver Celery's priorities in reverse.
 DEFAULT_CELERY_BROKER = "pyamqp://guest@localhost:5672//"
 DEFAULT_CELERY_BACKEND = "rpc://"
@@ -103,7 +105,11 @@ def rate_limit_url(requested: str | None) -> str | None:
 def celery_broker_url(requested: str | None = None) -> str:
     """The Celery broker of runs and workers: the run's choice, else ``$BATCH_PIPELINE_CELERY_BROKER``,
     else RabbitMQ on localhost. A password only through the environment variable."""
-    return _no_password(requested, "broker", CELERY_BROKER_ENV) or os.environ.get(CELERY_BROKER_ENV) or DEFAULT_CELERY_BROKER
+    return (
+        _no_password(requested, "broker", CELERY_BROKER_ENV)
+        or os.environ.get(CELERY_BROKER_ENV)
+        or DEFAULT_CELERY_BROKER
+    )
 
 
 def celery_backend_url(requested: str | None = None) -> str:
@@ -131,3 +137,8 @@ def triggered_run_executor() -> str | None:
     if executor is not None and executor not in EXECUTORS:
         raise NotAllowed(f"${EXECUTOR_ENV} is {executor!r}; it must be one of {', '.join(EXECUTORS)}")
     return executor
+
+
+def celery_queue(requested: str | None = None) -> str:
+    """The queue a run's steps go to and workers take from by default: ``$BATCH_PIPELINE_CELERY_QUEUE``, else dagster."""
+    return requested or os.environ.get(CELERY_QUEUE_ENV) or DEFAULT_CELERY_QUEUE

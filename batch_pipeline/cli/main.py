@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from batch_pipeline.analysis import REGISTRY
-from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.context import MAX_RUNTIME_TAG, ModelKey, ProcessingContext
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -86,6 +86,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     run_config, tags = remote.submission(
         args.project, str(Path(args.path).resolve()), context, args.priority, args.executor
     )
+    if args.max_runtime is not None:
+        tags[MAX_RUNTIME_TAG] = str(args.max_runtime)
     try:
         run_id = remote.submit(args.url, run_config, tags)
     except remote.WebserverUnreachable as e:
@@ -189,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["in_process", "multiprocess", "celery"],
         help="where the run's steps execute (default: in_process); celery: on `batch-pipeline worker` processes",
     )
+    submit.add_argument(
+        "--max-runtime",
+        type=int,
+        help="seconds after which run monitoring stops the run (the dagster/max_runtime tag): a Celery run "
+        "whose workers are all gone would otherwise wait for them forever",
+    )
     submit.add_argument("--project", default="default")
     submit.add_argument("--url", default=os.environ.get("DAGSTER_WEBSERVER_URL", "http://127.0.0.1:3000"))
     submit.set_defaults(handler=cmd_submit)
@@ -199,7 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
         "$BATCH_PIPELINE_CELERY_BROKER, $BATCH_PIPELINE_CELERY_BACKEND; needs $DAGSTER_HOME)",
     )
     worker.add_argument("--name", help="the worker's name (NAME@host); default: batch-pipeline-<random>")
-    worker.add_argument("--queues", default="dagster", help="comma-separated queues to take steps from")
+    worker.add_argument(
+        "--queues",
+        default="",
+        help="comma-separated queues to take steps from (default: $BATCH_PIPELINE_CELERY_QUEUE, else dagster)",
+    )
     worker.add_argument("--concurrency", type=int, default=1, help="steps this worker runs at once (default 1)")
     worker.set_defaults(handler=cmd_worker)
 

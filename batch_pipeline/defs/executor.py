@@ -7,7 +7,7 @@ import dagster as dg
 from dagster_celery import celery_executor
 
 from batch_pipeline import settings
-from batch_pipeline.workers.celery_settings import DEFAULT_QUEUE, celery_settings
+from batch_pipeline.workers.celery_settings import celery_settings
 
 CELERY_CONFIG = {
     "broker": dg.Field(
@@ -25,9 +25,10 @@ CELERY_CONFIG = {
     ),
     "queue": dg.Field(
         str,
-        default_value=DEFAULT_QUEUE,
-        description="The queue this run's steps go to; workers take from the queues given to "
-        "`batch-pipeline worker --queues`. A run's priority orders its steps within the queue.",
+        is_required=False,
+        description=f"The queue this run's steps go to. Unset: ${settings.CELERY_QUEUE_ENV}, else "
+        f"{settings.DEFAULT_CELERY_QUEUE}. Workers take from the queues given to `batch-pipeline worker --queues`. "
+        "The run's priority orders its steps within the queue.",
     ),
     "config_source": dg.Field(
         dg.Permissive(),
@@ -84,7 +85,10 @@ def celery_executor_config(config: dict) -> dict:
         "broker": settings.celery_broker_url(config.get("broker")),
         "backend": settings.celery_backend_url(config.get("backend")),
         "include": [],
-        "config_source": {**celery_settings(config["queue"]), **(config.get("config_source") or {})},
+        "config_source": {
+            **celery_settings(settings.celery_queue(config.get("queue"))),
+            **(config.get("config_source") or {}),
+        },
         "retries": {"enabled": {}},
     }
 

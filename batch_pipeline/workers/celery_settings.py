@@ -3,14 +3,12 @@ on another broker, or declaring the queue differently, leaves a run's steps wait
 
 from batch_pipeline import settings
 
-DEFAULT_QUEUE = "dagster"  # dagster-celery's own default, so its tools (flower charts, `dagster-celery worker`) agree
-
 # A run's priority (context.PRIORITIES) is added to this on the broker: RabbitMQ hands out 9 before 5 before 1.
 DEFAULT_STEP_PRIORITY = 5
 MAX_PRIORITY = 10
 
 
-def celery_settings(queue: str = DEFAULT_QUEUE) -> dict[str, object]:
+def celery_settings(queue: str) -> dict[str, object]:
     return {
         "task_default_queue": queue,
         # A step's message is acknowledged when the step ends, not when a worker takes it: the broker
@@ -33,5 +31,5 @@ def worker_app_settings() -> dict[str, object]:
     return {
         "broker_url": settings.celery_broker_url(),
         "result_backend": settings.celery_backend_url(),
-        **celery_settings(),
+        **celery_settings(settings.celery_queue()),
     }

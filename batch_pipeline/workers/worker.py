@@ -14,7 +14,6 @@ from urllib.parse import urlsplit, urlunsplit
 import kombu
 
 from batch_pipeline import settings
-from batch_pipeline.workers.celery_settings import DEFAULT_QUEUE
 
 WORKER_SETTINGS_MODULE = """\
 from batch_pipeline.workers.celery_settings import worker_app_settings
@@ -67,7 +66,7 @@ def worker_command(name: str | None, queues: list[str], concurrency: int, loglev
     node = f"{name or 'batch-pipeline-' + uuid.uuid4().hex[:6]}@%h"
     return [
         sys.executable, "-m", "celery", "--app", "dagster_celery.app", "worker",
-        "--queues", ",".join(queues or [DEFAULT_QUEUE]),
+        "--queues", ",".join(queues or [settings.celery_queue()]),
         "--hostname", node,
         # Threads, not prefork: a step's offline analysis runs in worker processes of its own (a
         # hard per-document time limit), which a daemonic prefork child may not start; the LLM
