@@ -2,12 +2,15 @@
 the document store on PostgreSQL, workers started with `batch-pipeline worker` as separate process
 groups. Each test uses its own queue (deleted afterwards) and Redis database."""
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.context import BROKER_PRIORITIES, BROKER_PRIORITY_TAG, ModelKey, ProcessingContext
 from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import (
     BATCH_PIPELINE,
@@ -27,7 +30,8 @@ from batch_pipeline_tests.conftest import (
     write_corpus,
 )
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
-from batch_pipeline_tests.test_postgres import postgres_home
+from batch_pipeline_tests.test_postgres import BIN, postgres_home
+from batch_pipeline_tests.test_webserver import free_port, wait_for_webserver
 
 BROKER_URL = os.environ.get("BATCH_PIPELINE_TEST_BROKER_URL", "pyamqp://guest:guest@127.0.0.1:5672//")
 BACKEND_URL = os.environ.get("BATCH_PIPELINE_TEST_CELERY_BACKEND_URL", "redis://127.0.0.1:6379/12")
@@ -278,3 +282,77 @@ def test_a_worker_killed_mid_partition_loses_no_document_and_pays_for_none_twice
     assert redelivered, "the killed worker's partition was not taken by the other worker"
     resent = [r.document for r in server.requests if r.at > killed_at]
     assert resent and finished_texts.isdisjoint(resent), "a document finished before the kill was sent again"
+
+
+@contextlib.contextmanager
+def webserver_and_daemon(env: dict, tmp_path: Path) -> Iterator[str]:
+    """dagster-webserver (what submit talks to) and dagster-daemon (queue, run monitoring); their URL."""
+    port = free_port()
+    logs = (tmp_path / "webserver.log").open("w"), (tmp_path / "daemon.log").open("w")
+    processes = [
+        subprocess.Popen(
+            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO_ROOT, env=env, stdout=logs[0], stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=REPO_ROOT, env=env, stdout=logs[1], stderr=subprocess.STDOUT,
+        ),
+    ]  # fmt: skip
+    try:
+        wait_for_webserver(port, processes[0])
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in logs:
+            log.close()
+
+
+def submit(env: dict, url: str, corpus: Path, project: str, *options: str) -> str:
+    submitted = subprocess.run(
+        [BATCH_PIPELINE, "submit", str(corpus), "--model-key", "content_compliance", "--ai-model", "local",
+         "--executor", "celery", "--project", project, "--url", url, *options],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    return submitted.stdout.strip()
+
+
+def wait_until_finished(instance: dg.DagsterInstance, run_id: str, timeout: float = 180) -> dg.DagsterRun:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.is_finished:
+            return run
+        time.sleep(1)
+    raise TimeoutError(f"run {run_id} did not finish")
+
+
+def test_submit_runs_on_workers_and_run_monitoring_stops_a_run_whose_workers_are_gone(celery_env, workers, tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", 20)
+    worker = workers("w1")
+    with webserver_and_daemon(celery_env, tmp_path) as url, instance_of(celery_env) as instance:
+        run_id = submit(celery_env, url, corpus, "submitted", "--priority", "high")
+        run = wait_until_finished(instance, run_id)
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert run.tags[BROKER_PRIORITY_TAG] == BROKER_PRIORITIES["high"]
+        assert {worker_name for _, _, worker_name, _ in step_starts(instance, run_id)} == {f"w1@{socket.gethostname()}"}
+
+        worker.stop()
+        orphan_id = submit(celery_env, url, corpus, "orphan", "--max-runtime", "5")
+        orphan = wait_until_finished(instance, orphan_id, timeout=120)
+        assert orphan.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
+        messages = " ".join(
+            entry.dagster_event.message or "" for entry in instance.all_logs(orphan_id) if entry.dagster_event
+        )
+        assert "exceeding maximum runtime of 5 seconds" in messages
+
+    store = DocumentStore(celery_env["BATCH_PIPELINE_DATABASE_URL"])
+    assert store.status_counts(run_id) == {"ok": 20}
+    store.close()
