@@ -15,6 +15,7 @@ LAYERS = [
     "cli",
     "definitions",
     "defs",
+    "workers",
     "report",
     "batch",
     "llm",
