@@ -24,6 +24,7 @@ from batch_pipeline_tests.conftest import (
     BATCH_PIPELINE,
     DAGSTER,
     REPO_ROOT,
+    _make_database,
     _required_service_missing,
     batch_config,
     with_llm,
@@ -53,9 +54,13 @@ def broker() -> str:
 
 
 @pytest.fixture
-def celery_env(broker, redis_url, postgres_store_url, postgres_dagster_url, tmp_path, monkeypatch) -> dict:
-    """The environment every process of the deployment shares: runs, workers, daemon, webserver."""
+def celery_env(broker, redis_url, postgres_server, tmp_path, monkeypatch) -> dict:
+    """The environment every process of the deployment shares: runs, workers, daemon, webserver. Its
+    own databases: runs left queued or cancelled here must not reach other tests' instances."""
     import kombu
+
+    postgres_store_url, drop_store = _make_database(postgres_server, "celery_store")
+    postgres_dagster_url, drop_dagster = _make_database(postgres_server, "celery_dagster")
 
     queue = f"bp_test_{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_dagster_url)
@@ -80,6 +85,8 @@ def celery_env(broker, redis_url, postgres_store_url, postgres_dagster_url, tmp_
     yield env
     with kombu.Connection(broker) as connection:
         connection.default_channel.queue_delete(queue)
+    drop_store()
+    drop_dagster()
 
 
 @dataclass
