@@ -91,12 +91,7 @@ def rate_limit_url(requested: str | None) -> str | None:
     process keeps its own. A password belongs in the environment, never in run config (which is stored)."""
     if requested is None:
         return os.environ.get(RATE_LIMIT_URL_ENV) or None
-    parts = urlsplit(requested)
-    if parts.password is not None:
-        raise NotAllowed(
-            f"the llm resource's rate_limit_url holds a password, and run config is stored in the event log: "
-            f"set ${RATE_LIMIT_URL_ENV} instead"
-        )
+    parts = urlsplit(_no_password(requested, "the llm resource's rate_limit_url", RATE_LIMIT_URL_ENV))
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise NotAllowed("the llm resource's rate_limit_url must be a redis://, rediss:// or unix:// URL")
     return requested
@@ -106,7 +101,7 @@ def celery_broker_url(requested: str | None = None) -> str:
     """The Celery broker of runs and workers: the run's choice, else ``$BATCH_PIPELINE_CELERY_BROKER``,
     else RabbitMQ on localhost. A password only through the environment variable."""
     return (
-        _no_password(requested, "broker", CELERY_BROKER_ENV)
+        _no_password(requested, "the celery executor's broker URL", CELERY_BROKER_ENV)
         or os.environ.get(CELERY_BROKER_ENV)
         or DEFAULT_CELERY_BROKER
     )
@@ -115,18 +110,16 @@ def celery_broker_url(requested: str | None = None) -> str:
 def celery_backend_url(requested: str | None = None) -> str:
     """The Celery result backend: the run's choice, else ``$BATCH_PIPELINE_CELERY_BACKEND``, else ``rpc://``."""
     return (
-        _no_password(requested, "backend", CELERY_BACKEND_ENV)
+        _no_password(requested, "the celery executor's backend URL", CELERY_BACKEND_ENV)
         or os.environ.get(CELERY_BACKEND_ENV)
         or DEFAULT_CELERY_BACKEND
     )
 
 
-def _no_password(url: str | None, name: str, env: str) -> str | None:
+def _no_password(url: str | None, what: str, env: str) -> str | None:
+    """url, unless it holds a password: run config is stored in the event log."""
     if url is not None and urlsplit(url).password is not None:
-        raise NotAllowed(
-            f"the celery executor's {name} URL holds a password, and run config is stored in the event log: "
-            f"set ${env} instead"
-        )
+        raise NotAllowed(f"{what} holds a password, and run config is stored in the event log: set ${env} instead")
     return url
 
 

@@ -1,4 +1,5 @@
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -169,30 +170,30 @@ def rows_of(run_id: str):
         store.close()
 
 
-def dagster_execute(config_path: Path, dagster_home: Path | None, env: dict) -> subprocess.Popen:
+def dagster_execute(
+    config_path: Path, dagster_home: Path | None, env: dict, tags: dict | None = None
+) -> subprocess.Popen:
     run_env = {**env}
     if dagster_home is not None:
         dagster_home.mkdir(exist_ok=True)
         run_env["DAGSTER_HOME"] = str(dagster_home)
     else:
         run_env.pop("DAGSTER_HOME", None)
+    command = [
+        DAGSTER,
+        "job",
+        "execute",
+        "-m",
+        "batch_pipeline.definitions",
+        "-j",
+        "document_batch_job",
+        "-c",
+        str(config_path),
+    ]
+    if tags:
+        command += ["--tags", json.dumps(tags)]
     return subprocess.Popen(
-        [
-            DAGSTER,
-            "job",
-            "execute",
-            "-m",
-            "batch_pipeline.definitions",
-            "-j",
-            "document_batch_job",
-            "-c",
-            str(config_path),
-        ],
-        cwd=REPO_ROOT,
-        env=run_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        command, cwd=REPO_ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
 
 

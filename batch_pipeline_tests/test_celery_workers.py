@@ -2,15 +2,12 @@
 the document store on PostgreSQL, workers started with `batch-pipeline worker` as separate process
 groups. Each test uses its own queue (deleted afterwards) and Redis database."""
 
-import contextlib
-import json
 import os
 import signal
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,17 +19,17 @@ from batch_pipeline.context import BROKER_PRIORITIES, BROKER_PRIORITY_TAG, Model
 from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import (
     BATCH_PIPELINE,
-    DAGSTER,
     REPO_ROOT,
     _make_database,
     _required_service_missing,
     batch_config,
+    dagster_execute,
     with_llm,
     write_corpus,
 )
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
-from batch_pipeline_tests.test_postgres import BIN, postgres_home
-from batch_pipeline_tests.test_webserver import free_port, wait_for_webserver
+from batch_pipeline_tests.test_postgres import postgres_home
+from batch_pipeline_tests.test_webserver import webserver_and_daemon
 
 BROKER_URL = os.environ.get("BATCH_PIPELINE_TEST_BROKER_URL", "pyamqp://guest:guest@127.0.0.1:5672//")
 BACKEND_URL = os.environ.get("BATCH_PIPELINE_TEST_CELERY_BACKEND_URL", "redis://127.0.0.1:6379/12")
@@ -133,22 +130,7 @@ def workers(celery_env, tmp_path):
 def execute(env: dict, run_config: dict, path: Path, tags: dict | None = None) -> subprocess.Popen:
     """`dagster job execute` of the job (the CLI process orchestrates; the steps go to the workers)."""
     path.write_text(yaml.safe_dump({**run_config, "execution": {"config": {"celery": {}}}}))
-    command = [
-        DAGSTER,
-        "job",
-        "execute",
-        "-m",
-        "batch_pipeline.definitions",
-        "-j",
-        "document_batch_job",
-        "-c",
-        str(path),
-    ]
-    if tags:
-        command += ["--tags", json.dumps(tags)]
-    return subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    return dagster_execute(path, Path(env["DAGSTER_HOME"]), env, tags)
 
 
 def instance_of(env: dict) -> dg.DagsterInstance:
@@ -170,11 +152,11 @@ def step_starts(instance: dg.DagsterInstance, run_id: str) -> list[tuple[float, 
     return starts
 
 
-def run_id_of(instance: dg.DagsterInstance, project: str) -> str:
-    (run,) = [
+def run_of(instance: dg.DagsterInstance, project: str) -> dg.DagsterRun | None:
+    runs = [
         r for r in instance.get_runs() if r.run_config["ops"]["create_document_records"]["config"]["project"] == project
     ]
-    return run.run_id
+    return runs[0] if runs else None
 
 
 def test_partitions_run_on_both_workers_and_every_document_lands_once(celery_env, workers, tmp_path):
@@ -188,7 +170,7 @@ def test_partitions_run_on_both_workers_and_every_document_lands_once(celery_env
     assert "RUN_SUCCESS" in output
 
     with instance_of(celery_env) as instance:
-        run_id = run_id_of(instance, "two-workers")
+        run_id = run_of(instance, "two-workers").run_id
         starts = step_starts(instance, run_id)
     partitions = [s for s in starts if s[1].startswith("analyze_partition")]
     assert len(partitions) == 10
@@ -238,10 +220,8 @@ def test_high_priority_run_steps_are_taken_before_those_of_a_low_one_queued_earl
 
 
 def _starts_of(instance: dg.DagsterInstance, project: str) -> list[tuple[float, str, str, int]]:
-    runs = [
-        r for r in instance.get_runs() if r.run_config["ops"]["create_document_records"]["config"]["project"] == project
-    ]
-    return step_starts(instance, runs[0].run_id) if runs else []
+    run = run_of(instance, project)
+    return step_starts(instance, run.run_id) if run else []
 
 
 def test_a_worker_killed_mid_partition_loses_no_document_and_pays_for_none_twice(celery_env, workers, tmp_path):
@@ -289,36 +269,6 @@ def test_a_worker_killed_mid_partition_loses_no_document_and_pays_for_none_twice
     assert redelivered, "the killed worker's partition was not taken by the other worker"
     resent = [r.document for r in server.requests if r.at > killed_at]
     assert resent and finished_texts.isdisjoint(resent), "a document finished before the kill was sent again"
-
-
-@contextlib.contextmanager
-def webserver_and_daemon(env: dict, tmp_path: Path) -> Iterator[str]:
-    """dagster-webserver (what submit talks to) and dagster-daemon (queue, run monitoring); their URL."""
-    port = free_port()
-    logs = (tmp_path / "webserver.log").open("w"), (tmp_path / "daemon.log").open("w")
-    processes = [
-        subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO_ROOT, env=env, stdout=logs[0], stderr=subprocess.STDOUT,
-        ),
-        subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=REPO_ROOT, env=env, stdout=logs[1], stderr=subprocess.STDOUT,
-        ),
-    ]  # fmt: skip
-    try:
-        wait_for_webserver(port, processes[0])
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in logs:
-            log.close()
 
 
 def submit(env: dict, url: str, corpus: Path, project: str, *options: str) -> str:

@@ -1,6 +1,7 @@
 """The UI path: dagster-webserver and dagster-daemon load workspace.yaml; a run launched through
 the webserver's GraphQL API (what the Launchpad does) is queued, started and succeeds."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +51,36 @@ def wait_for_webserver(port: int, process: subprocess.Popen, timeout: float = 90
     raise TimeoutError("dagster-webserver did not answer")
 
 
+@contextlib.contextmanager
+def webserver_and_daemon(env: dict, tmp_path: Path) -> Iterator[str]:
+    """dagster-webserver (what submit talks to) and dagster-daemon (queue, run monitoring); their URL."""
+    port = free_port()
+    logs = (tmp_path / "webserver.log").open("w"), (tmp_path / "daemon.log").open("w")
+    processes = [
+        subprocess.Popen(
+            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO_ROOT, env=env, stdout=logs[0], stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=REPO_ROOT, env=env, stdout=logs[1], stderr=subprocess.STDOUT,
+        ),
+    ]  # fmt: skip
+    try:
+        wait_for_webserver(port, processes[0])
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in logs:
+            log.close()
+
+
 @pytest.fixture(scope="module")
 def dagster_services(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("services")
@@ -59,30 +91,9 @@ def dagster_services(tmp_path_factory):
     env["DAGSTER_HOME"] = str(home)
     env["BATCH_PIPELINE_INBOX"] = str(tmp_path / "inbox")
     env["BATCH_PIPELINE_INBOX_INTERVAL_SECONDS"] = "1"
-    port = free_port()
-    logs = (tmp_path / "webserver.log").open("w"), (tmp_path / "daemon.log").open("w")
-    webserver = subprocess.Popen(
-        [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO_ROOT, env=env, stdout=logs[0], stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    daemon = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=REPO_ROOT, env=env, stdout=logs[1], stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-    try:
-        wait_for_webserver(port, webserver)
-        yield Services(client, port, home, env, tmp_path / "inbox")
-    finally:
-        for process in (daemon, webserver):
-            process.terminate()
-        for process in (daemon, webserver):
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in logs:
-            log.close()
+    with webserver_and_daemon(env, tmp_path) as url:
+        port = int(url.rsplit(":", 1)[1])
+        yield Services(DagsterGraphQLClient("127.0.0.1", port_number=port), port, home, env, tmp_path / "inbox")
 
 
 @dataclass

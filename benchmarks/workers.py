@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
             celery = run_job(workdir, config("celery", {"celery": {}}), "celery", env)
             print(f"celery, two workers: {celery.seconds:.1f} s", flush=True)
             overheads = partition_overheads(env, celery.run_id)
+            celery_one = run_job(workdir, config("celery-one", {"celery": {}}, offline_workers=1), "celery_one", env)
+            print(f"celery, two workers, one offline worker process each: {celery_one.seconds:.1f} s", flush=True)
         finally:
             for worker in workers:
                 os.killpg(worker.pid, signal.SIGTERM)
@@ -139,7 +141,9 @@ def main(argv: list[str] | None = None) -> dict:
     report["in_process_seconds"] = round(in_process.seconds, 1)
     report["in_process_one_offline_worker_seconds"] = round(one_core.seconds, 1)
     report["celery_two_workers_seconds"] = round(celery.seconds, 1)
+    report["celery_two_workers_one_offline_process_each_seconds"] = round(celery_one.seconds, 1)
     report["speed_up_vs_in_process"] = round(in_process.seconds / celery.seconds, 2)
+    report["speed_up_one_offline_process_each_vs_in_process"] = round(in_process.seconds / celery_one.seconds, 2)
     report["speed_up_vs_one_core"] = round(one_core.seconds / celery.seconds, 2)
     report["per_partition_overhead_seconds_median"] = round(sorted(overheads)[len(overheads) // 2], 2)
     report["per_partition_overhead_seconds_max"] = round(max(overheads), 2)
