@@ -16,6 +16,7 @@ class DocumentStatus(StrEnum):
     unreadable = "unreadable"
     too_large = "too_large"
     invalid_record = "invalid_record"
+    conversion_failed = "conversion_failed"  # a PDF, Office file, e-mail or scan that could not be converted
     # The offline analysers.
     analysis_error = "analysis_error"
     analysis_timeout = "analysis_timeout"  # over analysis_timeout_seconds (any analyser)

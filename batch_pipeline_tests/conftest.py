@@ -1,6 +1,7 @@
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,15 @@ def _required_service_missing(message: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(message + " (CI=true: tests of real services must run)")
     pytest.skip(message)
+
+
+@pytest.fixture
+def tesseract() -> str:
+    """Debian's tesseract-ocr, which the OCR path runs (.ci/run installs it)."""
+    path = shutil.which("tesseract")
+    if path is None:
+        _required_service_missing("Tesseract is not installed: apt-get install tesseract-ocr tesseract-ocr-eng")
+    return path
 
 
 @pytest.fixture(autouse=True)

@@ -176,7 +176,7 @@ def test_bad_context_is_refused_at_launch_and_no_run_is_stored(pipeline_home, in
     "source, options, message",
     [
         ("{tmp}/no-such-folder", {}, "does not exist"),
-        ("{tmp}", {}, "holds no .md"),
+        ("{tmp}", {}, "holds no documents"),
         (str(EXAMPLE_DOCS), {"documents": [{"filename": "a.md", "markdown_content": "# A"}]}, "not both"),
         (str(EXAMPLE_DOCS), {"partition_size": 0}, "partition_size must be at least 1"),
         (str(EXAMPLE_DOCS), {"ai_model": " "}, "ai_model must not be empty"),

@@ -23,6 +23,7 @@ LAYERS = [
     "rate_limits",
     "store",
     "documents",
+    "conversion",
     "context",
     "outcome",
     "settings",

@@ -1,15 +1,18 @@
 """A batch: what a launch asks for, its registration in the store, and its split into partitions."""
 
 import enum
+import re
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel
 
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.context import ProcessingContext
-from batch_pipeline.documents.sources import read_source
-from batch_pipeline.documents.vetting import PreparedDocument, prepare
+from batch_pipeline.conversion.limits import Conversion, ConversionLimits
+from batch_pipeline.documents.sources import MAX_FILE_BYTES, RawDocument, read_source
+from batch_pipeline.documents.vetting import PreparedDocument, document_id, prepare
 from batch_pipeline.llm.batch_lines import MAX_REQUESTS_PER_BATCH
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.settings import LlmApi
@@ -37,6 +40,10 @@ class BatchRequest(BaseModel):
     follow_symlinks: bool
     analysis_timeout_seconds: float
     on_document_failure: FailurePolicy
+    max_file_bytes: int = MAX_FILE_BYTES
+    max_pages: int = ConversionLimits.max_pages
+    conversion_timeout_seconds: float = ConversionLimits.timeout_seconds
+    ocr_languages: str = ConversionLimits.ocr_languages
     llm_api: LlmApi = LlmApi.online
     max_cost_usd: float | None = None
 
@@ -51,8 +58,15 @@ class BatchRequest(BaseModel):
             found.append(f"partition_size must be at least 1, got {self.partition_size}")
         if self.analysis_timeout_seconds <= 0:
             found.append(f"analysis_timeout_seconds must be more than 0, got {self.analysis_timeout_seconds}")
-        if self.max_document_bytes < 1:
-            found.append(f"max_document_bytes must be at least 1, got {self.max_document_bytes}")
+        for name in ("max_document_bytes", "max_file_bytes", "max_pages"):
+            if (value := getattr(self, name)) < 1:
+                found.append(f"{name} must be at least 1, got {value}")
+        if self.conversion_timeout_seconds <= 0:
+            found.append(f"conversion_timeout_seconds must be more than 0, got {self.conversion_timeout_seconds}")
+        if not OCR_LANGUAGES_RE.fullmatch(self.ocr_languages):
+            found.append(
+                f"ocr_languages must be Tesseract language codes joined by '+' (eng+deu), got {self.ocr_languages!r}"
+            )
         if self.llm_api is LlmApi.batch and self.context.is_local:
             found.append("llm_api batch sends documents to an LLM's Batch API: it needs an LLM ai_model, not 'local'")
         if self.max_cost_usd is not None and self.max_cost_usd <= 0:
@@ -62,6 +76,9 @@ class BatchRequest(BaseModel):
             if not _is_unicode(value):
                 found.append(f"{name} is not valid Unicode text (it holds a lone surrogate)")
         return found
+
+
+OCR_LANGUAGES_RE = re.compile(r"[A-Za-z_]+(\+[A-Za-z_]+)*")
 
 
 def _is_unicode(text: str) -> bool:
@@ -86,15 +103,16 @@ class RegisteredBatch(BaseModel):
     response_format: ResponseFormatMode | None = None
 
 
-def _dedupe(docs: list[PreparedDocument]) -> tuple[list[PreparedDocument], list[str]]:
+def _dedupe(raws: list[RawDocument]) -> tuple[list[RawDocument], list[str]]:
+    """Same bytes, same document: the first file of each content is kept (and converted once)."""
     seen: set[str] = set()
     unique, duplicates = [], []
-    for doc in docs:
-        if doc.document_id in seen:
-            duplicates.append(doc.filename)
+    for raw in raws:
+        if raw.content_hash in seen:
+            duplicates.append(raw.filename)
         else:
-            seen.add(doc.document_id)
-            unique.append(doc)
+            seen.add(raw.content_hash)
+            unique.append(raw)
     return unique, duplicates
 
 
@@ -135,10 +153,35 @@ class ReadBatch:
     skipped: list[str]
 
 
-def read_batch(request: BatchRequest) -> ReadBatch:
-    """Read and vet the batch's documents; raises SourceError. Writes nothing."""
-    contents = read_source(request.source, request.documents, request.max_document_bytes, request.follow_symlinks)
-    docs, duplicates = _dedupe([prepare(request.project, r) for r in contents.documents])
+# document ids -> the conversions the store already holds for them
+StoredConversions = Callable[[Sequence[str]], dict[str, Conversion]]
+
+
+def _conversions(
+    request: BatchRequest, raws: list[RawDocument], stored: StoredConversions | None
+) -> dict[str, Conversion]:
+    """content_hash -> conversion for each file to convert: as stored by an earlier run, else
+    converted now, in worker processes (one per core)."""
+    from batch_pipeline.conversion.pool import convert_files
+
+    files = {document_id(request.project, r.content_hash): r for r in raws if r.convert_as and r.problem is None}
+    known = stored(list(files)) if stored and files else {}
+    conversions = {files[doc_id].content_hash: conversion for doc_id, conversion in known.items()}
+    to_convert = [r for doc_id, r in files.items() if doc_id not in known]
+    limits = ConversionLimits(request.max_pages, request.conversion_timeout_seconds, request.ocr_languages)
+    converted = convert_files([(r.content or b"", r.convert_as or "") for r in to_convert], limits)
+    conversions.update((r.content_hash, c) for r, c in zip(to_convert, converted, strict=True))
+    return conversions
+
+
+def read_batch(request: BatchRequest, stored: StoredConversions | None = None) -> ReadBatch:
+    """Read, convert and vet the batch's documents; raises SourceError. Writes nothing."""
+    contents = read_source(
+        request.source, request.documents, request.max_document_bytes, request.follow_symlinks, request.max_file_bytes
+    )
+    raws, duplicates = _dedupe(contents.documents)
+    conversions = _conversions(request, raws, stored)
+    docs = [prepare(request.project, r, conversions.get(r.content_hash), request.max_document_bytes) for r in raws]
     return ReadBatch(
         docs=docs, duplicates=duplicates, ignored=contents.ignored, skipped=[str(e) for e in contents.skipped]
     )

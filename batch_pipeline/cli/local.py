@@ -93,11 +93,11 @@ def estimate(run_config: dict) -> CostEstimate:
         raise CannotEstimate("ai_model 'local' runs the offline analysers: it sends nothing and costs nothing")
     llm_config = run_config.get("resources", {}).get("llm", {}).get("config", {})
     llm = LlmResource(**{k: v for k, v in llm_config.items() if k in LlmResource.model_fields})
+    store = open_store()
     try:
-        read = read_batch(request)
+        read = read_batch(request, store.stored_conversions)
         endpoint = llm.provider().settings.base_url
     except (SourceError, settings.NotAllowed) as e:
         raise CannotEstimate(str(e)) from None
-    store = open_store()
     mode = expected_response_format(store, endpoint, request.context.ai_model, llm.response_format)
     return estimate_batch(store, request, read, mode)

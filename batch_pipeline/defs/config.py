@@ -7,6 +7,8 @@ from pydantic import Field
 from batch_pipeline.analysis import REGISTRY
 from batch_pipeline.batch.registration import BatchRequest, FailurePolicy
 from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.conversion.limits import ConversionLimits
+from batch_pipeline.documents.sources import MAX_FILE_BYTES
 from batch_pipeline.llm.settings import LlmApi
 
 BATCH_OP = "create_document_records"
@@ -41,8 +43,10 @@ class BatchConfig(dg.Config):
     project: str = Field(description="Records are scoped to a project: same project + same content = same document.")
     source: str | None = Field(
         default=None,
-        description="A folder of .md/.markdown/.txt files (searched recursively) or a .jsonl file of "
-        "{filename, markdown_content}. Relative paths resolve from the run's working directory.",
+        description="A folder (searched recursively) of text files (.md, .markdown, .txt) and files converted to "
+        "markdown when read (.pdf, .docx, .pptx, .xlsx, .html, .htm, .eml, .png, .jpg, .jpeg, .tif, .tiff), or a "
+        ".jsonl file of {filename, markdown_content} or {filename, content_base64} records. Relative paths "
+        "resolve from the run's working directory.",
     )
     documents: list[InlineDocument] | None = Field(default=None, description="Inline documents, instead of source.")
     context: ProcessingContextConfig
@@ -57,6 +61,25 @@ class BatchConfig(dg.Config):
         default=1_000_000,
         description="Larger documents are not read beyond this many bytes; they are stored as failed with status "
         "too_large. Applies to files, to each line of a .jsonl source and to inline documents.",
+    )
+    max_file_bytes: int = Field(
+        default=MAX_FILE_BYTES,
+        description="Files to convert (PDF, Office, e-mail, images) larger than this are not read; they are stored "
+        "as failed with status too_large. Their markdown is then held to max_document_bytes.",
+    )
+    max_pages: int = Field(
+        default=ConversionLimits.max_pages,
+        description="Files with more pages (PDF pages, TIFF frames, slides, sheets) are not converted: too_large.",
+    )
+    conversion_timeout_seconds: float = Field(
+        default=ConversionLimits.timeout_seconds,
+        description="Longest time one file's conversion (OCR included) may take; past it the conversion is stopped "
+        "and the document ends as conversion_failed while the rest go on.",
+    )
+    ocr_languages: str = Field(
+        default=ConversionLimits.ocr_languages,
+        description="Languages Tesseract reads in scans and image-only PDF pages, joined by '+' (e.g. eng+deu); "
+        "each needs its Debian package (tesseract-ocr-deu).",
     )
     analysis_timeout_seconds: float = Field(
         default=60.0,
@@ -99,6 +122,10 @@ class BatchConfig(dg.Config):
             partition_size=self.partition_size,
             force=self.force,
             max_document_bytes=self.max_document_bytes,
+            max_file_bytes=self.max_file_bytes,
+            max_pages=self.max_pages,
+            conversion_timeout_seconds=self.conversion_timeout_seconds,
+            ocr_languages=self.ocr_languages,
             follow_symlinks=self.follow_symlinks,
             analysis_timeout_seconds=self.analysis_timeout_seconds,
             on_document_failure=self.on_document_failure,

@@ -13,8 +13,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from batch_pipeline.context import PRIORITIES, ModelKey, ProcessingContext
+from batch_pipeline.conversion.suffixes import READ_SUFFIXES
 from batch_pipeline.documents.folder import SkippedEntry, walk_folder
-from batch_pipeline.documents.sources import TEXT_SUFFIXES, open_regular
+from batch_pipeline.documents.sources import open_regular
 
 BATCH_FILE = "batch.yaml"
 SNAPSHOT_DIR = ".batches"
@@ -47,18 +48,18 @@ class InvalidBatchFile(ValueError):
 
 @dataclass
 class InboxScan:
-    files: dict[str, str]  # name -> sha256 of every .md/.markdown/.txt file that could be read
+    files: dict[str, str]  # name -> sha256 of every document file (text or to convert) that could be read
     paths: dict[str, Path]
     skipped: list[SkippedEntry]
 
 
 def scan(folder: Path) -> InboxScan:
-    """The inbox's text files and their hashes (hidden folders, links out of the inbox, FIFOs and
+    """The inbox's document files and their hashes (hidden folders, links out of the inbox, FIFOs and
     unreadable files left out, each skipped entry with its reason)."""
     found, skipped = walk_folder(folder)
     scanned = InboxScan(files={}, paths={}, skipped=skipped)
     for file in found:
-        if file.path.suffix.lower() not in TEXT_SUFFIXES:
+        if file.path.suffix.lower() not in READ_SUFFIXES:
             continue
         try:
             with open_regular(file.path) as f:

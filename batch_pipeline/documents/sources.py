@@ -1,10 +1,13 @@
-"""Reading a batch's documents from a folder, a JSONL file or inline config, as raw bytes.
+"""Reading a batch's documents from a folder, a JSONL file or inline config, as raw bytes:
+text files, and files to convert (PDF, Office, HTML, e-mail, images) marked with their format.
 
 Whatever goes wrong with one file or line (it vanished, may not be read, is too large, is not a
 JSON record, is not valid Unicode) ends that document alone with a status and a reason; only a
 source that cannot be read at all raises SourceError.
 """
 
+import base64
+import binascii
 import hashlib
 import json
 import os
@@ -14,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from batch_pipeline.conversion.suffixes import CONVERTIBLE_SUFFIXES, READ_SUFFIXES
 from batch_pipeline.documents.folder import SkippedEntry, printable, walk_folder
 from batch_pipeline.outcome import DocumentStatus
 
-TEXT_SUFFIXES = {".md", ".markdown", ".txt"}
 READ_CHUNK = 1 << 20
+MAX_FILE_BYTES = 50_000_000
 
 
 class SourceError(ValueError):
@@ -34,12 +38,19 @@ class RawDocument:
     content_hash: str
     problem: DocumentStatus | None = None
     reason: str = ""
+    convert_as: str | None = None  # the suffix of a file to convert ('.pdf'); None: text
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    max_document_bytes: int  # a text document (a file, a JSONL line, an inline document)
+    max_file_bytes: int  # a file to convert
 
 
 @dataclass
 class SourceContents:
     documents: list[RawDocument]
-    ignored: list[str] = field(default_factory=list)  # files that are not .md/.markdown/.txt
+    ignored: list[str] = field(default_factory=list)  # files of a format that is not read
     skipped: list[SkippedEntry] = field(default_factory=list)  # entries not read, with why
 
 
@@ -56,9 +67,11 @@ def _failed(filename: str, problem: DocumentStatus, reason: str, identity: bytes
     return RawDocument(filename, None, size, digest, problem, reason)
 
 
-def _too_large(filename: str, size: int, head: bytes, max_bytes: int, what: str = "") -> RawDocument:
-    # Identified by its size and its first max_document_bytes bytes: it is never read further.
-    reason = f"{what or f'{size} bytes'} is over the limit of {max_bytes} bytes (max_document_bytes); not read further"
+def _too_large(
+    filename: str, size: int, head: bytes, max_bytes: int, what: str = "", limit: str = "max_document_bytes"
+) -> RawDocument:
+    # Identified by its size and its first max_bytes bytes: it is never read further.
+    reason = f"{what or f'{size} bytes'} is over the limit of {max_bytes} bytes ({limit}); not read further"
     return _failed(filename, DocumentStatus.too_large, reason, str(size).encode() + b"\0" + head[:max_bytes], size)
 
 
@@ -72,30 +85,35 @@ def open_regular(path: Path) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
-def read_file(name: str, path: Path, max_bytes: int) -> RawDocument:
+def read_file(name: str, path: Path, max_bytes: int, limit: str = "max_document_bytes") -> RawDocument:
     """One file, read up to max_bytes + 1 bytes: sizes the OS reports as 0 (/proc) are not trusted."""
     try:
         with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
             if size > max_bytes:
-                return _too_large(name, size, f.read(max_bytes), max_bytes)
+                return _too_large(name, size, f.read(max_bytes), max_bytes, limit=limit)
             content = f.read(max_bytes + 1)
     except OSError as e:
         reason = f"cannot read it: {e.strerror or e}"
         return _failed(name, DocumentStatus.unreadable, reason, name.encode("utf-8", "backslashreplace"))
     if len(content) > max_bytes:
-        return _too_large(name, len(content), content, max_bytes, f"more than {max_bytes} bytes")
+        return _too_large(name, len(content), content, max_bytes, f"more than {max_bytes} bytes", limit)
     return _raw(name, content)
 
 
-def _read_folder(folder: Path, max_bytes: int, follow_symlinks: bool) -> SourceContents:
+def _read_folder(folder: Path, limits: ReadLimits, follow_symlinks: bool) -> SourceContents:
     files, skipped = walk_folder(folder, follow_symlinks)
     contents = SourceContents(documents=[], skipped=skipped)
     for file in files:
-        if file.path.suffix.lower() not in TEXT_SUFFIXES:
+        suffix = file.path.suffix.lower()
+        if suffix not in READ_SUFFIXES:
             contents.ignored.append(file.name)
+        elif suffix in CONVERTIBLE_SUFFIXES:
+            document = read_file(file.name, file.path, limits.max_file_bytes, "max_file_bytes")
+            document.convert_as = suffix
+            contents.documents.append(document)
         else:
-            contents.documents.append(read_file(file.name, file.path, max_bytes))
+            contents.documents.append(read_file(file.name, file.path, limits.max_document_bytes))
     return contents
 
 
@@ -111,10 +129,35 @@ def _lines(f: BinaryIO, max_bytes: int) -> Iterator[tuple[bytes, bool]]:
             pass
 
 
-def _record(label: str, line: bytes, line_number: int) -> RawDocument:
+def _file_record(label: str, filename: str, encoded: object, line_number: int, max_file_bytes: int) -> RawDocument:
+    """A record carrying a file to convert, base64-encoded (its filename's suffix names the format)."""
+    suffix = Path(filename).suffix.lower()
+    problem = ""
+    if suffix not in CONVERTIBLE_SUFFIXES:
+        problem = f"content_base64 needs a filename ending in one of {', '.join(sorted(CONVERTIBLE_SUFFIXES))}"
+    elif not isinstance(encoded, str):
+        problem = "content_base64 must be a string"
+    else:
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as e:
+            problem = f"content_base64 is not base64: {e}"
+    if problem:
+        return _failed(label, DocumentStatus.invalid_record, f"line {line_number}: {problem}", label.encode())
+    if len(data) > max_file_bytes:
+        return _too_large(printable(filename), len(data), data, max_file_bytes, limit="max_file_bytes")
+    document = _raw(printable(filename), data)
+    document.convert_as = suffix
+    return document
+
+
+def _record(label: str, line: bytes, line_number: int, limits: ReadLimits) -> RawDocument:
     try:
         record = json.loads(line)
-        filename, content = record["filename"], record["markdown_content"]
+        filename = record["filename"]
+        if isinstance(record, dict) and "content_base64" in record and isinstance(filename, str):
+            return _file_record(label, filename, record["content_base64"], line_number, limits.max_file_bytes)
+        content = record["markdown_content"]
         if not isinstance(filename, str) or not isinstance(content, str):
             raise TypeError("filename and markdown_content must be strings")
         encoded = content.encode("utf-8")
@@ -123,21 +166,28 @@ def _record(label: str, line: bytes, line_number: int) -> RawDocument:
         return _failed(label, DocumentStatus.invalid_record, reason, line)
     except (ValueError, KeyError, TypeError, RecursionError) as e:
         problem = "nested too deeply" if isinstance(e, RecursionError) else e
-        reason = f"line {line_number} is not a JSON object with string fields filename and markdown_content: {problem}"
+        reason = (
+            f"line {line_number} is not a JSON object with string fields filename and markdown_content "
+            f"(or content_base64): {problem}"
+        )
         return _failed(label, DocumentStatus.invalid_record, reason, line, len(line))
+    if len(line) > limits.max_document_bytes:
+        return _too_large(label, len(line), line, limits.max_document_bytes, f"line {line_number}")
     return _raw(printable(filename), encoded)
 
 
-def _read_jsonl(path: Path, max_bytes: int) -> SourceContents:
+def _read_jsonl(path: Path, limits: ReadLimits) -> SourceContents:
     documents = []
+    # A line may carry a file in base64 (4 characters for 3 bytes, plus the JSON around it).
+    max_line = max(limits.max_document_bytes, limits.max_file_bytes * 4 // 3 + 4096)
     try:
         with open_regular(path) as f:
-            for line_number, (line, whole) in enumerate(_lines(f, max_bytes), start=1):
+            for line_number, (line, whole) in enumerate(_lines(f, max_line), start=1):
                 label = f"{printable(path.name)}:{line_number}"
                 if not whole:
-                    documents.append(_too_large(label, len(line), line, max_bytes, f"line {line_number}"))
+                    documents.append(_too_large(label, len(line), line, max_line, f"line {line_number}"))
                 elif line.strip():
-                    documents.append(_record(label, line, line_number))
+                    documents.append(_record(label, line, line_number, limits))
     except OSError as e:
         raise SourceError(f"Cannot read {printable(str(path))}: {e.strerror or e}") from e
     return SourceContents(documents=documents)
@@ -164,12 +214,14 @@ def read_source(
     inline: Sequence[tuple[str, str]] | None,
     max_bytes: int,
     follow_symlinks: bool = False,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> SourceContents:
     """All documents of a batch. Raises SourceError when there is no batch to speak of."""
     if source and inline:
         raise SourceError("Give either `source` or `documents`, not both.")
+    limits = ReadLimits(max_document_bytes=max_bytes, max_file_bytes=max_file_bytes)
     if inline:
-        return _inline(inline, max_bytes)
+        return _inline(inline, limits.max_document_bytes)
     if not source:
         raise SourceError("No documents: set `source` (a folder or a .jsonl file) or `documents`.")
     path = Path(source).expanduser()
@@ -180,14 +232,15 @@ def read_source(
     except OSError as e:
         raise SourceError(f"Source {source!r} cannot be read: {e.strerror}.") from e
     if stat.S_ISDIR(mode):
-        contents = _read_folder(path, max_bytes, follow_symlinks)
+        contents = _read_folder(path, limits, follow_symlinks)
     elif path.suffix.lower() != ".jsonl":
         raise SourceError(f"Source {source!r} is neither a folder nor a .jsonl file.")
     elif not stat.S_ISREG(mode):
         raise SourceError(f"Source {source!r} is not a regular file (a FIFO, socket or device is not read).")
     else:
-        contents = _read_jsonl(path, max_bytes)
+        contents = _read_jsonl(path, limits)
     if not contents.documents:
         skipped = f"; skipped: {', '.join(map(str, contents.skipped[:5]))}" if contents.skipped else ""
-        raise SourceError(f"Source {source!r} holds no .md, .markdown, .txt files or JSONL records{skipped}.")
+        kinds = ", ".join(sorted(READ_SUFFIXES))
+        raise SourceError(f"Source {source!r} holds no documents ({kinds} files or JSONL records){skipped}.")
     return contents

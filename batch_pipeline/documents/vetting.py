@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import charset_normalizer
 
+from batch_pipeline.conversion.limits import Conversion
 from batch_pipeline.documents.sources import RawDocument
 from batch_pipeline.outcome import DocumentStatus
 
@@ -29,6 +30,7 @@ class PreparedDocument:
     encoding: str | None
     problem: DocumentStatus | None
     reason: str
+    converter: str | None = None  # what turned the file into markdown (name and version); None: text
 
 
 def document_id(project: str, content_hash: str) -> str:
@@ -82,9 +84,29 @@ def _bytes_as_western(error: UnicodeDecodeError) -> tuple[str, int]:
 codecs.register_error(MIXED_ERRORS, _bytes_as_western)
 
 
-def prepare(project: str, raw: RawDocument) -> PreparedDocument:
+def _converted(conversion: Conversion, max_text_bytes: int) -> tuple[str | None, DocumentStatus | None, str]:
+    if conversion.problem is not None:
+        return None, conversion.problem, conversion.reason
+    # Stored as text (PostgreSQL's takes no NUL), whatever a converter let through.
+    encoded = (conversion.text or "").replace("\x00", "").encode("utf-8", "replace")
+    text = encoded.decode("utf-8")
+    if not text.strip():
+        return None, DocumentStatus.empty, f"{conversion.converter} found no text in it"
+    if (size := len(encoded)) > max_text_bytes:
+        reason = f"its {size} bytes of markdown are over the limit of {max_text_bytes} bytes (max_document_bytes)"
+        return None, DocumentStatus.too_large, reason
+    return text, None, ""
+
+
+def prepare(
+    project: str, raw: RawDocument, conversion: Conversion | None = None, max_text_bytes: int = 0
+) -> PreparedDocument:
+    """A raw document vetted: text files decoded; a converted file's markdown (conversion) checked
+    against max_text_bytes. Its id is always that of the original bytes."""
     text, encoding, problem, reason = (None, None, raw.problem, raw.reason)
-    if raw.problem is None and raw.content is not None:
+    if conversion is not None:
+        text, problem, reason = _converted(conversion, max_text_bytes)
+    elif raw.problem is None and raw.content is not None:
         text, encoding, problem, reason = decode(raw.content)
     return PreparedDocument(
         document_id=document_id(project, raw.content_hash),
@@ -95,4 +117,5 @@ def prepare(project: str, raw: RawDocument) -> PreparedDocument:
         encoding=encoding,
         problem=problem,
         reason=reason,
+        converter=conversion.converter if conversion else None,
     )

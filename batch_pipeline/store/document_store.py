@@ -14,12 +14,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from batch_pipeline.context import ProcessingContext
+from batch_pipeline.conversion.limits import Conversion
 from batch_pipeline.documents.vetting import PreparedDocument
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 from batch_pipeline.store.engine import create_engine
 from batch_pipeline.store.migrations import add_new_columns, move_context_to_batch_runs
 from batch_pipeline.store.schema import (
     CONTEXT_COLUMNS,
+    DOCUMENT_COLUMNS,
     INTEGER_COLUMNS,
     RESULT_COLUMNS,
     analysis_results,
@@ -52,6 +54,12 @@ def _now() -> datetime:
 def in_chunks(items: Sequence, size: int = WRITE_CHUNK) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _table_of(result_column: str) -> sa.Table:
+    if result_column in CONTEXT_COLUMNS:
+        return batch_runs
+    return documents if result_column in DOCUMENT_COLUMNS else analysis_results
 
 
 class DocumentStore:
@@ -103,6 +111,7 @@ class DocumentStore:
                 "filename": d.filename,
                 "content": d.text,
                 "encoding": d.encoding,
+                "converter": d.converter,
                 "size_bytes": d.size_bytes,
                 "created_at": now,
             }
@@ -182,6 +191,18 @@ class DocumentStore:
                 texts.update({row.document_id: row.content for row in conn.execute(query)})
         return texts
 
+    def stored_conversions(self, document_ids: Sequence[str]) -> dict[str, Conversion]:
+        """The markdown an earlier run converted these documents' files to (a re-run converts nothing again)."""
+        found: dict[str, Conversion] = {}
+        d = documents.c
+        with self.engine.connect() as conn:
+            for chunk in in_chunks(document_ids, 500):
+                query = sa.select(d.document_id, d.content, d.converter).where(
+                    d.document_id.in_(chunk), d.converter.is_not(None), d.content.is_not(None)
+                )
+                found.update({row.document_id: Conversion(row.content, row.converter) for row in conn.execute(query)})
+        return found
+
     def find_cached(self, run_id: str, context_key: str, document_ids: Sequence[str]) -> dict[str, CachedResult]:
         """An ``ok`` result from another run under the same full context, per document that has one."""
         r = analysis_results.c
@@ -248,10 +269,11 @@ class DocumentStore:
     def results(self, run_id: str) -> pd.DataFrame:
         """One row per document of the run, in filename order."""
         # The context is stored once per run and printed on every row.
-        columns = [(batch_runs if name in CONTEXT_COLUMNS else analysis_results).c[name] for name in RESULT_COLUMNS]
+        columns = [_table_of(name).c[name] for name in RESULT_COLUMNS]
         query = (
             sa.select(*columns)
             .join_from(analysis_results, batch_runs, analysis_results.c.run_id == batch_runs.c.run_id)
+            .join(documents, documents.c.document_id == analysis_results.c.document_id)
             .where(analysis_results.c.run_id == run_id)
             .order_by(analysis_results.c.filename)
         )

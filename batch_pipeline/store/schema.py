@@ -18,6 +18,7 @@ documents = sa.Table(
     sa.Column("filename", sa.Text, nullable=False),
     sa.Column("content", sa.Text),
     sa.Column("encoding", sa.String(40)),
+    sa.Column("converter", sa.String(200)),  # what wrote content from the file (name and version); NULL: text
     sa.Column("size_bytes", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     # document_id is derived from (project, content_hash), so the pair is unique by construction.
@@ -127,10 +128,11 @@ indexes = [
 ]
 
 RESULT_COLUMNS = [
-    "run_id", "document_id", "filename", "status", "error", "model_key", "ai_model", "custom_instructions",
+    "run_id", "document_id", "filename", "converter", "status", "error", "model_key", "ai_model", "custom_instructions",
     "result", "cached_from_run_id", "input_tokens", "cached_input_tokens", "output_tokens", "latency_ms",
     "attempts", "request_id", "answered_by_model", "llm_api", "raw_output",
 ]  # fmt: skip
 
 
+DOCUMENT_COLUMNS = ["converter"]  # results show them from the documents table
 INTEGER_COLUMNS = ["input_tokens", "cached_input_tokens", "output_tokens", "attempts"]

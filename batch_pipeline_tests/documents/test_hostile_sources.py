@@ -104,7 +104,7 @@ def test_a_deeply_nested_jsonl_line_is_an_invalid_record(tmp_path):
 
 
 def test_proc_as_source_is_one_clear_error(tmp_path):
-    with pytest.raises(SourceError, match="holds no .md"):
+    with pytest.raises(SourceError, match="holds no documents"):
         read_source("/proc", None, 1000)
 
 

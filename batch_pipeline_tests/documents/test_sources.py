@@ -1,3 +1,5 @@
+import base64
+import hashlib
 import json
 
 import pytest
@@ -37,15 +39,46 @@ def test_same_project_and_content_give_the_same_id_across_filenames():
     assert document_id("p", "abc") != document_id("q", "abc")
 
 
-def test_folder_source_reads_text_files_recursively_and_reports_others(tmp_path):
+def test_folder_source_reads_text_and_files_to_convert_recursively_and_reports_others(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "a.md").write_text("# A")
     (tmp_path / "sub" / "b.txt").write_text("B")
-    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    (tmp_path / "scan.PNG").write_bytes(b"\x89PNG")
+    (tmp_path / "movie.mp4").write_bytes(b"\x00\x00")
     (tmp_path / ".hidden.md").write_text("hidden")
     contents = read_source(str(tmp_path), None, 1000)
-    assert [d.filename for d in contents.documents] == ["a.md", "sub/b.txt"]
-    assert contents.ignored == ["image.png"]
+    assert [(d.filename, d.convert_as) for d in contents.documents] == [
+        ("a.md", None),
+        ("scan.PNG", ".png"),
+        ("sub/b.txt", None),
+    ]
+    assert contents.ignored == ["movie.mp4"]
+
+
+def test_files_to_convert_have_their_own_size_limit(tmp_path):
+    (tmp_path / "big.md").write_text("x" * 2000)
+    (tmp_path / "big.pdf").write_bytes(b"%PDF" + b"x" * 2000)
+    (tmp_path / "huge.pdf").write_bytes(b"%PDF" + b"x" * 20_000)
+    docs = {d.filename: d for d in read_source(str(tmp_path), None, 1000, max_file_bytes=10_000).documents}
+    assert docs["big.md"].problem is DocumentStatus.too_large and "max_document_bytes" in docs["big.md"].reason
+    assert docs["big.pdf"].problem is None and docs["big.pdf"].content.startswith(b"%PDF")
+    assert docs["huge.pdf"].problem is DocumentStatus.too_large and "max_file_bytes" in docs["huge.pdf"].reason
+
+
+def test_jsonl_records_may_carry_files_to_convert_in_base64(tmp_path):
+    pdf = b"%PDF-1.4 not really"
+    lines = [
+        {"filename": "scan.pdf", "content_base64": base64.b64encode(pdf).decode()},
+        {"filename": "notes.bin", "content_base64": base64.b64encode(b"x").decode()},
+        {"filename": "bad.pdf", "content_base64": "not base64!"},
+    ]
+    path = tmp_path / "batch.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    first, unknown, bad = read_source(str(path), None, 1000).documents
+    assert (first.filename, first.content, first.convert_as, first.problem) == ("scan.pdf", pdf, ".pdf", None)
+    assert first.content_hash == hashlib.sha256(pdf).hexdigest()
+    assert unknown.problem is DocumentStatus.invalid_record and "filename ending in one of" in unknown.reason
+    assert bad.problem is DocumentStatus.invalid_record and "not base64" in bad.reason
 
 
 def test_oversized_file_is_not_read_and_is_marked_too_large(tmp_path):
@@ -77,7 +110,7 @@ def test_jsonl_source_keeps_bad_lines_as_failed_records(tmp_path):
     "make_source, message",
     [
         (lambda tmp: str(tmp / "missing"), "does not exist"),
-        (lambda tmp: str(tmp), "holds no .md"),
+        (lambda tmp: str(tmp), "holds no documents"),
         (lambda tmp: None, "No documents"),
     ],
 )

@@ -47,7 +47,7 @@ def create_document_records(
     if problems := request.problems():
         raise dg.Failure(REFUSED + "; ".join(problems))
     processing = request.context
-    read = _read(request)
+    read = _read(request, document_store.store)
     if request.max_cost_usd is not None:
         _refuse_over_budget(context.log, document_store.store, llm, request, read)
     if not processing.is_local:
@@ -74,9 +74,9 @@ def create_document_records(
         yield dg.DynamicOutput(partition, mapping_key=f"p{partition.index:05d}", output_name="partitions")
 
 
-def _read(request: BatchRequest) -> ReadBatch:
+def _read(request: BatchRequest, store: DocumentStore) -> ReadBatch:
     try:
-        return read_batch(request)
+        return read_batch(request, store.stored_conversions)
     except SourceError as e:
         raise dg.Failure(REFUSED + str(e)) from e
 
@@ -162,7 +162,7 @@ def _log_registration(log: dg.DagsterLogManager, batch: RegisteredBatch, seconds
         log.info(f"{len(batch.duplicate_files)} files repeat another file's content: {batch.duplicate_files[:20]}")
     if batch.ignored_files:
         log.warning(
-            f"Ignored {len(batch.ignored_files)} files that are not .md/.markdown/.txt: {batch.ignored_files[:20]}"
+            f"Ignored {len(batch.ignored_files)} files of formats that are not read: {batch.ignored_files[:20]}"
         )
     if batch.skipped_entries:
         log.warning(f"Skipped {len(batch.skipped_entries)} entries of the source: {batch.skipped_entries[:50]}")
