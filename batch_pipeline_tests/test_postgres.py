@@ -16,7 +16,15 @@ import yaml
 
 from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.store import DocumentStore
-from batch_pipeline_tests.conftest import EXAMPLE_DOCS, REPO_ROOT, batch_config, dagster_execute, with_llm, write_corpus
+from batch_pipeline_tests.conftest import (
+    EXAMPLE_COUNT,
+    EXAMPLE_DOCS,
+    REPO_ROOT,
+    batch_config,
+    dagster_execute,
+    with_llm,
+    write_corpus,
+)
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
 
 BIN = Path(sys.executable).parent
@@ -69,7 +77,7 @@ def test_whole_job_with_dagster_and_store_on_postgres(tmp_path, pg_env):
         ]
         assert run.status == dg.DagsterRunStatus.SUCCESS
     store = DocumentStore(pg_env["BATCH_PIPELINE_DATABASE_URL"])
-    assert store.status_counts(run.run_id) == {"empty": 1, "ok": 12}
+    assert store.status_counts(run.run_id) == {"empty": 1, "ok": EXAMPLE_COUNT - 1}
     store.close()
 
 

@@ -94,6 +94,7 @@ class RegisteredBatch(BaseModel):
     context: ProcessingContext
     documents: int
     analysable: int
+    converted_files: int  # PDFs, Office files, e-mails, scans turned into markdown (or found converted)
     input_failures: dict[str, int]
     duplicate_files: list[str]
     ignored_files: list[str]
@@ -219,6 +220,7 @@ def register_batch(
         context=request.context,
         documents=len(docs),
         analysable=len(analysable),
+        converted_files=sum(d.converter is not None for d in docs),
         input_failures=dict(Counter(d.problem.value for d in docs if d.problem)),
         duplicate_files=read.duplicates,
         ignored_files=read.ignored,

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from batch_pipeline.cli.main import main
-from batch_pipeline_tests.conftest import EXAMPLE_DOCS, REPO_ROOT, batch_config, run_job
+from batch_pipeline_tests.conftest import EXAMPLE_COUNT, EXAMPLE_DOCS, REPO_ROOT, batch_config, run_job
 
 RESULT_FIELDS = {
     "run_id", "document_id", "filename", "status", "error", "model_key", "ai_model", "custom_instructions",
@@ -26,7 +26,7 @@ def finished_run(pipeline_home, instance) -> str:
 def test_results_jsonl(finished_run, capsys):
     assert main(["results", finished_run]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(rows) == 13
+    assert len(rows) == EXAMPLE_COUNT
     assert set(rows[0]) >= RESULT_FIELDS
     by_name = {r["filename"]: r for r in rows}
     assert by_name["empty.md"]["status"] == "empty" and by_name["empty.md"]["error"]
@@ -38,7 +38,7 @@ def test_results_jsonl(finished_run, capsys):
 def test_results_csv(finished_run, capsys):
     assert main(["results", finished_run, "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert len(rows) == 13 and set(rows[0]) >= RESULT_FIELDS
+    assert len(rows) == EXAMPLE_COUNT and set(rows[0]) >= RESULT_FIELDS
     assert json.loads(rows[0]["result"])
 
 
@@ -51,7 +51,7 @@ def test_status_counts_documents_per_status(finished_run, capsys, monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     assert main(["status", finished_run]) == 0
     out = capsys.readouterr().out
-    assert "documents: 13" in out and "  ok: 12" in out and "  empty: 1" in out
+    assert f"documents: {EXAMPLE_COUNT}" in out and f"  ok: {EXAMPLE_COUNT - 1}" in out and "  empty: 1" in out
     assert "dagster_status: unknown" in out
 
 

@@ -47,6 +47,7 @@ def create_document_records(
     if problems := request.problems():
         raise dg.Failure(REFUSED + "; ".join(problems))
     processing = request.context
+    started = time.monotonic()
     read = _read(request, document_store.store)
     if request.max_cost_usd is not None:
         _refuse_over_budget(context.log, document_store.store, llm, request, read)
@@ -61,7 +62,6 @@ def create_document_records(
             "custom_instructions are recorded with every result, but the offline analysers (ai_model: local) "
             "do not interpret them."
         )
-    started = time.monotonic()
     batch, partitions = _register(document_store.store, context.run_id, request, read, llm.max_concurrent_requests)
     seconds = time.monotonic() - started
     if not processing.is_local and needs_llm(document_store.store, context.run_id, partitions):
@@ -154,7 +154,8 @@ def _count_probes(store: DocumentStore, run_id: str, processing: ProcessingConte
 def _log_registration(log: dg.DagsterLogManager, batch: RegisteredBatch, seconds: float) -> None:
     failed = sum(batch.input_failures.values())
     log.info(
-        f"Registered {batch.documents} documents of project {batch.project!r} in {seconds:.2f}s "
+        f"Read, converted ({batch.converted_files} files) and registered {batch.documents} documents of project "
+        f"{batch.project!r} in {seconds:.2f}s "
         f"({batch.documents / max(seconds, 1e-9):.0f} docs/s): {batch.analysable} to analyse in "
         f"{batch.partitions} partitions, {failed} unusable {batch.input_failures or ''}"
     )
@@ -172,6 +173,7 @@ def _batch_metadata(batch: RegisteredBatch) -> dict:
     return {
         "documents": batch.documents,
         "analysable": batch.analysable,
+        "converted_files": batch.converted_files,
         "input_failures": sum(batch.input_failures.values()),
         # Bounded: a source can hold any number of FIFOs or broken links, the event log should not.
         "skipped_entries": dg.MetadataValue.json(batch.skipped_entries[:SKIPPED_SHOWN]),
