@@ -29,3 +29,15 @@ def test_benchmark_smoke(tmp_path, redis_url, monkeypatch):
     assert scale["statuses"] == {"ok": scale["documents"]} and scale["peak_rss_mib"] > 0 and scale["dagster_events"] > 0
     assert [p["concurrency"] for p in report["sweep"]["points"]] == [8]
     assert (tmp_path / "sweep.png").stat().st_size > 1000
+
+
+def test_conversion_benchmark_smoke(tesseract, monkeypatch):
+    from benchmarks.conversion import main as conversion_main
+
+    figures = conversion_main(["--files-per-format", "1", "--scans", "1"])
+    for rates in (figures["one_process"], figures[f"{figures['cores']}_processes"]):
+        assert rates["pool_start_seconds"] > 0
+        assert all(
+            r["failed"] == 0 and r["files_per_s_after_start"] > 0 for k, r in rates.items() if k != "pool_start_seconds"
+        )
+    assert figures["job"]["files"] == 7
