@@ -1,5 +1,6 @@
-"""Conversion at ingest (issue 14): files per second by format, with one worker process and with
-one per core, what conversion adds to a run's registration, and what a re-run costs. Prints JSON.
+"""Conversion at ingest (issue 14): each format's cost on one core, a mixed batch through one
+worker process and through one per core (start-up included), what conversion adds to a run's
+registration, and what a re-run costs. Prints JSON.
 
     python -m benchmarks.conversion [--files-per-format 40] [--scans 10]
 
@@ -18,7 +19,7 @@ import dagster as dg
 from faker import Faker
 
 from batch_pipeline.conversion.limits import ConversionLimits
-from batch_pipeline.conversion.pool import convert_files
+from batch_pipeline.conversion.pool import convert_files, convert_in_worker
 from batch_pipeline.definitions import defs
 from batch_pipeline_tests.conversion import fixtures
 
@@ -42,32 +43,28 @@ def realistic_files(per_format: int, scans: int, seed: int = 14) -> dict[str, li
     }  # fmt: skip
 
 
-def pool_start_seconds(processes: int) -> float:
-    """Starting the workers (spawn, markitdown's import): paid once per registration that converts."""
-    started = time.perf_counter()
-    convert_files([(fixtures.html("x"), ".html")] * processes, ConversionLimits(processes=processes))
-    return time.perf_counter() - started
-
-
-def conversion_rates(files: dict[str, list[bytes]], processes: int) -> dict:
-    start = pool_start_seconds(processes)
-    rates: dict = {"pool_start_seconds": round(start, 2)}
-    limits = ConversionLimits(processes=processes)
+def per_format(files: dict[str, list[bytes]]) -> dict:
+    """Each format's conversion cost on one core, in this process (no worker, no start-up)."""
+    rates = {}
     for label, datas in files.items():
-        if not datas:
-            continue
         suffix = label.split()[-1]
         started = time.perf_counter()
-        conversions = convert_files([(data, suffix) for data in datas], limits)
+        conversions = [convert_in_worker(data, suffix, ConversionLimits()) for data in datas]
         seconds = time.perf_counter() - started
-        failed = sum(c.problem is not None for c in conversions)
         rates[label] = {
             "files": len(datas),
-            "seconds": round(seconds, 2),
-            "files_per_s_after_start": round(len(datas) / max(seconds - start, 1e-3), 1),
-            "failed": failed,
+            "ms_per_file": round(1000 * seconds / max(len(datas), 1), 1),
+            "failed": sum(c.problem is not None for c in conversions),
         }
     return rates
+
+
+def pool_seconds(files: dict[str, list[bytes]], processes: int) -> float:
+    """Every file, formats mixed, through the worker processes as a registration converts them."""
+    mixed = [(data, label.split()[-1]) for label, datas in files.items() for data in datas]
+    started = time.perf_counter()
+    convert_files(mixed, ConversionLimits(processes=processes))
+    return round(time.perf_counter() - started, 2)
 
 
 def job_seconds(instance: dg.DagsterInstance, folder: Path, force: bool = False) -> tuple[float, str]:
@@ -94,10 +91,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     files = realistic_files(args.files_per_format, args.scans)
     cores = os.cpu_count() or 1
+    one, all_cores = pool_seconds(files, 1), pool_seconds(files, cores)
     figures: dict = {
         "cores": cores,
-        "one_process": conversion_rates(files, 1),
-        f"{cores}_processes": conversion_rates(files, cores),
+        "per_format_one_core": per_format(files),
+        "all_files_one_process_seconds": one,
+        f"all_files_{cores}_processes_seconds": all_cores,
+        "speed_up": round(one / all_cores, 2),
     }
     with tempfile.TemporaryDirectory() as home:
         os.environ["BATCH_PIPELINE_HOME"] = home
