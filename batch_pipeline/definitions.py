@@ -5,6 +5,7 @@ import gc
 
 import dagster as dg
 
+from batch_pipeline.defs.assets import analysed_documents
 from batch_pipeline.defs.job import document_batch_job
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource, OfflineAnalysisResource
 from batch_pipeline.defs.triggers.failure_sensor import batch_failure_sensor
@@ -12,6 +13,7 @@ from batch_pipeline.defs.triggers.inbox_sensor import InboxConfig, inbox_sensor
 from batch_pipeline.defs.triggers.nightly_sweep import nightly_compliance_sweep
 
 defs = dg.Definitions(
+    assets=[analysed_documents],
     jobs=[document_batch_job],
     sensors=[inbox_sensor, batch_failure_sensor],
     schedules=[nightly_compliance_sweep],

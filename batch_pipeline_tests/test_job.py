@@ -53,7 +53,12 @@ def test_examples_end_to_end(pipeline_home, instance):
     assert run.tags["batch_pipeline/ai_model"] == "local"
 
     (materialization,) = result.asset_materializations_for_node("aggregate")
-    assert materialization.asset_key == dg.AssetKey(["batch_pipeline", "analysed_documents", "test"])
+    assert materialization.asset_key == dg.AssetKey(["batch_pipeline", "analysed_documents"])
+    assert materialization.partition == "test"
+    assert instance.has_dynamic_partition("batch_pipeline_projects", "test")
+    assert materialization.metadata["run_id"].value == result.run_id
+    assert materialization.metadata["docs_per_second"].value > 0
+    assert 0 < materialization.metadata["latency_p50_ms"].value <= materialization.metadata["latency_p95_ms"].value
     assert materialization.metadata["model_key"].value == "content_compliance"
     assert materialization.metadata["custom_instructions"].value == "Flag vendor e-mails too."
     assert materialization.metadata["documents"].value == len(example_files)

@@ -133,6 +133,21 @@ def test_code_location_loads_and_a_launched_run_succeeds(dagster_services):
     assert store.status_counts(run_id) == {"empty": 1, "ok": EXAMPLE_COUNT - 1}
     store.close()
 
+    # The analysed batch has a definition (not an "External Asset" known only from events), a
+    # partition per project, and the run's materialization with the numbers the UI plots.
+    (node,) = graphql(
+        port,
+        '{ assetNodes(assetKeys: [{path: ["batch_pipeline", "analysed_documents"]}]) { description '
+        "partitionDefinition { type } partitionKeys "
+        "assetMaterializations(limit: 1) { runId partition metadataEntries { label __typename } } } }",
+    )["assetNodes"]
+    assert node["description"].startswith("The documents of a project analysed")
+    assert node["partitionDefinition"]["type"] == "DYNAMIC" and node["partitionKeys"] == ["test"]
+    (materialization,) = node["assetMaterializations"]
+    assert (materialization["runId"], materialization["partition"]) == (run_id, "test")
+    kinds = {e["label"]: e["__typename"] for e in materialization["metadataEntries"]}
+    assert kinds["ok"] == kinds["failed"] == "IntMetadataEntry" and kinds["docs_per_second"] == "FloatMetadataEntry"
+
 
 def cli(services: Services, *args: str) -> subprocess.CompletedProcess:
     env = {**services.env, "BATCH_PIPELINE_HOME": str(services.home / "batch_pipeline")}

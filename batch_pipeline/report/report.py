@@ -36,6 +36,8 @@ class BatchReport(BaseModel):
     cached: int
     model_summary: SummarySections
     usage: list[ModelUsage]
+    latency_p50_ms: float | None = None  # of the documents this run analysed (not served from cache)
+    latency_p95_ms: float | None = None
 
     @property
     def estimated_cost_usd(self) -> float | None:
@@ -132,7 +134,15 @@ def build_report(run_id: str, project: str, model: AnalysisModel, rows: pd.DataF
         cached=int(ok_rows["cached_from_run_id"].notna().sum()),
         model_summary=model.summarize(results),
         usage=token_usage(rows),
+        **_latency_percentiles(ok_rows),
     )
+
+
+def _latency_percentiles(ok_rows: pd.DataFrame) -> dict[str, float | None]:
+    latencies = ok_rows.loc[ok_rows["cached_from_run_id"].isna(), "latency_ms"].dropna().astype(float)
+    if latencies.empty:
+        return {"latency_p50_ms": None, "latency_p95_ms": None}
+    return {"latency_p50_ms": round(latencies.quantile(0.5), 1), "latency_p95_ms": round(latencies.quantile(0.95), 1)}
 
 
 def write_report(report: BatchReport, rows: pd.DataFrame, folder: Path) -> tuple[Path, Path]:

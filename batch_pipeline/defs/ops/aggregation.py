@@ -1,5 +1,6 @@
 """aggregate: the run's report from its stored rows, and the analysed batch's materialization."""
 
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -8,13 +9,10 @@ from batch_pipeline import settings
 from batch_pipeline.batch.partitions import PartitionSummary
 from batch_pipeline.batch.registration import FailurePolicy, RegisteredBatch
 from batch_pipeline.context import ProcessingContext
+from batch_pipeline.defs.assets import analysed_documents, record_project
 from batch_pipeline.defs.resources import DocumentStoreResource
 from batch_pipeline.outcome import DocumentStatus
 from batch_pipeline.report.report import BatchReport, build_report, write_report
-
-
-def analysed_batch_asset_key(project: str) -> dg.AssetKey:
-    return dg.AssetKey(["batch_pipeline", "analysed_documents", project])
 
 
 @dg.op(tags={"kind": "report"})
@@ -30,11 +28,18 @@ def aggregate(
     csv_path, summary_path = write_report(report, rows, settings.reports_dir() / context.run_id)
     processing = batch.context
     metadata = _report_metadata(report, processing, csv_path, summary_path)
+    record_project(context.instance, batch.project)
     context.log_event(
         dg.AssetMaterialization(
-            asset_key=analysed_batch_asset_key(batch.project),
+            asset_key=analysed_documents.key,
+            partition=batch.project,
             description=f"Documents of project {batch.project} analysed by run {context.run_id}",
-            metadata={**metadata, "run_id": context.run_id, "analyser_version": processing.analyser_version},
+            metadata={
+                **metadata,
+                **_run_metrics(context, report),
+                "run_id": context.run_id,
+                "analyser_version": processing.analyser_version,
+            },
         )
     )
     context.add_output_metadata(metadata)
@@ -47,6 +52,19 @@ def aggregate(
             f"{report.failed} of {report.documents} documents failed (on_document_failure: fail); see {csv_path}",
             metadata={"failed": report.failed, "status_counts": dg.MetadataValue.json(report.status_counts)},
         )
+
+
+def _run_metrics(context: dg.OpExecutionContext, report: BatchReport) -> dict:
+    """Numbers the asset page plots across runs: throughput and latency of what this run analysed."""
+    record = context.instance.get_run_record_by_id(context.run_id)
+    started = record.start_time if record and record.start_time else None
+    seconds = time.time() - started if started else None
+    analysed = report.documents - report.cached
+    return {
+        "docs_per_second": round(analysed / seconds, 2) if seconds else None,
+        "latency_p50_ms": report.latency_p50_ms,
+        "latency_p95_ms": report.latency_p95_ms,
+    }
 
 
 def _report_metadata(report: BatchReport, processing: ProcessingContext, csv_path: Path, summary_path: Path) -> dict:

@@ -1,0 +1,24 @@
+"""The analysed batch as an asset: one partition per project, materialized by every run of
+document_batch_job, so its page shows which run produced a project's latest results, under
+which context, with what outcome, and plots the numbers across runs."""
+
+import dagster as dg
+
+PROJECTS = dg.DynamicPartitionsDefinition(name="batch_pipeline_projects")
+
+analysed_documents = dg.AssetSpec(
+    key=dg.AssetKey(["batch_pipeline", "analysed_documents"]),
+    description="The documents of a project analysed under one run's ProcessingContext: each materialization "
+    "is one run of document_batch_job (partition = project), with its context, counts, failures, throughput, "
+    "latency, tokens and cost, and the run's report.",
+    partitions_def=PROJECTS,
+    group_name="batch_pipeline",
+    kinds={"python"},
+    metadata={"launched_by": "document_batch_job (run config: project, source, context)"},
+)
+
+
+def record_project(instance: dg.DagsterInstance, project: str) -> None:
+    """The project's partition exists before its first materialization."""
+    if not instance.has_dynamic_partition(PROJECTS.name, project):
+        instance.add_dynamic_partitions(PROJECTS.name, [project])
