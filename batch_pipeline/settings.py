@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 DATABASE_URL_ENV = "BATCH_PIPELINE_DATABASE_URL"
 REPORTS_DIR_ENV = "BATCH_PIPELINE_REPORTS_DIR"
 HOME_ENV = "BATCH_PIPELINE_HOME"
+SOURCE_ROOT_ENV = "BATCH_PIPELINE_SOURCE_ROOT"
 API_KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 ALLOWED_BASE_URLS_ENV = "BATCH_PIPELINE_LLM_BASE_URLS"
@@ -53,6 +54,11 @@ def reports_dir() -> Path:
     if os.environ.get(REPORTS_DIR_ENV):
         return Path(os.environ[REPORTS_DIR_ENV]).expanduser()
     return data_dir() / "reports"
+
+
+def source_root() -> Path:
+    """Where a relative ``source`` resolves from: $BATCH_PIPELINE_SOURCE_ROOT, else the run's working directory."""
+    return Path(os.environ.get(SOURCE_ROOT_ENV) or ".").expanduser()
 
 
 def llm_api_key() -> str | None:

@@ -7,10 +7,11 @@ import shutil
 import dagster as dg
 import pandas as pd
 import pytest
+import yaml
 
 from batch_pipeline import settings
 from batch_pipeline.store import DocumentStore
-from batch_pipeline_tests.conftest import EXAMPLE_DOCS, batch_config, run_job
+from batch_pipeline_tests.conftest import EXAMPLE_DOCS, REPO_ROOT, batch_config, run_job
 
 
 def results(run_id: str) -> pd.DataFrame:
@@ -231,3 +232,15 @@ def test_a_folder_of_unlucky_entries_completes_with_each_reason_stored_or_listed
     )
     skipped = batch_output.event_specific_data.metadata["skipped_entries"].value
     assert sorted(s.split(":")[0] for s in skipped) == ["passwd.txt", "pipe.md"]
+
+
+@pytest.mark.parametrize(
+    "name", ["compliance_local", "metadata_fails_on_empty_document", "inline_documents", "jsonl_source"]
+)
+def test_the_offline_examples_run_as_their_names_say(pipeline_home, instance, monkeypatch, name):
+    monkeypatch.chdir(REPO_ROOT)  # their sources are relative to the repository, as the README runs them
+    run_config = yaml.safe_load((REPO_ROOT / "examples" / f"{name}.yaml").read_text())
+    result = run_job(instance, run_config, raise_on_error=False)
+    assert result.success is ("fails" not in name)
+    if not result.success:
+        assert "on_document_failure: fail" in str(result.failure_data_for_node("aggregate"))

@@ -4,7 +4,9 @@ the webserver's GraphQL API (what the Launchpad does) is queued, started and suc
 import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from dagster_graphql import DagsterGraphQLClient
 
 from batch_pipeline.store import DocumentStore
@@ -221,3 +224,32 @@ def test_inbox_sensor_end_to_end(dagster_services):
     assert wait_for_status(lambda: dagster_services.client.get_run_status(run_id).value) == "SUCCESS"
     out = cli(dagster_services, "status", run_id).stdout
     assert "documents: 2" in out and "  ok: 2" in out
+
+
+def test_make_dev_starts_without_warnings_and_runs_the_examples_as_written(tmp_path):
+    """What a new user sees first: `make dev` serves the UI, warns about nothing (not the instance
+    config's location, not `dg dev`), and a pasted example's relative source is found."""
+    port = free_port()
+    command = ["make", "--no-print-directory", "-C", str(REPO_ROOT), "dev",
+               f"LOCAL_DAGSTER_HOME={tmp_path / 'home'}", f"DEV_ARGS=-p {port}"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "BATCH_PIPELINE_", "PYTHONWARNINGS"))}
+    log = tmp_path / "make_dev.log"
+    with log.open("w") as out:
+        dev = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_webserver(port, dev)
+        client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+        example = yaml.safe_load((REPO_ROOT / "examples" / "compliance_local.yaml").read_text())
+        run_id = client.submit_job_execution("document_batch_job", run_config=example)
+        status = wait_for_status(lambda: client.get_run_status(run_id).value)
+    finally:
+        os.killpg(dev.pid, signal.SIGINT)  # Ctrl-C, as a user stops it
+        try:
+            dev.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(dev.pid, signal.SIGKILL)
+            dev.wait(timeout=30)
+    output = log.read_text()
+    assert status == "SUCCESS", output[-3000:]
+    warnings = [line for line in output.splitlines() if re.search(r" - WARNING - |\w+Warning: ", line)]
+    assert warnings == []

@@ -46,7 +46,7 @@ class BatchConfig(dg.Config):
         description="A folder (searched recursively) of text files (.md, .markdown, .txt) and files converted to "
         "markdown when read (.pdf, .docx, .pptx, .xlsx, .html, .htm, .eml, .png, .jpg, .jpeg, .tif, .tiff), or a "
         ".jsonl file of {filename, markdown_content} or {filename, content_base64} records. Relative paths "
-        "resolve from the run's working directory.",
+        "resolve from $BATCH_PIPELINE_SOURCE_ROOT (make dev: the repository), else the run's working directory.",
     )
     documents: list[InlineDocument] | None = Field(default=None, description="Inline documents, instead of source.")
     context: ProcessingContextConfig

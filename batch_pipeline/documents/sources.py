@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from batch_pipeline import settings
 from batch_pipeline.conversion.suffixes import CONVERTIBLE_SUFFIXES, READ_SUFFIXES
 from batch_pipeline.documents.folder import SkippedEntry, printable, walk_folder
 from batch_pipeline.outcome import DocumentStatus
@@ -224,7 +225,7 @@ def read_source(
         return _inline(inline, limits.max_document_bytes)
     if not source:
         raise SourceError("No documents: set `source` (a folder or a .jsonl file) or `documents`.")
-    path = Path(source).expanduser()
+    path = settings.source_root() / Path(source).expanduser()  # an absolute source stays as it is
     try:
         mode = path.stat().st_mode
     except FileNotFoundError as e:

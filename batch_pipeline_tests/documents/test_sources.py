@@ -122,3 +122,15 @@ def test_unusable_sources_raise_a_clear_error(tmp_path, make_source, message):
 def test_source_and_inline_documents_are_mutually_exclusive(tmp_path):
     with pytest.raises(SourceError, match="not both"):
         read_source(str(tmp_path), [("a.md", "# A")], 1000)
+
+
+def test_a_relative_source_resolves_from_the_source_root(tmp_path, monkeypatch):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A")
+    monkeypatch.chdir("/")
+    monkeypatch.setenv("BATCH_PIPELINE_SOURCE_ROOT", str(tmp_path))
+    assert [d.filename for d in read_source("docs", None, 1000).documents] == ["a.md"]
+    assert [d.filename for d in read_source(str(tmp_path / "docs"), None, 1000).documents] == ["a.md"]
+    monkeypatch.delenv("BATCH_PIPELINE_SOURCE_ROOT")
+    with pytest.raises(SourceError, match="resolved to /docs"):
+        read_source("docs", None, 1000)
