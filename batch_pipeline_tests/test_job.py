@@ -204,6 +204,28 @@ def test_bad_batch_fails_before_anything_is_written(pipeline_home, instance, tmp
     assert _nothing_written(instance, pipeline_home)
 
 
+def test_every_launch_problem_is_named_at_once(pipeline_home, instance, tmp_path):
+    """What "Scaffold missing config" leaves (empty strings) plus a missing source and bad numbers:
+    one failure names them all, before anything is written."""
+    run_config = batch_config(project="", ai_model="", partition_size=0, max_pages=0, conversion_timeout_seconds=-1)
+    result = run_job(instance, run_config, raise_on_error=False)
+    failure = [e for e in result.all_events if e.is_step_failure][0]
+    message = failure.event_specific_data.error.message
+    for problem in [
+        "project must not be empty",
+        "context.ai_model must not be empty",
+        "partition_size must be at least 1, got 0",
+        "max_pages must be at least 1, got 0",
+        "conversion_timeout_seconds must be more than 0, got -1",
+        "No documents: set `source`",
+    ]:
+        assert problem in message
+    assert _nothing_written(instance, pipeline_home)
+    missing = run_job(instance, batch_config(str(tmp_path / "nowhere"), ai_model=""), raise_on_error=False)
+    message = [e for e in missing.all_events if e.is_step_failure][0].event_specific_data.error.message
+    assert "does not exist" in message and "ai_model must not be empty" in message
+
+
 def test_inline_documents(pipeline_home, instance):
     run_config = batch_config(documents=[{"filename": "n.md", "markdown_content": "# N\n\nmail x@example.com"}])
     result = run_job(instance, run_config)

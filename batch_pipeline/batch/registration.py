@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.conversion.limits import Conversion, ConversionLimits
-from batch_pipeline.documents.sources import MAX_FILE_BYTES, RawDocument, read_source
+from batch_pipeline.documents.sources import MAX_FILE_BYTES, RawDocument, read_source, source_problem
 from batch_pipeline.documents.vetting import PreparedDocument, document_id, prepare
 from batch_pipeline.llm.batch_lines import MAX_REQUESTS_PER_BATCH
 from batch_pipeline.llm.response_format import ResponseFormatMode
@@ -48,7 +48,8 @@ class BatchRequest(BaseModel):
     max_cost_usd: float | None = None
 
     def problems(self) -> list[str]:
-        """Launch checks the Dagster config schema cannot express."""
+        """Launch checks the Dagster config schema cannot express, every one at once (the source's
+        existence and kind included; whether it holds documents is known only once it is read)."""
         found = []
         if not self.project.strip():
             found.append("project must not be empty")
@@ -71,6 +72,8 @@ class BatchRequest(BaseModel):
             found.append("llm_api batch sends documents to an LLM's Batch API: it needs an LLM ai_model, not 'local'")
         if self.max_cost_usd is not None and self.max_cost_usd <= 0:
             found.append(f"max_cost_usd must be more than 0, got {self.max_cost_usd}")
+        if problem := source_problem(self.source, self.documents):
+            found.append(problem)
         for name, value in [("project", self.project), ("context.ai_model", self.context.ai_model),
                             ("context.custom_instructions", self.context.custom_instructions)]:  # fmt: skip
             if not _is_unicode(value):

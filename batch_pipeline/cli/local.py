@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from batch_pipeline import settings
 from batch_pipeline.analysis import REGISTRY
 from batch_pipeline.batch.estimate import CostEstimate, estimate_batch, expected_response_format
-from batch_pipeline.batch.registration import read_batch
+from batch_pipeline.batch.registration import BatchRequest, read_batch
 from batch_pipeline.definitions import resolve_document_batch_job
 from batch_pipeline.defs.config import BatchConfig, batch_config_of
 from batch_pipeline.defs.resources import LlmResource
@@ -58,23 +58,37 @@ def _schema_problems(run_config: dict) -> list[str]:
     return []
 
 
+def launch_problems(run_config: dict) -> list[str]:
+    """What the run would refuse before writing anything: the schema's problems, else every check
+    the schema cannot express (all of them at once)."""
+    if problems := _schema_problems(run_config):
+        return problems
+    return BatchConfig(**batch_config_of(run_config)).to_request().problems()
+
+
 def config_problems(run_config: dict) -> list[str]:
-    """Everything wrong with a run config for document_batch_job, with the valid choices named."""
+    """Everything wrong with a run config for document_batch_job here, with the valid choices named
+    (launch_problems, and an LLM's key and endpoint as this environment has them)."""
     if problems := _schema_problems(run_config):
         return problems
     request = BatchConfig(**batch_config_of(run_config)).to_request()
-    problems = request.problems()
-    if not request.context.is_local:
-        if settings.llm_api_key() is None:
-            problems.append(
-                f"ai_model {request.context.ai_model!r} is an LLM: it needs the environment variable "
-                f"{settings.API_KEY_ENV}, which is not set"
-            )
-        base_url = run_config.get("resources", {}).get("llm", {}).get("config", {}).get("base_url")
-        try:
-            settings.llm_base_url(base_url if isinstance(base_url, str) else None)
-        except settings.NotAllowed as e:
-            problems.append(str(e))
+    return request.problems() + _llm_problems(request, run_config)
+
+
+def _llm_problems(request: BatchRequest, run_config: dict) -> list[str]:
+    if request.context.is_local:
+        return []
+    problems = []
+    if settings.llm_api_key() is None:
+        problems.append(
+            f"ai_model {request.context.ai_model!r} is an LLM: it needs the environment variable "
+            f"{settings.API_KEY_ENV}, which is not set"
+        )
+    base_url = run_config.get("resources", {}).get("llm", {}).get("config", {}).get("base_url")
+    try:
+        settings.llm_base_url(base_url if isinstance(base_url, str) else None)
+    except settings.NotAllowed as e:
+        problems.append(str(e))
     return problems
 
 

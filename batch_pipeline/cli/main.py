@@ -72,13 +72,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from batch_pipeline.cli import remote
+    from batch_pipeline.cli import local, remote
 
     if args.model_key not in REGISTRY:
         print(f"error: unknown model_key {args.model_key!r}; valid: {', '.join(REGISTRY)}", file=sys.stderr)
-        return 2
-    if not Path(args.path).exists():
-        print(f"error: {args.path} does not exist", file=sys.stderr)
         return 2
     context = ProcessingContext(
         model_key=ModelKey[args.model_key], ai_model=args.ai_model, custom_instructions=args.instructions
@@ -86,6 +83,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     run_config, tags = remote.submission(
         args.project, str(Path(args.path).resolve()), context, args.priority, args.executor
     )
+    if problems := local.launch_problems(run_config):  # all at once, before the webserver sees the run
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.max_runtime is not None:
         tags[MAX_RUNTIME_TAG] = str(args.max_runtime)
     try:

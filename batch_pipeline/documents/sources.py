@@ -210,6 +210,34 @@ def _inline(documents: Sequence[tuple[str, str]], max_bytes: int) -> SourceConte
     return SourceContents(documents=read)
 
 
+def source_problem(source: str | None, inline: Sequence[tuple[str, str]] | None) -> str:
+    """Why the batch's source cannot be read at all ("" when it can), found without reading it."""
+    if source and inline:
+        return "Give either `source` or `documents`, not both."
+    if inline:
+        return ""
+    if not source:
+        return "No documents: set `source` (a folder or a .jsonl file) or `documents`."
+    path = source_path(source)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return f"Source {source!r} does not exist (resolved to {path.absolute()})."
+    except OSError as e:
+        return f"Source {source!r} cannot be read: {e.strerror}."
+    if stat.S_ISDIR(mode):
+        return ""
+    if path.suffix.lower() != ".jsonl":
+        return f"Source {source!r} is neither a folder nor a .jsonl file."
+    if not stat.S_ISREG(mode):
+        return f"Source {source!r} is not a regular file (a FIFO, socket or device is not read)."
+    return ""
+
+
+def source_path(source: str) -> Path:
+    return settings.source_root() / Path(source).expanduser()  # an absolute source stays as it is
+
+
 def read_source(
     source: str | None,
     inline: Sequence[tuple[str, str]] | None,
@@ -218,28 +246,13 @@ def read_source(
     max_file_bytes: int = MAX_FILE_BYTES,
 ) -> SourceContents:
     """All documents of a batch. Raises SourceError when there is no batch to speak of."""
-    if source and inline:
-        raise SourceError("Give either `source` or `documents`, not both.")
+    if problem := source_problem(source, inline):
+        raise SourceError(problem)
     limits = ReadLimits(max_document_bytes=max_bytes, max_file_bytes=max_file_bytes)
     if inline:
         return _inline(inline, limits.max_document_bytes)
-    if not source:
-        raise SourceError("No documents: set `source` (a folder or a .jsonl file) or `documents`.")
-    path = settings.source_root() / Path(source).expanduser()  # an absolute source stays as it is
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError as e:
-        raise SourceError(f"Source {source!r} does not exist (resolved to {path.absolute()}).") from e
-    except OSError as e:
-        raise SourceError(f"Source {source!r} cannot be read: {e.strerror}.") from e
-    if stat.S_ISDIR(mode):
-        contents = _read_folder(path, limits, follow_symlinks)
-    elif path.suffix.lower() != ".jsonl":
-        raise SourceError(f"Source {source!r} is neither a folder nor a .jsonl file.")
-    elif not stat.S_ISREG(mode):
-        raise SourceError(f"Source {source!r} is not a regular file (a FIFO, socket or device is not read).")
-    else:
-        contents = _read_jsonl(path, limits)
+    path = source_path(source or "")
+    contents = _read_folder(path, limits, follow_symlinks) if path.is_dir() else _read_jsonl(path, limits)
     if not contents.documents:
         skipped = f"; skipped: {', '.join(map(str, contents.skipped[:5]))}" if contents.skipped else ""
         kinds = ", ".join(sorted(READ_SUFFIXES))

@@ -102,3 +102,26 @@ def test_check_says_when_the_key_variable_is_missing(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "needs the environment variable OPENAI_API_KEY, which is not set" in err
     assert "Stack Trace" not in err
+
+
+def test_submit_names_every_launch_problem_at_once_before_contacting_the_webserver(tmp_path, capsys):
+    code = main(["submit", str(tmp_path / "nowhere"), "--model-key", "content_compliance", "--ai-model", " ",
+                 "--project", "", "--url", "http://127.0.0.1:9"])  # fmt: skip
+    errors = capsys.readouterr().err
+    assert code == 2
+    assert (
+        "does not exist" in errors and "ai_model must not be empty" in errors and "project must not be empty" in errors
+    )
+    assert "unreachable" not in errors.lower()
+
+
+def test_check_names_a_missing_source_with_the_other_problems(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(batch_config(str(tmp_path / "nowhere"), project=" ", max_pages=0)))
+    assert main(["check", str(config)]) == 1
+    errors = capsys.readouterr().err
+    assert (
+        "does not exist" in errors
+        and "project must not be empty" in errors
+        and "max_pages must be at least 1" in errors
+    )
