@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 
 import dagster as dg
@@ -48,6 +49,13 @@ def test_examples_end_to_end(pipeline_home, instance):
     assert (report_dir / "results.csv").exists()
     summary = (report_dir / "summary.md").read_text()
     assert "Findings per category" in summary and "| secret" in summary
+    page = (report_dir / "report.html").read_text()
+    assert page.count("<svg") >= 2  # outcomes and findings per category, drawn inline
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched: opens offline
+    flagged = page.index("Flagged documents")
+    assert page.index("deploy_runbook.md", flagged) < page.index("Failed documents")  # flagged, with its excerpt
+    assert "AKIA" in page and "AKIAIOSFODNN7EXAMPLE" not in page  # masked as the analyser masked it
+    assert page.index("empty.md", page.index("Failed documents")) > 0 and "the document is empty" in page
 
     run = instance.get_run_by_id(result.run_id)
     assert run.tags["batch_pipeline/model_key"] == "content_compliance"
@@ -67,6 +75,7 @@ def test_examples_end_to_end(pipeline_home, instance):
     table = materialization.metadata["status_counts"]
     assert {r.data["status"]: r.data["documents"] for r in table.records} == {"empty": 1, "ok": len(example_files) - 1}
     assert materialization.metadata["report_summary"].value.endswith("summary.md")
+    assert materialization.metadata["report_html"].value.endswith("report.html")
 
 
 def test_custom_instructions_with_offline_analysers_log_a_warning(pipeline_home, instance):

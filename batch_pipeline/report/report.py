@@ -1,4 +1,4 @@
-"""The per-run report: status counts, the model's own summary, a CSV of rows and a Markdown page."""
+"""The per-run report: status counts, the model's own summary, a CSV of rows, a Markdown page and an HTML page."""
 
 from pathlib import Path
 
@@ -145,9 +145,13 @@ def _latency_percentiles(ok_rows: pd.DataFrame) -> dict[str, float | None]:
     return {"latency_p50_ms": round(latencies.quantile(0.5), 1), "latency_p95_ms": round(latencies.quantile(0.95), 1)}
 
 
-def write_report(report: BatchReport, rows: pd.DataFrame, folder: Path) -> tuple[Path, Path]:
+def write_report(report: BatchReport, rows: pd.DataFrame, folder: Path) -> tuple[Path, Path, Path]:
+    """results.csv, summary.md and report.html in the run's folder; their paths."""
+    from batch_pipeline.report.html import HTML_NAME, render_html  # matplotlib: loaded only to write one
+
     folder.mkdir(parents=True, exist_ok=True)
-    csv_path, summary_path = folder / CSV_NAME, folder / SUMMARY_NAME
+    csv_path, summary_path, html_path = folder / CSV_NAME, folder / SUMMARY_NAME, folder / HTML_NAME
     rows.drop(columns=["raw_output"]).to_csv(csv_path, index=False)
     summary_path.write_text(report.to_markdown(), encoding="utf-8")
-    return csv_path, summary_path
+    html_path.write_text(render_html(report, rows), encoding="utf-8")
+    return csv_path, summary_path, html_path

@@ -25,9 +25,9 @@ def aggregate(
     """Summarise the run's stored results into a report (CSV + Markdown) and record the batch's lineage."""
     rows = document_store.store.results(context.run_id)
     report = build_report(context.run_id, batch.project, batch.context.model, rows)
-    csv_path, summary_path = write_report(report, rows, settings.reports_dir() / context.run_id)
+    csv_path, summary_path, html_path = write_report(report, rows, settings.reports_dir() / context.run_id)
     processing = batch.context
-    metadata = _report_metadata(report, processing, csv_path, summary_path)
+    metadata = _report_metadata(report, processing, csv_path, summary_path, html_path)
     record_project(context.instance, batch.project)
     context.log_event(
         dg.AssetMaterialization(
@@ -67,7 +67,9 @@ def _run_metrics(context: dg.OpExecutionContext, report: BatchReport) -> dict:
     }
 
 
-def _report_metadata(report: BatchReport, processing: ProcessingContext, csv_path: Path, summary_path: Path) -> dict:
+def _report_metadata(
+    report: BatchReport, processing: ProcessingContext, csv_path: Path, summary_path: Path, html_path: Path
+) -> dict:
     return {
         "documents": report.documents,
         "ok": report.status_counts.get(DocumentStatus.ok, 0),
@@ -80,6 +82,7 @@ def _report_metadata(report: BatchReport, processing: ProcessingContext, csv_pat
         "model_summary": dg.MetadataValue.md(report.to_markdown()),
         "report_csv": dg.MetadataValue.path(str(csv_path)),
         "report_summary": dg.MetadataValue.path(str(summary_path)),
+        "report_html": dg.MetadataValue.path(str(html_path)),
         "model_key": processing.model_key.value,
         "ai_model": processing.ai_model,
         "custom_instructions": processing.custom_instructions,
