@@ -166,11 +166,9 @@ def test_batch_pipeline_submit_and_status_against_the_webserver(dagster_services
     assert submitted.returncode == 0, submitted.stderr
     run_id = submitted.stdout.strip()
 
-    def status() -> str:
-        out = cli(dagster_services, "status", run_id, "--url", url).stdout
-        return out.split("dagster_status: ")[1].split()[0]
-
-    assert wait_for_status(status) == "SUCCESS"
+    watched = cli(dagster_services, "status", run_id, "--url", url, "--watch", "--interval", "0.5")
+    assert watched.returncode == 0, watched.stderr  # it followed the run to its end, over GraphQL
+    assert f"{EXAMPLE_COUNT} of {EXAMPLE_COUNT} done" in watched.stdout and "SUCCESS" in watched.stdout
     out = cli(dagster_services, "status", run_id, "--url", url).stdout
     assert f"documents: {EXAMPLE_COUNT}" in out and f"  ok: {EXAMPLE_COUNT - 1}" in out
     tags = graphql(

@@ -47,6 +47,14 @@ def dagster_run_status(run_id: str) -> str:
         return run.status.value if run else f"not found in the Dagster instance at {os.environ['DAGSTER_HOME']}"
 
 
+def run_progress(instance: dg.DagsterInstance, run_id: str) -> tuple[str, list[str]]:
+    """(the run's Dagster status, the steps running now), from the local instance."""
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        raise LookupError(f"run {run_id} is not in the Dagster instance at {os.environ.get('DAGSTER_HOME')}")
+    return run.status.value, [s.step_key for s in instance.get_run_step_stats(run_id) if s.end_time is None]
+
+
 def _schema_problems(run_config: dict) -> list[str]:
     try:
         dg.validate_run_config(resolve_document_batch_job(), run_config)

@@ -2,6 +2,8 @@
 config or estimate its cost, submit to a webserver, resume a dead run, start a Celery worker."""
 
 import argparse
+import contextlib
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -29,6 +31,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from batch_pipeline.cli import local, remote
     from batch_pipeline.store.provider_batches import batches_of_run
 
+    if args.watch:
+        return _watch_status(args)
+
     try:
         status = remote.remote_run_status(args.url, args.run_id) if args.url else local.dagster_run_status(args.run_id)
     except remote.WebserverUnreachable as e:
@@ -46,6 +51,36 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"batch: {batch.batch_id or '(being created)'} {batch.provider_status or batch.state}")
         print(f"  documents: {len(batch.document_ids)}, round {batch.round}" + (f", {progress}" if progress else ""))
     return 0
+
+
+def _watch_status(args: argparse.Namespace) -> int:
+    import time
+
+    import dagster as dg
+
+    from batch_pipeline.cli import local, remote
+    from batch_pipeline.cli.watch import Snapshot, watch
+
+    if not args.url and not os.environ.get("DAGSTER_HOME"):
+        print("error: set DAGSTER_HOME to the instance that runs the batch, or give --url", file=sys.stderr)
+        return 2
+    store = local.open_store()
+    with contextlib.ExitStack() as stack:
+        if args.url:
+            progress = functools.partial(remote.remote_run_progress, args.url, args.run_id)
+        else:
+            instance = stack.enter_context(dg.DagsterInstance.get())
+            progress = functools.partial(local.run_progress, instance, args.run_id)
+
+        def read() -> Snapshot:
+            status, running = progress()
+            return Snapshot(status, store.status_counts(args.run_id), running, time.monotonic())
+
+        try:
+            return watch(args.run_id, read, interval_seconds=args.interval)
+        except (LookupError, remote.WebserverUnreachable) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -168,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="print a run's Dagster status and document counts per status")
     status.add_argument("run_id")
     status.add_argument("--url", help="read the status from this Dagster webserver (default: the local $DAGSTER_HOME)")
+    status.add_argument(
+        "--watch",
+        action="store_true",
+        help="a live view until the run ends (documents per status, docs/s, ETA, running partitions); "
+        "exit code 0 success, 1 failure, 3 canceled",
+    )
+    status.add_argument("--interval", type=float, default=1.0, help="seconds between redraws with --watch")
     status.set_defaults(handler=cmd_status)
 
     resume = commands.add_parser(

@@ -1,6 +1,7 @@
 """Talking to a running Dagster webserver over GraphQL: submit a batch, ask a run's status."""
 
 import http.client
+import json
 import urllib.error
 import urllib.request
 from urllib.parse import urlparse
@@ -34,6 +35,26 @@ def graphql_client(url: str) -> DagsterGraphQLClient:
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
         raise WebserverUnreachable(f"cannot reach the Dagster webserver at {base}: {e}") from None
     return DagsterGraphQLClient(parsed.hostname, port_number=port, use_https=parsed.scheme == "https")
+
+
+RUN_PROGRESS_QUERY = """query RunProgress($runId: ID!) {
+  runOrError(runId: $runId) { __typename ... on Run { status stepStats { stepKey status } } }
+}"""
+
+
+def remote_run_progress(url: str, run_id: str) -> tuple[str, list[str]]:
+    """(the run's Dagster status, the steps running now), from the webserver."""
+    client = graphql_client(url)
+    request = urllib.request.Request(
+        client._url,  # the client's own endpoint (http[s]://host:port/graphql)
+        data=json.dumps({"query": RUN_PROGRESS_QUERY, "variables": {"runId": run_id}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=REACHABILITY_TIMEOUT_SECONDS) as response:
+        run = json.load(response)["data"]["runOrError"]
+    if run["__typename"] != "Run":
+        raise LookupError(f"run {run_id} is not known to the webserver at {url} ({run['__typename']})")
+    return run["status"], [step["stepKey"] for step in run["stepStats"] if step["status"] == "IN_PROGRESS"]
 
 
 def remote_run_status(url: str, run_id: str) -> str:
