@@ -1,0 +1,61 @@
+"""What users look at, in a real browser (Debian's Chromium, driven by Playwright): the analysed
+batch's asset page after a run, and the run's report.html opened from disk."""
+
+import shutil
+
+import pytest
+
+from batch_pipeline_tests.conftest import EXAMPLE_DOCS, _required_service_missing, batch_config
+from batch_pipeline_tests.test_webserver import dagster_services, wait_for_status  # noqa: F401 (fixture)
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need the test extra (playwright)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        _required_service_missing("Chromium is not installed: apt-get install chromium")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def finished_run(dagster_services) -> str:  # noqa: F811
+    run_id = dagster_services.client.submit_job_execution(
+        "document_batch_job", run_config=batch_config(str(EXAMPLE_DOCS), project="browser")
+    )
+    assert wait_for_status(lambda: dagster_services.client.get_run_status(run_id).value) == "SUCCESS"
+    return run_id
+
+
+def test_the_asset_page_has_a_definition_partitions_and_the_runs_materialization(
+    browser,
+    dagster_services,  # noqa: F811
+    finished_run,
+):
+    page = browser.new_page()
+    base = f"http://127.0.0.1:{dagster_services.port}"
+    page.goto(f"{base}/assets/batch_pipeline/analysed_documents", wait_until="networkidle")
+    page.get_by_text("The documents of a project analysed", exact=False).first.wait_for(timeout=30_000)
+    assert "doesn't have a software definition" not in page.content()
+    page.goto(f"{base}/assets/batch_pipeline/analysed_documents?view=partitions", wait_until="networkidle")
+    page.get_by_text("browser", exact=True).first.wait_for(timeout=30_000)  # the project's partition
+    page.goto(f"{base}/assets/batch_pipeline/analysed_documents?view=events", wait_until="networkidle")
+    page.get_by_text(finished_run[:8], exact=False).first.wait_for(timeout=30_000)  # the run that produced it
+
+
+def test_report_html_opens_from_disk_with_its_charts_and_fetches_nothing(browser, dagster_services, finished_run):  # noqa: F811
+    report = dagster_services.home / "batch_pipeline" / "reports" / finished_run / "report.html"
+    page = browser.new_page()
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(report.as_uri(), wait_until="load")
+    assert [url for url in requested if not url.startswith(("file:", "data:"))] == []
+    charts = page.locator(".charts svg")
+    assert charts.count() >= 2 and all(charts.nth(i).bounding_box()["width"] > 100 for i in range(charts.count()))
+    flagged = page.locator("h2", has_text="Flagged documents")
+    assert flagged.is_visible() and "deploy_runbook.md" in page.inner_text("body")
+    assert page.screenshot(full_page=True)[:8] == b"\x89PNG\r\n\x1a\n"
