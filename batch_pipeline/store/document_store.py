@@ -273,7 +273,7 @@ class DocumentStore:
         query = (
             sa.select(*columns)
             .join_from(analysis_results, batch_runs, analysis_results.c.run_id == batch_runs.c.run_id)
-            .join(documents, documents.c.document_id == analysis_results.c.document_id)
+            .join(documents, documents.c.document_id == analysis_results.c.document_id, isouter=True)
             .where(analysis_results.c.run_id == run_id)
             .order_by(analysis_results.c.filename)
         )
