@@ -134,7 +134,7 @@ class JobRun:
         return re.search(r"document_batch_job - ([0-9a-f-]{36}) - ", self.output).group(1)
 
     def registration_rate(self) -> float:
-        return float(re.search(r"Registered \d+ documents .*? \((\d+) docs/s\)", self.output).group(1))
+        return float(re.search(r"registered \d+ documents .*? \((\d+) docs/s\)", self.output).group(1))
 
 
 def run_job(workdir: Path, config: dict, name: str, env: dict, measure_rss: bool = False) -> JobRun:
