@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from batch_pipeline.store import DocumentStore
-from batch_pipeline_tests.conftest import REPO_ROOT, batch_config, dagster_execute, write_corpus
+from batch_pipeline_tests.conftest import EXAMPLE_COUNT, REPO_ROOT, batch_config, dagster_execute, write_corpus
 
 BATCH_PIPELINE = str(Path(sys.executable).with_name("batch-pipeline"))
 
@@ -60,7 +60,7 @@ def test_readme_demo_command_runs_without_dagster_home(tmp_path, shared_store_en
     assert process.returncode == 0, output[-3000:]
     assert "RUN_SUCCESS" in output
     store = DocumentStore(shared_store_env["BATCH_PIPELINE_DATABASE_URL"])
-    assert store.count_documents("demo") == 13
+    assert store.count_documents("demo") == EXAMPLE_COUNT
     store.close()
 
 
