@@ -38,3 +38,11 @@ def test_conversion_benchmark_smoke(tesseract, monkeypatch):
     assert all(r["failed"] == 0 and r["ms_per_file"] > 0 for r in figures["per_format_one_core"].values())
     assert figures["all_files_one_process_seconds"] > 0 and figures["speed_up"] > 0
     assert figures["job"]["files"] == 7
+
+
+def test_detection_quality_benchmark_smoke():
+    from benchmarks.detection_quality import main as detection_main
+
+    figures = detection_main(["--documents", "60"])
+    assert set(figures) >= {"email", "phone", "payment_card", "iban", "ssn", "secret", "documents_per_second"}
+    assert figures["email"]["recall"] == 1.0 and figures["documents_per_second"] > 0

@@ -31,12 +31,17 @@ class AnalysisModel:
     # Distributions whose shipped data shapes the offline analyser's results (phone metadata,
     # secret patterns, language models): upgrading one must not keep serving old cached results.
     offline_data_packages: tuple[str, ...] = ()
+    # The deployment's settings the offline analyser reads (e.g. the phone regions), as text.
+    offline_settings: Callable[[], str] | None = None
 
     def offline_version(self) -> str:
-        """``version`` plus a digest of the installed versions of ``offline_data_packages``."""
-        if not self.offline_data_packages:
+        """``version`` plus a digest of the installed versions of ``offline_data_packages`` and of
+        ``offline_settings``: changing either never serves results cached under the other."""
+        if not self.offline_data_packages and self.offline_settings is None:
             return self.version
         installed = ";".join(f"{name}=={distribution_version(name)}" for name in self.offline_data_packages)
+        if self.offline_settings is not None:
+            installed += ";" + self.offline_settings()
         return f"{self.version}+{hashlib.sha256(installed.encode()).hexdigest()[:12]}"
 
     def parse_result(self, result_json: str) -> BaseModel:

@@ -6,11 +6,11 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from enum import StrEnum
-from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from batch_pipeline.analysis import AnalysisModel, SummarySections
+from batch_pipeline.analysis.detectors.phones import settings_fingerprint as phone_settings
 
 
 class Category(StrEnum):
@@ -61,7 +61,6 @@ HIGH_RISK = {Category.secret, Category.payment_card, Category.iban, Category.ssn
 EXCERPT_RADIUS = 30
 
 EMAIL_RE = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-CARD_RE = re.compile(r"(?<![\d-])[2-6]\d{3}(?:[ -]?\d){9,15}(?![\d-])")
 IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 SSN_RE = re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")
 SECRET_CHARS_RE = re.compile(r"[A-Za-z0-9_\-./+]")
@@ -73,22 +72,7 @@ SECRET_SCAN_OVERLAP = 256
 INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad")  # zero-width characters, soft hyphen
 NO_BREAK_SPACES = frozenset("\u00a0\u2007\u202f")
 
-CARD_BRANDS = {"2": "Mastercard", "3": "Amex", "4": "Visa", "5": "Mastercard", "6": "Discover"}
-# Entropy detectors flag ordinary words and hashes; the named detectors are precise.
-NOISY_SECRET_PLUGINS = {"Base64HighEntropyString", "HexHighEntropyString", "IPPublicDetector"}
-
-
-@cache
-def _configure_secret_scanner() -> None:
-    """Select detect-secrets' plugins once per process (its settings are global; switching them
-    per document cost more than the scan)."""
-    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-    from detect_secrets.settings import cache_bust, configure_settings_from_baseline
-
-    classes = get_mapping_from_secret_type_to_class().values()
-    plugins = sorted(c.__name__ for c in classes if c.__name__ not in NOISY_SECRET_PLUGINS)
-    cache_bust()  # resets detect-secrets' global settings; the next line fills them
-    configure_settings_from_baseline({"plugins_used": [{"name": name} for name in plugins]})
+PEM_KINDS = {"Private Key", "PEM Private Key"}
 
 
 Span = tuple[int, int, Category, str]  # start, end, category, kind
@@ -129,48 +113,47 @@ def _pieces(line: str) -> Iterator[tuple[int, str]]:
 
 
 def _secret_spans(line: str, found: _Spans) -> None:
-    from detect_secrets.core.scan import scan_line
+    from batch_pipeline.analysis.detectors import secrets
 
     for offset, piece in _pieces(line):
-        for secret in scan_line(piece):
-            value = secret.secret_value or ""
+        for kind, value in secrets.scan(piece):
             start = piece.find(value) if value else -1
             if start < 0:
                 continue
             start += offset
             end = start + len(value)
-            if secret.type == "Private Key":  # the match is the PEM header; keep it as it is
-                found.add(start, end, Category.secret, secret.type)
+            if kind in PEM_KINDS:  # the match is the PEM header; keep it as it is
+                found.add(start, end, Category.secret, "Private Key")
                 continue
             while start > 0 and SECRET_CHARS_RE.match(line[start - 1]):
                 start -= 1
             while end < len(line) and SECRET_CHARS_RE.match(line[end]):
                 end += 1
-            found.add(start, end, Category.secret, secret.type)
+            found.add(start, end, Category.secret, kind)
 
 
 def _line_spans(line: str) -> list[Span]:
     # Imported here: an LLM run loads this module for its schema, never these libraries.
-    import phonenumbers
-    from stdnum import iban, luhn
+    from stdnum import iban
     from stdnum.us import ssn
+
+    from batch_pipeline.analysis.detectors.cards import find_cards
+    from batch_pipeline.analysis.detectors.phones import find_phones
 
     found = _Spans()
     _secret_spans(line, found)
     for m in IBAN_RE.finditer(line):
         if iban.is_valid(m.group()):
             found.add(m.start(), m.end(), Category.iban, f"IBAN ({m.group()[:2]})")
-    for m in CARD_RE.finditer(line):
-        digits = re.sub(r"\D", "", m.group())
-        if 13 <= len(digits) <= 19 and luhn.is_valid(digits):
-            found.add(m.start(), m.end(), Category.payment_card, f"{CARD_BRANDS[digits[0]]}-like card number")
+    for start, end, brand in find_cards(line):
+        found.add(start, end, Category.payment_card, f"{brand}-like card number")
     for m in SSN_RE.finditer(line):
         if ssn.is_valid(m.group()):
             found.add(m.start(), m.end(), Category.ssn, "US social security number")
     for m in EMAIL_RE.finditer(line):
         found.add(m.start(), m.end(), Category.email, "e-mail address")
-    for match in phonenumbers.PhoneNumberMatcher(line, "US", leniency=phonenumbers.Leniency.VALID):
-        found.add(match.start, match.end, Category.phone, "phone number")
+    for start, end in find_phones(line):
+        found.add(start, end, Category.phone, "phone number")
     return sorted(found.spans)
 
 
@@ -206,7 +189,6 @@ def normalise(line: str) -> tuple[str, list[int] | None]:
 
 
 def find_sensitive_data(text: str) -> list[Finding]:
-    _configure_secret_scanner()
     findings: list[Finding] = []
     for line_number, line in enumerate(text.splitlines(), start=1):
         seen, origin = normalise(line)
@@ -269,10 +251,11 @@ def summarize(results: Sequence[ComplianceResult]) -> SummarySections:
 MODEL = AnalysisModel(
     key="content_compliance",
     description="Finds personal data and secrets (e-mails, phones, cards, IBANs, SSNs, keys) and rates the risk.",
-    version="2",  # 2: detection on normalised text
+    version="3",  # 2: detection on normalised text; 3: phones across regions, more secrets and card issuers
     system_prompt=SYSTEM_PROMPT,
     result_schema=ComplianceResult,
     analyse_offline=analyse,
     summarize=summarize,
     offline_data_packages=("phonenumbers", "detect-secrets", "python-stdnum"),
+    offline_settings=phone_settings,
 )

@@ -150,3 +150,106 @@ def test_secrets_are_found_anywhere_on_a_very_long_line():
         line = filler[:at] + ' password = "hunter2-correct-horse" ' + filler[at:] + " AKIAIOSFODNN7EXAMPLE"
         kinds = sorted(f.kind for f in analyse(line).findings)
         assert kinds == ["AWS Access Key", "Secret Keyword"], at
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "password: hunter2x",
+        "DB_PASSWORD=S3cr3t!9",
+        "secret = &*v*5UBumG3Pj",
+        'db_password = "#r72L%OsQHY"',
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "GITHUB_TOKEN=github_pat_11ABCDEFG0" + "a1B2c3D4e5" * 8,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----",
+        "-----BEGIN EC PRIVATE KEY-----",
+    ],
+)
+def test_secret_formats_in_config_lines_are_found(line):
+    assert [f.category.value for f in analyse(line).findings] == ["secret"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "password: <your password>",
+        "password=${DB_PASSWORD}",
+        "password = $DB_PASSWORD",
+        "Password: please ask IT",
+        "secret: true",
+        "The password policy requires 12 characters.",
+        "password: changeme",
+    ],
+)
+def test_placeholders_and_prose_about_passwords_are_not_secrets(line):
+    assert analyse(line).findings == []
+
+
+@pytest.mark.parametrize(
+    ("number", "brand"),
+    [
+        ("4111 1111 1111 1111", "Visa"),
+        ("5555555555554444", "Mastercard"),
+        ("2223003122003222", "Mastercard"),
+        ("378282246310005", "Amex"),
+        ("6011111111111117", "Discover"),
+        ("3530111333300000", "JCB"),
+        ("30569309025904", "Diners Club"),
+        ("6759649826438453", "Maestro"),
+        ("6200000000000005", "UnionPay"),
+        ("2200000000000004", "Mir"),
+        ("122000000000003", "UATP"),
+    ],
+)
+def test_card_numbers_of_every_issuer_range(number, brand):
+    (finding,) = analyse(f"Card: {number}").findings
+    assert finding.category.value == "payment_card" and finding.kind == f"{brand}-like card number"
+
+
+def test_luhn_invalid_and_out_of_range_numbers_are_not_cards():
+    assert analyse("Card: 4111 1111 1111 1112").findings == []
+    assert analyse("Reference 9111111111111111").findings == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Call me on +44 20 7946 0958",
+        "Tel. 030 901820",
+        "Téléphone : 01 42 68 53 00",
+        "Phone: (02) 9876 5432",
+        "Ring 090-1234-5678 after six",
+        "+49 (0) 9141 777631",
+        "Telefon: 0341 123456",
+    ],
+)
+def test_phone_numbers_in_international_and_national_formats(line):
+    assert [f.category.value for f in analyse(line).findings] == ["phone"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Order #48215430 shipped on 2024-05-12.",
+        "Invoice INV-2024-000123 is due.",
+        "Logged at 2019-07-12T01:10:33.006146 by build 4.06.794.",
+        "Release v2.14.3 on 12/05/2024 at 10:22.",
+        "The server at 192.168.10.24 answered.",
+        "Revenue grew to $12,345,678.90.",
+        "ISBN 978-3-16-148410-0",
+    ],
+)
+def test_ids_dates_versions_and_amounts_are_not_phones(line):
+    assert analyse(line).findings == []
+
+
+def test_the_phone_regions_are_a_setting_and_part_of_the_cache_key(monkeypatch):
+    from batch_pipeline.analysis import get_model
+
+    model = get_model("content_compliance")
+    monkeypatch.setenv("BATCH_PIPELINE_PHONE_REGIONS", "US")
+    us_only = model.offline_version()
+    assert analyse("Telefon: 030 901820").findings == []  # a German national number needs DE
+    monkeypatch.setenv("BATCH_PIPELINE_PHONE_REGIONS", "US,DE")
+    assert [f.category.value for f in analyse("Telefon: 030 901820").findings] == ["phone"]
+    assert model.offline_version() != us_only
