@@ -45,7 +45,8 @@ def create_document_records(
     """Read the batch, register one record per distinct document and split the analysable ones into partitions."""
     request = config.to_request()
     if problems := request.problems():
-        raise dg.Failure(REFUSED + "; ".join(problems))
+        listed = "".join(f"\n- {problem}" for problem in problems)
+        raise dg.Failure(f"{REFUSED}{len(problems)} problem(s) in the run config:{listed}", allow_retries=False)
     processing = request.context
     started = time.monotonic()
     read = _read(request, document_store.store)
