@@ -23,9 +23,9 @@ class RunRefused(Exception):
     """The webserver refused the run (its config or the job)."""
 
 
-def graphql_client(url: str) -> DagsterGraphQLClient:
-    """A client for the webserver at url, after checking that it answers (the GraphQL client's own
-    errors for an unreachable server are long and vague)."""
+def reachable_base_url(url: str) -> str:
+    """http[s]://host:port of the webserver at url, after checking that it answers (the GraphQL
+    client's own errors for an unreachable server are long and vague)."""
     parsed = urlparse(url if "://" in url else f"http://{url}")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     base = f"{parsed.scheme}://{parsed.hostname}:{port}"
@@ -34,7 +34,13 @@ def graphql_client(url: str) -> DagsterGraphQLClient:
             pass
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
         raise WebserverUnreachable(f"cannot reach the Dagster webserver at {base}: {e}") from None
-    return DagsterGraphQLClient(parsed.hostname, port_number=port, use_https=parsed.scheme == "https")
+    return base
+
+
+def graphql_client(url: str) -> DagsterGraphQLClient:
+    """A client for the webserver at url, once it answers."""
+    parsed = urlparse(reachable_base_url(url))
+    return DagsterGraphQLClient(parsed.hostname, port_number=parsed.port, use_https=parsed.scheme == "https")
 
 
 RUN_PROGRESS_QUERY = """query RunProgress($runId: ID!) {
@@ -44,9 +50,8 @@ RUN_PROGRESS_QUERY = """query RunProgress($runId: ID!) {
 
 def remote_run_progress(url: str, run_id: str) -> tuple[str, list[str]]:
     """(the run's Dagster status, the steps running now), from the webserver."""
-    client = graphql_client(url)
     request = urllib.request.Request(
-        client._url,  # the client's own endpoint (http[s]://host:port/graphql)
+        f"{reachable_base_url(url)}/graphql",
         data=json.dumps({"query": RUN_PROGRESS_QUERY, "variables": {"runId": run_id}}).encode(),
         headers={"Content-Type": "application/json"},
     )

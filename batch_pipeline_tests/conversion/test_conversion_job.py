@@ -7,10 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from batch_pipeline import settings
 from batch_pipeline.conversion.pool import convert_files
-from batch_pipeline.store import DocumentStore
-from batch_pipeline_tests.conftest import batch_config, run_job
+from batch_pipeline_tests.conftest import batch_config, rows_of, run_job
 from batch_pipeline_tests.conversion import fixtures
 
 CARD = "4111 1111 1111 1111"
@@ -41,14 +39,6 @@ def drive(tmp_path):
     return folder
 
 
-def results(run_id: str):
-    store = DocumentStore(settings.database_url())
-    try:
-        return store.results(run_id).set_index("filename")
-    finally:
-        store.close()
-
-
 def categories(result_json: str) -> set[str]:
     return {f["category"] for f in json.loads(result_json)["findings"]}
 
@@ -56,7 +46,7 @@ def categories(result_json: str) -> set[str]:
 def test_every_format_is_converted_analysed_or_failed_alone(pipeline_home, instance, drive, tesseract):
     result = run_job(instance, batch_config(str(drive)))
     assert result.success
-    rows = results(result.run_id)
+    rows = rows_of(result.run_id)
     assert "copy_of_contract.pdf" not in rows.index  # same bytes as contract.pdf: one document
     expected = {
         "contract.pdf": {"email", "payment_card"},
@@ -105,7 +95,7 @@ def test_a_rerun_converts_only_the_files_that_failed(pipeline_home, instance, dr
     assert sorted(data for data, _ in converted_again) == sorted(
         (drive / name).read_bytes() for name in ("truncated.pdf", "protected.pdf")
     )
-    before, after = results(first.run_id), results(second.run_id)
+    before, after = rows_of(first.run_id), rows_of(second.run_id)
     assert list(after["status"]) == list(before["status"])
     assert list(after["converter"].fillna("")) == list(before["converter"].fillna(""))
 

@@ -29,7 +29,11 @@ SEPARATOR_RE = re.compile(r"\d[ ().-]+\d")
 
 
 def regions() -> tuple[str, ...]:
-    value = os.environ.get(REGIONS_ENV) or DEFAULT_REGIONS
+    return _parsed_regions(os.environ.get(REGIONS_ENV) or DEFAULT_REGIONS)
+
+
+@cache
+def _parsed_regions(value: str) -> tuple[str, ...]:  # read for every line: parsed once per value
     return tuple(r.strip().upper() for r in value.split(",") if r.strip())
 
 
@@ -39,7 +43,7 @@ def settings_fingerprint() -> str:
 
 
 @cache
-def _number_types():
+def _phonenumbers():
     import phonenumbers
 
     return phonenumbers
@@ -47,7 +51,7 @@ def _number_types():
 
 def find_phones(line: str) -> Iterator[tuple[int, int]]:
     """(start, end) of each phone number in the line."""
-    phonenumbers = _number_types()
+    phonenumbers = _phonenumbers()
     if sum(ch.isdigit() for ch in line) < 7:
         return
     # libphonenumber across every region costs ~27 matcher passes: only for lines with a candidate.
@@ -79,7 +83,7 @@ def _written_as_a_phone(line: str, start: int, text: str) -> bool:
 
 
 def _possible(text: str) -> bool:
-    phonenumbers = _number_types()
+    phonenumbers = _phonenumbers()
     digits = sum(ch.isdigit() for ch in text)
     if not 7 <= digits <= 15:
         return False
