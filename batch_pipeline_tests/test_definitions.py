@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import dagster as dg
 
 from batch_pipeline.definitions import defs
@@ -29,3 +32,29 @@ def test_launchpad_offers_the_model_keys_as_a_choice():
     assert "Finds personal data" in model_key.description
     assert context_fields["ai_model"].is_required
     assert not context_fields["custom_instructions"].is_required
+
+
+def test_a_run_of_text_documents_loads_neither_the_report_converter_nor_celery_libraries_until_it_needs_them(tmp_path):
+    """Every `dagster job execute` and step process loads the code location, and every LLM run registers
+    its batch: pandas (the report), the converters and dagster-celery cost about a second between them
+    (docs/benchmarks.md), so they load in the step and the run that use them."""
+    (tmp_path / "note.md").write_text("Contact jane@example.com\n")
+    code = f"""
+import sys
+import batch_pipeline.definitions
+from batch_pipeline.batch.registration import BatchRequest, FailurePolicy, read_batch
+from batch_pipeline.context import ProcessingContext
+heavy = ("pandas", "matplotlib", "leather", "jinja2", "dagster_celery", "markitdown", "pypdfium2", "PIL", "pytesseract")
+loaded = [m for m in heavy if m in sys.modules]
+request = BatchRequest(
+    project="p", source={str(tmp_path)!r}, documents=None, partition_size=None, force=False, max_document_bytes=10_000,
+    follow_symlinks=False, analysis_timeout_seconds=60, on_document_failure=FailurePolicy.succeed,
+    context=ProcessingContext(model_key="content_compliance", ai_model="gpt-4o-mini"),
+)
+assert len(read_batch(request).docs) == 1
+loaded += [m for m in heavy if m in sys.modules and m not in loaded]
+print(",".join(loaded))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

@@ -166,10 +166,13 @@ def _conversions(
 ) -> dict[str, Conversion]:
     """content_hash -> conversion for each file to convert: as stored by an earlier run, else
     converted now, in worker processes (one per core)."""
+    files = {document_id(request.project, r.content_hash): r for r in raws if r.convert_as and r.problem is None}
+    if not files:
+        return {}
+    # The converters' libraries (PDF, Office, images; about half a second) load only for a batch with files.
     from batch_pipeline.conversion.pool import convert_files
 
-    files = {document_id(request.project, r.content_hash): r for r in raws if r.convert_as and r.problem is None}
-    known = stored(list(files)) if stored and files else {}
+    known = stored(list(files)) if stored else {}
     conversions = {files[doc_id].content_hash: conversion for doc_id, conversion in known.items()}
     to_convert = [r for doc_id, r in files.items() if doc_id not in known]
     limits = ConversionLimits(request.max_pages, request.conversion_timeout_seconds, request.ocr_languages)

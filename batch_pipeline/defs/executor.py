@@ -4,7 +4,6 @@ Modelled on Dagster's multi_or_in_process_executor, which offers only the first 
 """
 
 import dagster as dg
-from dagster_celery import celery_executor
 
 from batch_pipeline import settings
 from batch_pipeline.workers.celery_settings import celery_settings
@@ -38,11 +37,13 @@ CELERY_CONFIG = {
     ),
 }
 
-EXECUTORS = {
-    "in_process": dg.in_process_executor,
-    "multiprocess": dg.multiprocess_executor,
-    "celery": celery_executor,
-}
+
+def _executor_definition(choice: str) -> dg.ExecutorDefinition:
+    if choice == "celery":
+        from dagster_celery import celery_executor  # loaded by the runs that choose it
+
+        return celery_executor
+    return {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}[choice]
 
 
 def _requirements(config: dict) -> list[dg.ExecutorRequirement]:
@@ -70,7 +71,7 @@ def batch_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     ((choice, config),) = init_context.executor_config.items()
     if choice == "celery":
         config = celery_executor_config(config)
-    definition = EXECUTORS[choice]
+    definition = _executor_definition(choice)
     return definition.executor_creation_fn(
         dg.InitExecutorContext(
             job=init_context.job, executor_def=definition, executor_config=config, instance=init_context.instance

@@ -147,7 +147,7 @@ def _latency_percentiles(ok_rows: pd.DataFrame) -> dict[str, float | None]:
 
 def write_report(report: BatchReport, rows: pd.DataFrame, folder: Path) -> tuple[Path, Path, Path]:
     """results.csv, summary.md and report.html in the run's folder; their paths."""
-    from batch_pipeline.report.html import HTML_NAME, render_html  # matplotlib: loaded only to write one
+    from batch_pipeline.report.html import HTML_NAME, render_html  # Jinja2 and leather: loaded only to write one
 
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, summary_path, html_path = folder / CSV_NAME, folder / SUMMARY_NAME, folder / HTML_NAME

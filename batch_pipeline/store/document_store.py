@@ -6,8 +6,8 @@ by (run_id, document_id), so a run only ever updates its own rows.
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,6 +30,9 @@ from batch_pipeline.store.schema import (
     indexes,
     metadata,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 WRITE_CHUNK = 5000
 
@@ -266,8 +269,9 @@ class DocumentStore:
         with self.engine.begin() as conn:
             return conn.execute(statement).rowcount
 
-    def results(self, run_id: str) -> pd.DataFrame:
+    def results(self, run_id: str) -> "pd.DataFrame":
         """One row per document of the run, in filename order."""
+        import pandas as pd  # only reports read results: a run's process loads pandas when it needs it
         # The context is stored once per run and printed on every row.
         columns = [_table_of(name).c[name] for name in RESULT_COLUMNS]
         query = (

@@ -2,6 +2,7 @@
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -12,7 +13,9 @@ from batch_pipeline.context import ProcessingContext
 from batch_pipeline.defs.assets import analysed_documents, record_project
 from batch_pipeline.defs.resources import DocumentStoreResource
 from batch_pipeline.outcome import DocumentStatus
-from batch_pipeline.report.report import BatchReport, build_report, write_report
+
+if TYPE_CHECKING:
+    from batch_pipeline.report.report import BatchReport
 
 
 @dg.op(tags={"kind": "report"})
@@ -23,6 +26,9 @@ def aggregate(
     document_store: DocumentStoreResource,
 ) -> None:
     """Summarise the run's stored results into a report (CSV + Markdown) and record the batch's lineage."""
+    # Imported here: pandas loads only in the process that writes the report, not at every start.
+    from batch_pipeline.report.report import build_report, write_report
+
     rows = document_store.store.results(context.run_id)
     report = build_report(context.run_id, batch.project, batch.context.model, rows)
     csv_path, summary_path, html_path = write_report(report, rows, settings.reports_dir() / context.run_id)
@@ -54,7 +60,7 @@ def aggregate(
         )
 
 
-def _run_metrics(context: dg.OpExecutionContext, report: BatchReport) -> dict:
+def _run_metrics(context: dg.OpExecutionContext, report: "BatchReport") -> dict:
     """Numbers the asset page plots across runs: throughput and latency of what this run analysed."""
     record = context.instance.get_run_record_by_id(context.run_id)
     started = record.start_time if record and record.start_time else None
@@ -68,7 +74,7 @@ def _run_metrics(context: dg.OpExecutionContext, report: BatchReport) -> dict:
 
 
 def _report_metadata(
-    report: BatchReport, processing: ProcessingContext, csv_path: Path, summary_path: Path, html_path: Path
+    report: "BatchReport", processing: ProcessingContext, csv_path: Path, summary_path: Path, html_path: Path
 ) -> dict:
     return {
         "documents": report.documents,
