@@ -272,6 +272,7 @@ class DocumentStore:
     def results(self, run_id: str) -> "pd.DataFrame":
         """One row per document of the run, in filename order."""
         import pandas as pd  # only reports read results: a run's process loads pandas when it needs it
+
         # The context is stored once per run and printed on every row.
         columns = [_table_of(name).c[name] for name in RESULT_COLUMNS]
         query = (
