@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from batch_pipeline_tests.test_celery_workers import broker  # noqa: F401 (a fixture)
 from benchmarks.run import main
 
 
@@ -46,3 +47,21 @@ def test_detection_quality_benchmark_smoke():
     figures = detection_main(["--documents", "60"])
     assert set(figures) >= {"email", "phone", "payment_card", "iban", "ssn", "secret", "documents_per_second"}
     assert figures["email"]["recall"] == 1.0 and figures["documents_per_second"] > 0
+
+
+def test_workers_benchmark_smoke(
+    broker,  # noqa: F811
+    redis_url,
+    postgres_server,
+    monkeypatch,
+):
+    from benchmarks import workers
+
+    monkeypatch.setattr(workers, "BROKER_URL", broker)
+    monkeypatch.setattr(workers, "BACKEND_URL", redis_url)
+    figures = workers.main(["--documents", "300", "--llm-documents", "60", "--llm-latency", "0.05"])
+    offline = figures["offline"]
+    assert offline["speed_up_vs_in_process"] > 0 and offline["per_partition_overhead_seconds_median"] >= 0
+    llm = figures["llm"]
+    assert llm["statuses_in_process"] == llm["statuses_celery"] == {"ok": 60}
+    assert llm["in_process_over_plain"] > 0 and llm["celery_over_plain"] > 0

@@ -44,7 +44,7 @@ import sys
 import batch_pipeline.definitions
 from batch_pipeline.batch.registration import BatchRequest, FailurePolicy, read_batch
 from batch_pipeline.context import ProcessingContext
-heavy = ("pandas", "matplotlib", "leather", "jinja2", "dagster_celery", "markitdown", "pypdfium2", "PIL", "pytesseract")
+heavy = ("pandas", "matplotlib", "leather", "jinja2", "dagster_celery", "markitdown", "pypdfium2", "PIL", "pytesseract", "redis")
 loaded = [m for m in heavy if m in sys.modules]
 request = BatchRequest(
     project="p", source={str(tmp_path)!r}, documents=None, partition_size=None, force=False, max_document_bytes=10_000,

@@ -1,11 +1,16 @@
-"""Issue 13's benchmark: offline documents in partitions of 1,000, in-process vs two Celery workers of
-concurrency 1, Dagster's instance and the document store on PostgreSQL, RabbitMQ as broker. Prints
-figures (JSON): wall time per setup, speed-up, and per-partition overhead on the workers.
+"""Issue 13's benchmark, Dagster's instance and the document store on PostgreSQL, RabbitMQ as broker,
+two Celery workers of concurrency 1. Prints figures (JSON).
 
-    .venv/bin/python -m benchmarks.workers [--documents 12000]
+offline: documents in partitions of 1,000, in-process vs the two workers: wall time per setup,
+speed-up, and per-partition overhead on the workers.
+llm: the throughput scenario of benchmarks.run (the loopback server, 0.5 s latency, concurrency 64)
+in-process and on the workers, each against the plain asyncio script: does Celery keep the ratio?
+
+    .venv/bin/python -m benchmarks.workers [--documents 12000] [--llm-documents 6000] [--only offline,llm]
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -14,12 +19,14 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
 import yaml
 
-from benchmarks.run import BIN, REPO_ROOT, job_config, run_job, write_jsonl
+from benchmarks.plain import API_KEY
+from benchmarks.run import BIN, REPO_ROOT, Server, job_config, plain_script, run_job, write_jsonl
 
 POSTGRES_ADMIN_URL = os.environ.get("BATCH_PIPELINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BROKER_URL = os.environ.get("BATCH_PIPELINE_BENCH_BROKER_URL", "pyamqp://guest:guest@127.0.0.1:5672//")
@@ -96,57 +103,131 @@ def partition_overheads(env: dict, run_id: str) -> list[float]:
     return [ended[key] - began[key] - analysed[key] for key in began]
 
 
+def offline(workdir: Path, env: dict, documents: int, report: dict) -> None:
+    source = write_jsonl(workdir / "docs.jsonl", documents)
+
+    def config(project: str, execution: dict | None = None, offline_workers: int | None = None) -> dict:
+        run_config = job_config(source, "local", project)
+        run_config["ops"]["create_document_records"]["config"]["partition_size"] = PARTITION_SIZE
+        if execution:
+            run_config["execution"] = {"config": execution}
+        if offline_workers:
+            run_config["resources"] = {"offline": {"config": {"workers": offline_workers}}}
+        return run_config
+
+    in_process = run_job(workdir, config("in-process"), "in_process", env)
+    print(f"in-process: {in_process.seconds:.1f} s", flush=True)
+    one_core = run_job(workdir, config("one-core", offline_workers=1), "one_core", env)
+    print(f"in-process, one offline worker process: {one_core.seconds:.1f} s", flush=True)
+    with workers_running(env, workdir):
+        celery = run_job(workdir, config("celery", {"celery": {}}), "celery", env)
+        print(f"celery, two workers: {celery.seconds:.1f} s", flush=True)
+        overheads = partition_overheads(env, celery.run_id)
+        celery_one = run_job(workdir, config("celery-one", {"celery": {}}, offline_workers=1), "celery_one", env)
+        print(f"celery, two workers, one offline worker process each: {celery_one.seconds:.1f} s", flush=True)
+    report["offline"] = {
+        "documents": documents,
+        "partition_size": PARTITION_SIZE,
+        "in_process_seconds": round(in_process.seconds, 1),
+        "in_process_one_offline_worker_seconds": round(one_core.seconds, 1),
+        "celery_two_workers_seconds": round(celery.seconds, 1),
+        "celery_two_workers_one_offline_process_each_seconds": round(celery_one.seconds, 1),
+        "speed_up_vs_in_process": round(in_process.seconds / celery.seconds, 2),
+        "speed_up_one_offline_process_each_vs_in_process": round(in_process.seconds / celery_one.seconds, 2),
+        "speed_up_vs_one_core": round(one_core.seconds / celery.seconds, 2),
+        "per_partition_overhead_seconds_median": round(sorted(overheads)[len(overheads) // 2], 2),
+        "per_partition_overhead_seconds_max": round(max(overheads), 2),
+    }
+
+
+def llm_bound(workdir: Path, env: dict, documents: int, report: dict, latency: float = 0.5) -> None:
+    concurrency = 64  # LlmResource's default, and the plain script's
+    server = Server(workdir, latency)
+    try:
+        env = {**env, "OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": API_KEY}
+        llm = {"max_concurrent_requests": concurrency}
+        source = write_jsonl(workdir / "llm.jsonl", documents)
+        # As in benchmarks.run: an earlier run left the response format and the provider's limits in the store.
+        warm_up = write_jsonl(workdir / "llm_warm_up.jsonl", 8, first=documents)
+        run_job(workdir, job_config(warm_up, "gpt-test", "llm-warm-up", llm), "llm_warm_up", env)
+        plain_seconds, _ = plain_script(server.url, documents, concurrency)
+        in_process = run_job(workdir, job_config(source, "gpt-test", "llm-in-process", llm), "llm_in_process", env)
+        print(f"LLM: plain script {plain_seconds:.1f} s, in-process {in_process.seconds:.1f} s", flush=True)
+        on_celery = job_config(source, "gpt-test", "llm-celery", llm)
+        on_celery["execution"] = {"config": {"celery": {}}}
+        with workers_running(env, workdir):
+            plain_again, _ = plain_script(server.url, documents, concurrency)
+            celery = run_job(workdir, on_celery, "llm_celery", env)
+        print(f"LLM: plain script {plain_again:.1f} s, celery {celery.seconds:.1f} s", flush=True)
+    finally:
+        server.close()
+    report["llm"] = {
+        "documents": documents,
+        "latency_s": latency,
+        "concurrency": concurrency,
+        "physical_limit_docs_per_s": round(concurrency / latency, 1),
+        "plain_script_docs_per_s": round(documents / plain_seconds, 1),
+        "in_process_docs_per_s": round(documents / in_process.seconds, 1),
+        "in_process_over_plain": round(plain_seconds / in_process.seconds, 3),
+        "plain_script_beside_the_workers_docs_per_s": round(documents / plain_again, 1),
+        "celery_docs_per_s": round(documents / celery.seconds, 1),
+        "celery_over_plain": round(plain_again / celery.seconds, 3),
+        "statuses_in_process": status_counts(env, in_process.run_id),
+        "statuses_celery": status_counts(env, celery.run_id),
+    }
+
+
+@contextlib.contextmanager
+def workers_running(env: dict, workdir: Path) -> Iterator[None]:
+    """Two `batch-pipeline worker --concurrency 1`, stopped by their process groups."""
+    workers = []
+    try:
+        workers += [start_worker(env, f"w{i}-{uuid.uuid4().hex[:4]}", workdir / f"w{i}.log") for i in (1, 2)]
+        yield
+    finally:
+        for worker in workers:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(60)
+
+
+def status_counts(env: dict, run_id: str) -> dict[str, int]:
+    from batch_pipeline.store import DocumentStore
+
+    store = DocumentStore(env["BATCH_PIPELINE_DATABASE_URL"])
+    try:
+        return store.status_counts(run_id)
+    finally:
+        store.close()
+
+
+SCENARIOS = ("offline", "llm")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--documents", type=int, default=12_000)
+    parser.add_argument("--documents", type=int, default=12_000, help="offline documents")
+    parser.add_argument("--llm-documents", type=int, default=6_000)
+    parser.add_argument("--llm-latency", type=float, default=0.5)
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {', '.join(SCENARIOS)}")
     args = parser.parse_args(argv)
-    report: dict = {"documents": args.documents, "partition_size": PARTITION_SIZE}
+    chosen = set(args.only.split(","))
+    report: dict = {}
     with tempfile.TemporaryDirectory(prefix="bp-workers-") as tmp:
         workdir = Path(tmp)
         queue = f"bp_bench_{uuid.uuid4().hex[:8]}"
         env = deployment(workdir, queue)
-        source = write_jsonl(workdir / "docs.jsonl", args.documents)
-        workers = []
         try:
-
-            def config(project: str, execution: dict | None = None, offline_workers: int | None = None) -> dict:
-                run_config = job_config(source, "local", project)
-                run_config["ops"]["create_document_records"]["config"]["partition_size"] = PARTITION_SIZE
-                if execution:
-                    run_config["execution"] = {"config": execution}
-                if offline_workers:
-                    run_config["resources"] = {"offline": {"config": {"workers": offline_workers}}}
-                return run_config
-
-            in_process = run_job(workdir, config("in-process"), "in_process", env)
-            print(f"in-process: {in_process.seconds:.1f} s", flush=True)
-            one_core = run_job(workdir, config("one-core", offline_workers=1), "one_core", env)
-            print(f"in-process, one offline worker process: {one_core.seconds:.1f} s", flush=True)
-            workers = [start_worker(env, f"w{i}", workdir / f"w{i}.log") for i in (1, 2)]
-            celery = run_job(workdir, config("celery", {"celery": {}}), "celery", env)
-            print(f"celery, two workers: {celery.seconds:.1f} s", flush=True)
-            overheads = partition_overheads(env, celery.run_id)
-            celery_one = run_job(workdir, config("celery-one", {"celery": {}}, offline_workers=1), "celery_one", env)
-            print(f"celery, two workers, one offline worker process each: {celery_one.seconds:.1f} s", flush=True)
+            if "offline" in chosen:
+                offline(workdir, env, args.documents, report)
+            if "llm" in chosen:
+                llm_bound(workdir, env, args.llm_documents, report, args.llm_latency)
         finally:
-            for worker in workers:
-                os.killpg(worker.pid, signal.SIGTERM)
-                worker.wait(60)
             for name in ("DAGSTER_POSTGRES_URL", "BATCH_PIPELINE_DATABASE_URL"):
                 drop_database(env[name])
             import kombu
 
             with kombu.Connection(BROKER_URL) as connection:
                 connection.default_channel.queue_delete(queue)
-    report["in_process_seconds"] = round(in_process.seconds, 1)
-    report["in_process_one_offline_worker_seconds"] = round(one_core.seconds, 1)
-    report["celery_two_workers_seconds"] = round(celery.seconds, 1)
-    report["celery_two_workers_one_offline_process_each_seconds"] = round(celery_one.seconds, 1)
-    report["speed_up_vs_in_process"] = round(in_process.seconds / celery.seconds, 2)
-    report["speed_up_one_offline_process_each_vs_in_process"] = round(in_process.seconds / celery_one.seconds, 2)
-    report["speed_up_vs_one_core"] = round(one_core.seconds / celery.seconds, 2)
-    report["per_partition_overhead_seconds_median"] = round(sorted(overheads)[len(overheads) // 2], 2)
-    report["per_partition_overhead_seconds_max"] = round(max(overheads), 2)
     print(json.dumps(report, indent=2))
     return report
 

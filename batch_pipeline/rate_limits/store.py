@@ -19,9 +19,6 @@ import time
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-import redis
-import redis.asyncio
-
 from batch_pipeline.rate_limits.limits import ProviderLimits
 
 KEY_PREFIX = "batch_pipeline:rate_budget"
@@ -75,6 +72,8 @@ def redacted(url: str) -> str:
 
 def check_reachable(url: str) -> None:
     """Raise RateLimitStoreUnavailable, naming the URL (redacted), unless the Redis answers."""
+    import redis  # only deployments that share a budget load it
+
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
         try:
@@ -142,6 +141,8 @@ class RedisBudgetStore:
     """The budget of every process using this Redis; one connection pool per event loop (step)."""
 
     def __init__(self, url: str, fingerprint: str):
+        import redis.asyncio  # only deployments that share a budget load it
+
         self._redis = redis.asyncio.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
         self._reserve = self._redis.register_script(RESERVE_SCRIPT)
         self._prefix = f"{KEY_PREFIX}:{fingerprint}"
