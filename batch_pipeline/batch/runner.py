@@ -1,5 +1,5 @@
-"""Analysing one partition of documents: cache look-up, concurrent analysis, one store write per
-document, through an Analyser (the offline analysers here; the LLM's in ``batch_pipeline.llm``)."""
+"""Analysing one partition of documents: cache look-up, concurrent analysis, each outcome stored as
+soon as it is known, through an Analyser (the offline analysers here; the LLM's in ``batch_pipeline.llm``)."""
 
 import asyncio
 import time
@@ -57,11 +57,13 @@ async def analyze_documents(
     semaphore = asyncio.Semaphore(max(1, analyser.max_concurrency))
     last_report = time.monotonic()
 
+    writes = OutcomeWrites(store, run_id)
+
     async def run_one(document_id: str) -> None:
         nonlocal last_report
         async with semaphore:
             outcome = await analyser.analyse(texts[document_id], context)
-        store.record_outcome(run_id, document_id, outcome)
+        await writes.write(document_id, outcome)
         statuses[outcome.status] += 1
         if time.monotonic() - last_report >= PROGRESS_INTERVAL_SECONDS:
             last_report = time.monotonic()
@@ -69,7 +71,10 @@ async def analyze_documents(
             rate = done / (last_report - started)
             log(f"partition {partition.index}: {done}/{len(todo)} analysed, {rate:.1f} docs/s")
 
-    await asyncio.gather(*(run_one(d) for d in todo))
+    try:
+        await asyncio.gather(*(run_one(d) for d in todo))
+    finally:
+        writes.flush()  # a stopped run keeps every outcome already known before its rows are marked
     return PartitionSummary(
         index=partition.index,
         documents=len(partition.document_ids),
@@ -78,3 +83,37 @@ async def analyze_documents(
         skipped_already_done=already_done,
         seconds=round(time.monotonic() - started, 3),
     )
+
+
+class OutcomeWrites:
+    """Outcomes that become known in the same turn of the event loop, stored in one transaction at
+    the end of that turn: an offline worker's chunk of 32 documents is one commit instead of 32, and
+    no outcome waits for a later one. Each writer awaits its transaction, so a failed write fails
+    the partition."""
+
+    def __init__(self, store: DocumentStore, run_id: str):
+        self.store = store
+        self.run_id = run_id
+        self._waiting: list[tuple[str, AnalysisOutcome]] = []
+        self._written: asyncio.Future | None = None
+
+    async def write(self, document_id: str, outcome: AnalysisOutcome) -> None:
+        if self._written is None:
+            loop = asyncio.get_running_loop()
+            self._written = loop.create_future()
+            loop.call_soon(self.flush)  # after the other documents woken in this turn have joined
+        written = self._written
+        self._waiting.append((document_id, outcome))
+        await asyncio.shield(written)  # a cancelled writer must not cancel the others' transaction
+
+    def flush(self) -> None:
+        waiting, written = self._waiting, self._written
+        self._waiting, self._written = [], None
+        if not waiting or written is None:
+            return
+        try:
+            self.store.record_outcomes(self.run_id, waiting)
+        except Exception as e:
+            written.set_exception(e)
+        else:
+            written.set_result(None)

@@ -253,10 +253,14 @@ class DocumentStore:
             conn.execute(statement, rows)
 
     def record_outcome(self, run_id: str, document_id: str, outcome: AnalysisOutcome) -> None:
+        self.record_outcomes(run_id, [(document_id, outcome)])
+
+    def record_outcomes(self, run_id: str, outcomes: Sequence[tuple[str, AnalysisOutcome]]) -> None:
+        """Several documents' outcomes in one transaction (one commit: on PostgreSQL, one WAL flush)."""
+        finished_at = _now()
+        rows = [{**o.model_dump(), "_run": run_id, "_doc": d, "finished_at": finished_at} for d, o in outcomes]
         with self.engine.begin() as conn:
-            conn.execute(
-                _RECORD_OUTCOME, {**outcome.model_dump(), "_run": run_id, "_doc": document_id, "finished_at": _now()}
-            )
+            conn.execute(_RECORD_OUTCOME, rows)
 
     def mark_interrupted(self, run_id: str, note: str) -> int:
         """Close a dead run's pending rows so they no longer look in progress."""

@@ -143,3 +143,82 @@ def test_a_chunk_that_overruns_the_limit_is_split_and_only_the_slow_document_tim
     summary = asyncio.run(analyze_documents(store, "r1", partition, OfflineAnalyser(offline_workers, 0.1)))
     assert summary.status_counts == {"ok": 2, "analysis_timeout": 1}
     assert store.results("r1").set_index("filename").loc["1.md", "status"] == "analysis_timeout"
+
+
+class ChunkAnalyser:
+    """Answers documents in groups, as an offline worker's chunk comes back: all at once. With hold,
+    the first group waits for it and later groups are never answered."""
+
+    def __init__(self, group: int, hold: asyncio.Event | None = None):
+        self.max_concurrency = 100
+        self.group, self.hold = group, hold
+        self._waiting: list[asyncio.Future] = []
+        self._answered_groups = 0
+
+    async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome:
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting.append(answer)
+        if len(self._waiting) == self.group:
+            waiting, self._waiting = self._waiting, []
+            self._answered_groups += 1
+            if self.hold:
+                await (self.hold.wait() if self._answered_groups == 1 else asyncio.Event().wait())
+            for future in waiting:
+                future.set_result(AnalysisOutcome(status="ok", result="{}"))
+        return await answer
+
+
+class CountingStore:
+    def __init__(self, store, fail: bool = False):
+        self.store, self.fail, self.transactions = store, fail, []
+
+    def record_outcomes(self, run_id, outcomes):
+        if self.fail:
+            raise sa.exc.OperationalError("UPDATE", {}, Exception("the database went away"))
+        self.transactions.append(len(outcomes))
+        self.store.record_outcomes(run_id, outcomes)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_outcomes_known_together_are_stored_in_one_transaction(store):
+    ids = register(store, "r1", [f"# {i}" for i in range(64)])
+    counting = CountingStore(store)
+    partition = Partition(index=0, project="p", context=CONTEXT, document_ids=ids)
+    summary = asyncio.run(analyze_documents(counting, "r1", partition, ChunkAnalyser(group=32)))
+    assert summary.status_counts == {"ok": 64}
+    assert sum(counting.transactions) == 64 and len(counting.transactions) == 2  # not 64 commits
+    assert store.status_counts("r1") == {"ok": 64}
+
+
+def test_a_failed_write_fails_the_partition_instead_of_losing_outcomes_quietly(store):
+    ids = register(store, "r1", ["# a", "# b"])
+    partition = Partition(index=0, project="p", context=CONTEXT, document_ids=ids)
+    try:
+        asyncio.run(analyze_documents(CountingStore(store, fail=True), "r1", partition, ChunkAnalyser(group=2)))
+    except sa.exc.OperationalError as e:
+        assert "went away" in str(e)
+    else:
+        raise AssertionError("the partition succeeded although its outcomes were not stored")
+    assert store.status_counts("r1") == {"pending": 2}
+
+
+def test_a_stopped_partition_keeps_the_outcomes_known_before_the_stop(store):
+    ids = register(store, "r1", [f"# {i}" for i in range(6)])
+    partition = Partition(index=0, project="p", context=CONTEXT, document_ids=ids)
+
+    async def stop_after_the_first_answers() -> None:
+        hold = asyncio.Event()
+        task = asyncio.ensure_future(analyze_documents(store, "r1", partition, ChunkAnalyser(group=3, hold=hold)))
+        await asyncio.sleep(0.05)
+        hold.set()  # the first three are answered; the other three never are
+        await asyncio.sleep(0.01)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(stop_after_the_first_answers())
+    assert store.status_counts("r1") == {"ok": 3, "pending": 3}
