@@ -1,4 +1,5 @@
-"""The SQLAlchemy engine: PostgreSQL as is; SQLite tuned so concurrent runs wait instead of failing."""
+"""The SQLAlchemy engine: PostgreSQL with many-row statements batched; SQLite tuned so concurrent runs wait
+instead of failing."""
 
 from pathlib import Path
 
@@ -9,7 +10,9 @@ from sqlalchemy.engine import make_url
 def create_engine(url: str) -> sa.Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True)
+        # values_plus_batch: an UPDATE of many rows (a chunk's outcomes) goes in pages, not row by row.
+        batched = {"executemany_mode": "values_plus_batch"} if parsed.get_driver_name() == "psycopg2" else {}
+        return sa.create_engine(url, pool_pre_ping=True, **batched)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": 60})
