@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import dataclasses
 import importlib.metadata
 
@@ -215,10 +216,8 @@ def test_a_stopped_partition_keeps_the_outcomes_known_before_the_stop(store):
         hold.set()  # the first three are answered; the other three never are
         await asyncio.sleep(0.01)
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
 
     asyncio.run(stop_after_the_first_answers())
     assert store.status_counts("r1") == {"ok": 3, "pending": 3}
