@@ -13,10 +13,11 @@ def test_benchmark_smoke(tmp_path, redis_url, monkeypatch):
     if os.environ.get("CI") != "true":
         pytest.importorskip("matplotlib", reason="the sweep plot needs the bench extra: pip install -e '.[bench]'")
     monkeypatch.setenv("BATCH_PIPELINE_BENCH_REDIS_URL", redis_url)
-    report = main(["--smoke", "--plot", str(tmp_path / "sweep.png")])
+    report = main(["--smoke", "--repeat", "2", "--plot", str(tmp_path / "sweep.png")])
     throughput = report["throughput"]
     assert throughput["job_statuses"] == {"ok": throughput["documents"]}
     assert throughput["a_physical_limit_docs_per_s"] > 0 and throughput["c_over_b"] > 0
+    assert len(report["throughput_repeats"]["c_over_b"]) == 2 and report["throughput_repeats"]["median"] > 0
     assert report["cached_rerun"]["llm_calls"] == 0
     assert report["cached_rerun"]["statuses"] == {"ok": throughput["documents"]}
     limited = report["rate_limited"]
