@@ -300,7 +300,8 @@ class DocumentStore:
             .order_by(analysis_results.c.filename)
         )
         with self.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query).all(), columns=RESULT_COLUMNS)
+            # Plain tuples: pandas probes each Row for namedtuple fields, which SQLAlchemy answers slowly.
+            frame = pd.DataFrame([tuple(row) for row in conn.execute(query)], columns=RESULT_COLUMNS)
         return frame.astype({name: "Int64" for name in INTEGER_COLUMNS})
 
     def status_counts(self, run_id: str) -> dict[str, int]:
