@@ -431,7 +431,9 @@ def main(argv: list[str] | None = None) -> dict:
                 throughput_and_rerun(fresh, sizes, again := {}, rerun=False)
                 repeats.append(again["throughput"])
             ratios = sorted(r["c_over_b"] for r in repeats)
+            keys = ("b_plain_script_docs_per_s", "c_full_job_docs_per_s", "c_over_b", "job_seconds")
             report["throughput_repeats"] = {
+                "runs": [{key: r[key] for key in keys} for r in repeats],
                 "c_over_b": [r["c_over_b"] for r in repeats],
                 "median": ratios[len(ratios) // 2],
             }
