@@ -107,13 +107,14 @@ def test_init_refuses_without_dagster_home(shared_store_env):
 def test_a_signal_stops_the_run_promptly_and_leaves_it_resumable(tmp_path, shared_store_env, stop_signal):
     # 300 documents of about 0.2 s of analysis each: half a minute of work on two cores, so the
     # signal lands mid-run whatever the machine's speed (500 numbers each took 2 s since issue 14's
-    # card and phone detectors, and the resume alone neared its 300 s limit).
+    # card and phone detectors, and the resume alone neared its 300 s limit). Partitions of 150:
+    # the signal lands inside the first one, not in the short gap between two steps.
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for n in range(300):
         (corpus / f"cards_{n:03d}.md").write_text(" ".join(f"4111 1111 {n:04d} {i:04d}" for i in range(50)))
     config_path = tmp_path / "run.yaml"
-    config_path.write_text(yaml.safe_dump(batch_config(str(corpus), project="stop", partition_size=50)))
+    config_path.write_text(yaml.safe_dump(batch_config(str(corpus), project="stop", partition_size=150)))
     home = tmp_path / "home"
     process = dagster_execute(config_path, home, shared_store_env)
     store = DocumentStore(shared_store_env["BATCH_PIPELINE_DATABASE_URL"])
