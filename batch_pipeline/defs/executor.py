@@ -38,10 +38,18 @@ CELERY_CONFIG = {
 }
 
 
+# How often the run's process looks for finished steps on Celery. dagster-celery sleeps a fixed
+# TICK_SECONDS (1 s) between looks, so each step boundary waited up to a second; a look costs one
+# result-backend read per step in flight.
+CELERY_POLL_SECONDS = 0.1
+
+
 def _executor_definition(choice: str) -> dg.ExecutorDefinition:
     if choice == "celery":
-        from dagster_celery import celery_executor  # loaded by the runs that choose it
+        from dagster_celery import celery_executor, core_execution_loop  # loaded by the runs that choose it
 
+        # A constant of this deployment, not of the run: every Celery run's process polls alike.
+        core_execution_loop.TICK_SECONDS = CELERY_POLL_SECONDS
         return celery_executor
     return {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}[choice]
 

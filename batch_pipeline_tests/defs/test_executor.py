@@ -8,7 +8,7 @@ from batch_pipeline import settings
 from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.definitions import defs
 from batch_pipeline.defs.config import batch_run_config
-from batch_pipeline.defs.executor import celery_executor_config, runs_steps_in_its_own_process
+from batch_pipeline.defs.executor import CELERY_POLL_SECONDS, celery_executor_config, runs_steps_in_its_own_process
 from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import batch_config, dagster_execute, write_corpus
 
@@ -86,3 +86,25 @@ def test_multiprocess_run_analyses_every_document_once_in_step_processes(tmp_pat
     store = DocumentStore(shared_store_env["BATCH_PIPELINE_DATABASE_URL"])
     assert store.status_counts(run.run_id) == {"ok": 12}
     store.close()
+
+
+def test_a_celery_run_looks_for_finished_steps_ten_times_a_second(monkeypatch):
+    from dagster_celery import core_execution_loop
+
+    monkeypatch.setattr(core_execution_loop, "TICK_SECONDS", 1)  # dagster-celery's own, restored after the test
+    job = defs.resolve_job_def("document_batch_job")
+    with dg.DagsterInstance.ephemeral() as instance:
+        executor = job.executor_def.executor_creation_fn(
+            dg.InitExecutorContext(
+                job=dg.reconstructable(_document_batch_job),  # as dagster job execute gives it
+                executor_def=job.executor_def,
+                executor_config={"celery": {}},
+                instance=instance,
+            )
+        )
+    assert type(executor).__name__ == "CeleryExecutor"
+    assert core_execution_loop.TICK_SECONDS == CELERY_POLL_SECONDS == 0.1
+
+
+def _document_batch_job() -> dg.JobDefinition:
+    return defs.resolve_job_def("document_batch_job")
