@@ -60,9 +60,13 @@ def test_workers_benchmark_smoke(
 
     monkeypatch.setattr(workers, "BROKER_URL", broker)
     monkeypatch.setattr(workers, "BACKEND_URL", redis_url)
-    figures = workers.main(["--documents", "300", "--llm-documents", "60", "--llm-latency", "0.05"])
+    figures = workers.main(
+        ["--documents", "300", "--paragraphs", "2", "--partition-size", "100", "--llm-documents", "60",
+         "--llm-latency", "0.05"]
+    )  # fmt: skip
     offline = figures["offline"]
     assert offline["speed_up_vs_in_process"] > 0 and offline["per_partition_overhead_seconds_median"] >= 0
+    assert offline["speed_up_a_core_each_vs_one_core"] > 0 and offline["paragraphs_per_document"] == 2
     llm = figures["llm"]
     assert llm["statuses_in_process"] == llm["statuses_celery"] == {"ok": 60}
     assert llm["in_process_over_plain"] > 0 and llm["celery_over_plain"] > 0

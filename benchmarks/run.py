@@ -139,8 +139,11 @@ class JobRun:
         return float(re.search(r"registered \d+ documents .*? \((\d+) docs/s\)", self.output).group(1))
 
 
-def run_job(workdir: Path, config: dict, name: str, env: dict, measure_rss: bool = False) -> JobRun:
-    """(c): the full job via `dagster job execute`, from process start to exit."""
+def run_job(
+    workdir: Path, config: dict, name: str, env: dict, measure_rss: bool = False, cpus: set[int] | None = None
+) -> JobRun:
+    """(c): the full job via `dagster job execute`, from process start to exit; on the given cores only
+    (its child processes too) when cpus is set."""
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     command = [
@@ -157,7 +160,8 @@ def run_job(workdir: Path, config: dict, name: str, env: dict, measure_rss: bool
     if measure_rss:
         command = [sys.executable, "-c", RSS_WRAPPER, *command]
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, preexec_fn=pin)
     seconds = time.perf_counter() - started
     output = done.stdout + done.stderr
     if done.returncode != 0:

@@ -2,11 +2,13 @@
 two Celery workers of concurrency 1. Prints figures (JSON).
 
 offline: documents in partitions of 1,000, in-process vs the two workers: wall time per setup,
-speed-up, and per-partition overhead on the workers.
+speed-up, and per-partition overhead on the workers; then the issue's baseline, an in-process run
+confined to one core, against the two workers confined to a core each (two one-core hosts).
 llm: the throughput scenario of benchmarks.run (the loopback server, 0.5 s latency, concurrency 64)
 in-process and on the workers, each against the plain asyncio script: does Celery keep the ratio?
 
     .venv/bin/python -m benchmarks.workers [--documents 12000] [--llm-documents 6000] [--only offline,llm]
+    .venv/bin/python -m benchmarks.workers --only offline --documents 2400 --paragraphs 10 --partition-size 200
 """
 
 import argparse
@@ -32,6 +34,12 @@ POSTGRES_ADMIN_URL = os.environ.get("BATCH_PIPELINE_TEST_POSTGRES_URL", "postgre
 BROKER_URL = os.environ.get("BATCH_PIPELINE_BENCH_BROKER_URL", "pyamqp://guest:guest@127.0.0.1:5672//")
 BACKEND_URL = os.environ.get("BATCH_PIPELINE_BENCH_CELERY_BACKEND_URL", "redis://127.0.0.1:6379/11")
 PARTITION_SIZE = 1000
+# One paragraph of a page-sized document for --paragraphs: about 220 bytes, an e-mail address and a
+# phone number in each, so that analysis, not bookkeeping, is what a document costs.
+PARAGRAPH = (
+    "The quarterly review covers shipments, invoices and support tickets for region {i}. Contact "
+    "agent{j}.{i}@example.com or call +1 415 555 {j:04d} about order {i}; the refund was approved on 2024-05-12.\n\n"
+)
 
 
 def create_database(purpose: str) -> str:
@@ -70,10 +78,11 @@ def deployment(workdir: Path, queue: str) -> dict:
     return env
 
 
-def start_worker(env: dict, name: str, log: Path) -> subprocess.Popen:
+def start_worker(env: dict, name: str, log: Path, cpus: set[int] | None = None) -> subprocess.Popen:
     process = subprocess.Popen(
         [str(BIN / "batch-pipeline"), "worker", "--name", name, "--concurrency", "1"],
         cwd=REPO_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while " ready." not in log.read_text():
@@ -103,12 +112,26 @@ def partition_overheads(env: dict, run_id: str) -> list[float]:
     return [ended[key] - began[key] - analysed[key] for key in began]
 
 
-def offline(workdir: Path, env: dict, documents: int, report: dict) -> None:
-    source = write_jsonl(workdir / "docs.jsonl", documents)
+def write_pages(path: Path, count: int, paragraphs: int) -> Path:
+    """count documents of `paragraphs` paragraphs each, all different."""
+    with path.open("w") as f:
+        for i in range(count):
+            body = "".join(PARAGRAPH.format(i=i, j=j) for j in range(paragraphs))
+            f.write(json.dumps({"filename": f"page_{i:06d}.md", "markdown_content": f"# Page {i}\n\n{body}"}) + "\n")
+    return path
+
+
+def offline(
+    workdir: Path, env: dict, documents: int, report: dict, paragraphs: int = 0, partition_size: int = PARTITION_SIZE
+) -> None:
+    if paragraphs:
+        source = write_pages(workdir / "pages.jsonl", documents, paragraphs)
+    else:
+        source = write_jsonl(workdir / "docs.jsonl", documents)
 
     def config(project: str, execution: dict | None = None, offline_workers: int | None = None) -> dict:
         run_config = job_config(source, "local", project)
-        run_config["ops"]["create_document_records"]["config"]["partition_size"] = PARTITION_SIZE
+        run_config["ops"]["create_document_records"]["config"]["partition_size"] = partition_size
         if execution:
             run_config["execution"] = {"config": execution}
         if offline_workers:
@@ -125,9 +148,17 @@ def offline(workdir: Path, env: dict, documents: int, report: dict) -> None:
         overheads = partition_overheads(env, celery.run_id)
         celery_one = run_job(workdir, config("celery-one", {"celery": {}}, offline_workers=1), "celery_one", env)
         print(f"celery, two workers, one offline worker process each: {celery_one.seconds:.1f} s", flush=True)
+    # The issue's baseline, one core busy and the other idle, against two one-core "hosts".
+    first_core = {min(os.sched_getaffinity(0))}
+    on_one_core = run_job(workdir, config("on-one-core", offline_workers=1), "on_one_core", env, cpus=first_core)
+    print(f"in-process, confined to one core: {on_one_core.seconds:.1f} s", flush=True)
+    with workers_running(env, workdir, core_each=True):
+        core_each = run_job(workdir, config("celery-core-each", {"celery": {}}, offline_workers=1), "core_each", env)
+        print(f"celery, two workers confined to a core each: {core_each.seconds:.1f} s", flush=True)
     report["offline"] = {
         "documents": documents,
-        "partition_size": PARTITION_SIZE,
+        "paragraphs_per_document": paragraphs or "one line (benchmarks.plain.document)",
+        "partition_size": partition_size,
         "in_process_seconds": round(in_process.seconds, 1),
         "in_process_one_offline_worker_seconds": round(one_core.seconds, 1),
         "celery_two_workers_seconds": round(celery.seconds, 1),
@@ -135,6 +166,9 @@ def offline(workdir: Path, env: dict, documents: int, report: dict) -> None:
         "speed_up_vs_in_process": round(in_process.seconds / celery.seconds, 2),
         "speed_up_one_offline_process_each_vs_in_process": round(in_process.seconds / celery_one.seconds, 2),
         "speed_up_vs_one_core": round(one_core.seconds / celery.seconds, 2),
+        "in_process_confined_to_one_core_seconds": round(on_one_core.seconds, 1),
+        "celery_two_workers_a_core_each_seconds": round(core_each.seconds, 1),
+        "speed_up_a_core_each_vs_one_core": round(on_one_core.seconds / core_each.seconds, 2),
         "per_partition_overhead_seconds_median": round(sorted(overheads)[len(overheads) // 2], 2),
         "per_partition_overhead_seconds_max": round(max(overheads), 2),
     }
@@ -178,11 +212,15 @@ def llm_bound(workdir: Path, env: dict, documents: int, report: dict, latency: f
 
 
 @contextlib.contextmanager
-def workers_running(env: dict, workdir: Path) -> Iterator[None]:
-    """Two `batch-pipeline worker --concurrency 1`, stopped by their process groups."""
+def workers_running(env: dict, workdir: Path, core_each: bool = False) -> Iterator[None]:
+    """Two `batch-pipeline worker --concurrency 1`, stopped by their process groups; with core_each, the
+    first (and every process it starts) on core 0, the second on core 1: two one-core hosts."""
     workers = []
     try:
-        workers += [start_worker(env, f"w{i}-{uuid.uuid4().hex[:4]}", workdir / f"w{i}.log") for i in (1, 2)]
+        for i in (0, 1):
+            cores = sorted(os.sched_getaffinity(0))
+            log, cpus = workdir / f"w{i}.log", {cores[i % len(cores)]} if core_each else None
+            workers.append(start_worker(env, f"w{i}-{uuid.uuid4().hex[:4]}", log, cpus))
         yield
     finally:
         for worker in workers:
@@ -206,6 +244,11 @@ SCENARIOS = ("offline", "llm")
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--documents", type=int, default=12_000, help="offline documents")
+    parser.add_argument(
+        "--paragraphs", type=int, default=0, help="offline documents of this many paragraphs (~220 bytes each) "
+        "instead of one-line notes: analysis-bound rather than bookkeeping-bound"
+    )  # fmt: skip
+    parser.add_argument("--partition-size", type=int, default=PARTITION_SIZE, help="offline partition size")
     parser.add_argument("--llm-documents", type=int, default=6_000)
     parser.add_argument("--llm-latency", type=float, default=0.5)
     parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {', '.join(SCENARIOS)}")
@@ -218,7 +261,7 @@ def main(argv: list[str] | None = None) -> dict:
         env = deployment(workdir, queue)
         try:
             if "offline" in chosen:
-                offline(workdir, env, args.documents, report)
+                offline(workdir, env, args.documents, report, args.paragraphs, args.partition_size)
             if "llm" in chosen:
                 llm_bound(workdir, env, args.llm_documents, report, args.llm_latency)
         finally:
