@@ -66,7 +66,8 @@ def test_workers_benchmark_smoke(
     )  # fmt: skip
     offline = figures["offline"]
     assert offline["speed_up_vs_in_process"] > 0 and offline["per_partition_overhead_seconds_median"] >= 0
-    assert offline["speed_up_a_core_each_vs_one_core"] > 0 and offline["paragraphs_per_document"] == 2
+    assert offline["speed_up_a_core_each_vs_confined_to_one_core"] > 0 and offline["paragraphs_per_document"] == 2
+    assert offline["analysis_ms_per_document_on_the_workers"] > 0
     llm = figures["llm"]
     assert llm["statuses_in_process"] == llm["statuses_celery"] == {"ok": 60}
     assert llm["in_process_over_plain"] > 0 and llm["celery_over_plain"] > 0

@@ -140,10 +140,10 @@ class JobRun:
 
 
 def run_job(
-    workdir: Path, config: dict, name: str, env: dict, measure_rss: bool = False, cpus: set[int] | None = None
+    workdir: Path, config: dict, name: str, env: dict, measure_rss: bool = False, core: int | None = None
 ) -> JobRun:
-    """(c): the full job via `dagster job execute`, from process start to exit; on the given cores only
-    (its child processes too) when cpus is set."""
+    """(c): the full job via `dagster job execute`, from process start to exit; on that core only (its
+    child processes too) when core is given."""
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     command = [
@@ -160,8 +160,9 @@ def run_job(
     if measure_rss:
         command = [sys.executable, "-c", RSS_WRAPPER, *command]
     started = time.perf_counter()
-    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, preexec_fn=pin)
+    if core is not None:
+        command = ["taskset", "--cpu-list", str(core), *command]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     output = done.stdout + done.stderr
     if done.returncode != 0:

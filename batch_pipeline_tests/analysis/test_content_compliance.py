@@ -253,3 +253,28 @@ def test_the_phone_regions_are_a_setting_and_part_of_the_cache_key(monkeypatch):
     monkeypatch.setenv("BATCH_PIPELINE_PHONE_REGIONS", "US,DE")
     assert [f.category.value for f in analyse("Telefon: 030 901820").findings] == ["phone"]
     assert model.offline_version() != us_only
+
+
+@pytest.mark.parametrize(
+    ("line", "passes"),
+    [
+        ("Call +1 415 555 0100 or +44 20 7946 0958 today.", ["ZZ"]),  # numbers that name their country
+        ("Call +1 415 555 0100 or (415) 555-0101 today.", ["every region"]),  # a national number beside them
+        ("Benjamim Sousa, +55 68 6163-3276", ["ZZ", "every region"]),  # a number no country takes whole
+    ],
+)
+def test_international_numbers_cost_one_matcher_pass_and_find_what_every_region_finds(monkeypatch, line, passes):
+    import phonenumbers
+
+    from batch_pipeline.analysis.detectors import phones
+
+    every_region: list[tuple[int, int]] = []  # what the detector found before its shortcut
+    for region in phones.regions():
+        phones._add_valid_numbers(line, region, every_region)
+    regions_tried = []
+    matcher = phonenumbers.PhoneNumberMatcher
+    monkeypatch.setattr(phonenumbers, "PhoneNumberMatcher", lambda text, region, **kw: regions_tried.append(region) or matcher(text, region, **kw))  # fmt: skip
+    found = list(phones.find_phones(line))
+    assert every_region and [span for span in found if span in every_region] == sorted(every_region)
+    expected_passes = [r for p in passes for r in (phones.regions() if p == "every region" else [p])]
+    assert regions_tried == expected_passes

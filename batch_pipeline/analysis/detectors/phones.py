@@ -51,18 +51,22 @@ def _phonenumbers():
 
 def find_phones(line: str) -> Iterator[tuple[int, int]]:
     """(start, end) of each phone number in the line."""
-    phonenumbers = _phonenumbers()
     if sum(ch.isdigit() for ch in line) < 7:
         return
     # libphonenumber across every region costs ~27 matcher passes: only for lines with a candidate.
-    if not any(not NOT_A_PHONE_RE.search(m.group()) for m in CANDIDATE_RE.finditer(line)):
+    candidates = [m for m in CANDIDATE_RE.finditer(line) if not NOT_A_PHONE_RE.search(m.group())]
+    if not candidates:
         return
     found: list[tuple[int, int]] = []
-    for region in regions():
-        for match in phonenumbers.PhoneNumberMatcher(line, region, leniency=phonenumbers.Leniency.VALID):
-            span = (match.start, match.end)
-            if not _overlaps(span, found) and _written_as_a_phone(line, match.start, match.raw_string):
-                found.append(span)
+    if all(m.group().startswith("+") for m in candidates):
+        # Numbers that name their own country: one pass finds them, and when it finds every one of
+        # them whole, the regions' passes would find nothing more.
+        _add_valid_numbers(line, "ZZ", found)
+        if not all(any(s <= m.start() and m.end() <= e for s, e in found) for m in candidates):
+            found.clear()
+    if not found:
+        for region in regions():
+            _add_valid_numbers(line, region, found)
     for m in CANDIDATE_RE.finditer(line):
         span = (m.start(), m.end())
         if _overlaps(span, found) or NOT_A_PHONE_RE.search(m.group()):
@@ -70,6 +74,14 @@ def find_phones(line: str) -> Iterator[tuple[int, int]]:
         if CONTEXT_RE.search(line[max(0, m.start() - CONTEXT_WINDOW) : m.start()]) and _possible(m.group()):
             found.append(span)
     yield from sorted(found)
+
+
+def _add_valid_numbers(line: str, region: str, found: list[tuple[int, int]]) -> None:
+    phonenumbers = _phonenumbers()
+    for match in phonenumbers.PhoneNumberMatcher(line, region, leniency=phonenumbers.Leniency.VALID):
+        span = (match.start, match.end)
+        if not _overlaps(span, found) and _written_as_a_phone(line, match.start, match.raw_string):
+            found.append(span)
 
 
 def _written_as_a_phone(line: str, start: int, text: str) -> bool:
