@@ -278,3 +278,15 @@ def test_international_numbers_cost_one_matcher_pass_and_find_what_every_region_
     assert every_region and [span for span in found if span in every_region] == sorted(every_region)
     expected_passes = [r for p in passes for r in (phones.regions() if p == "every region" else [p])]
     assert regions_tried == expected_passes
+
+
+def test_what_is_found_already_is_not_tried_as_a_phone_number(monkeypatch):
+    import phonenumbers
+
+    regions_tried = []
+    matcher = phonenumbers.PhoneNumberMatcher
+    monkeypatch.setattr(phonenumbers, "PhoneNumberMatcher", lambda text, region, **kw: regions_tried.append(region) or matcher(text, region, **kw))  # fmt: skip
+    cards = ", ".join(["4111 1111 1111 1111", "5500 0000 0000 0004", "4012 8888 8888 1881"] * 50)
+    assert categories(f"Cards on file: {cards}") == ["payment_card"] * 150
+    assert regions_tried == []  # a card-dense line costs libphonenumber nothing
+    assert categories("Card 4111 1111 1111 1111, phone (415) 555-0100") == ["payment_card", "phone"]
