@@ -159,9 +159,9 @@ def run_job(
     ]
     if measure_rss:
         command = [sys.executable, "-c", RSS_WRAPPER, *command]
-    started = time.perf_counter()
     if core is not None:
         command = ["taskset", "--cpu-list", str(core), *command]
+    started = time.perf_counter()
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     output = done.stdout + done.stderr

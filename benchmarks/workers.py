@@ -145,8 +145,8 @@ def offline(
 
     in_process = run_job(workdir, config("in-process"), "in_process", env)
     print(f"in-process: {in_process.seconds:.1f} s", flush=True)
-    one_core = run_job(workdir, config("one-core", offline_workers=1), "one_core", env)
-    print(f"in-process, one offline worker process: {one_core.seconds:.1f} s", flush=True)
+    one_process = run_job(workdir, config("one-process", offline_workers=1), "one_process", env)
+    print(f"in-process, one offline worker process: {one_process.seconds:.1f} s", flush=True)
     with workers_running(env, workdir):
         celery = run_job(workdir, config("celery", {"celery": {}}), "celery", env)
         print(f"celery, two workers: {celery.seconds:.1f} s", flush=True)
@@ -164,13 +164,13 @@ def offline(
         "paragraphs_per_document": paragraphs,  # 0: one-line notes (benchmarks.plain.document)
         "partition_size": partition_size,
         "in_process_seconds": round(in_process.seconds, 1),
-        "in_process_one_offline_worker_seconds": round(one_core.seconds, 1),
+        "in_process_one_offline_worker_seconds": round(one_process.seconds, 1),
         "celery_two_workers_seconds": round(celery.seconds, 1),
         "celery_two_workers_one_offline_process_each_seconds": round(celery_one.seconds, 1),
         "speed_up_vs_in_process": round(in_process.seconds / celery.seconds, 2),
         "speed_up_one_offline_process_each_vs_in_process": round(in_process.seconds / celery_one.seconds, 2),
         # The issue's baseline: one analysing process, so one core busy and the other mostly idle.
-        "speed_up_vs_one_analysing_process": round(one_core.seconds / celery.seconds, 2),
+        "speed_up_vs_one_analysing_process": round(one_process.seconds / celery.seconds, 2),
         "in_process_confined_to_one_core_seconds": round(on_one_core.seconds, 1),
         "celery_two_workers_a_core_each_seconds": round(core_each.seconds, 1),
         "speed_up_a_core_each_vs_confined_to_one_core": round(on_one_core.seconds / core_each.seconds, 2),
@@ -219,8 +219,8 @@ def llm_bound(workdir: Path, env: dict, documents: int, report: dict, latency: f
 
 @contextlib.contextmanager
 def workers_running(env: dict, workdir: Path, core_each: bool = False) -> Iterator[None]:
-    """Two `batch-pipeline worker --concurrency 1`, stopped by their process groups; with core_each, the
-    first (and every process it starts) on core 0, the second on core 1: two one-core hosts."""
+    """Two `batch-pipeline worker --concurrency 1`, stopped by their process groups; with core_each, each
+    (and every process it starts) on its own core of the two first CORES: two one-core hosts."""
     workers = []
     try:
         for i in (0, 1):

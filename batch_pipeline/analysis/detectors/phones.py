@@ -67,9 +67,9 @@ def find_phones(line: str) -> Iterator[tuple[int, int]]:
     if not found:
         for region in regions():
             _add_valid_numbers(line, region, found)
-    for m in CANDIDATE_RE.finditer(line):
+    for m in candidates:
         span = (m.start(), m.end())
-        if _overlaps(span, found) or NOT_A_PHONE_RE.search(m.group()):
+        if _overlaps(span, found):
             continue
         if CONTEXT_RE.search(line[max(0, m.start() - CONTEXT_WINDOW) : m.start()]) and _possible(m.group()):
             found.append(span)
