@@ -9,6 +9,7 @@ import json
 
 from pydantic import BaseModel, ConfigDict
 
+from batch_pipeline import settings
 from batch_pipeline.analysis import REGISTRY, AnalysisModel
 
 LOCAL_AI_MODEL = "local"
@@ -47,8 +48,9 @@ class ProcessingContext(BaseModel):
     @property
     def analyser_version(self) -> str:
         """What produced the results besides the context itself: the model's version, and for the
-        offline analysers also the versions of the libraries whose data they use."""
-        return self.model.offline_version() if self.is_local else self.model.version
+        offline analysers also the versions of the libraries whose data they use and the number of
+        findings a result keeps. An LLM's answers are not bought again when that number changes."""
+        return self.model.offline_version(settings.max_findings()) if self.is_local else self.model.version
 
     def cache_key(self) -> str:
         """Identifies the full context: equal keys mean a stored result can be reused."""

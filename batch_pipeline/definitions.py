@@ -7,7 +7,6 @@ import dagster as dg
 
 from batch_pipeline.defs.assets import analysed_documents
 from batch_pipeline.defs.job import document_batch_job
-from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource, OfflineAnalysisResource
 from batch_pipeline.defs.triggers.failure_sensor import batch_failure_sensor
 from batch_pipeline.defs.triggers.inbox_sensor import InboxConfig, inbox_sensor
 from batch_pipeline.defs.triggers.nightly_sweep import nightly_compliance_sweep
@@ -17,12 +16,7 @@ defs = dg.Definitions(
     jobs=[document_batch_job],
     sensors=[inbox_sensor, batch_failure_sensor],
     schedules=[nightly_compliance_sweep],
-    resources={
-        "document_store": DocumentStoreResource(),
-        "llm": LlmResource(),
-        "offline": OfflineAnalysisResource(),
-        "inbox": InboxConfig.from_env(),
-    },
+    resources={"inbox": InboxConfig.from_env()},  # the job carries its own resources
 )
 
 

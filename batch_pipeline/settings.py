@@ -14,6 +14,10 @@ DATABASE_URL_ENV = "BATCH_PIPELINE_DATABASE_URL"
 REPORTS_DIR_ENV = "BATCH_PIPELINE_REPORTS_DIR"
 HOME_ENV = "BATCH_PIPELINE_HOME"
 SOURCE_ROOT_ENV = "BATCH_PIPELINE_SOURCE_ROOT"
+SOURCE_ROOTS_ENV = "BATCH_PIPELINE_SOURCE_ROOTS"
+INBOX_ENV = "BATCH_PIPELINE_INBOX"
+SWEEP_SOURCE_ENV = "BATCH_PIPELINE_SWEEP_SOURCE"
+EXCLUDE_ENV = "BATCH_PIPELINE_EXCLUDE"
 API_KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 ALLOWED_BASE_URLS_ENV = "BATCH_PIPELINE_LLM_BASE_URLS"
@@ -61,6 +65,30 @@ def source_root() -> Path:
     return Path(os.environ.get(SOURCE_ROOT_ENV) or ".").expanduser()
 
 
+def inbox_dir() -> Path:
+    """The inbox folder the inbox sensor watches: $BATCH_PIPELINE_INBOX, else <data folder>/inbox."""
+    return Path(os.environ.get(INBOX_ENV) or data_dir() / "inbox").expanduser()
+
+
+def sweep_dir() -> Path:
+    """The folder the nightly sweep analyses: $BATCH_PIPELINE_SWEEP_SOURCE, else <data folder>/sweep."""
+    return Path(os.environ.get(SWEEP_SOURCE_ENV) or data_dir() / "sweep").expanduser()
+
+
+def source_roots() -> list[Path]:
+    """The folders a run's ``source`` may lie in (links and ``..`` resolved): those listed in
+    ``$BATCH_PIPELINE_SOURCE_ROOTS`` (separated by ``os.pathsep``), else the source root; and always
+    the inbox and the sweep folder, which the deployment's own triggers read."""
+    listed = [Path(p).expanduser() for p in os.environ.get(SOURCE_ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+    return [root.resolve() for root in [*(listed or [source_root()]), inbox_dir(), sweep_dir()]]
+
+
+def excluded_patterns() -> list[str]:
+    """Glob patterns (``$BATCH_PIPELINE_EXCLUDE``, comma-separated) of source entries the deployment
+    does not read: each one found is listed as skipped."""
+    return [p.strip() for p in os.environ.get(EXCLUDE_ENV, "").split(",") if p.strip()]
+
+
 def llm_api_key() -> str | None:
     return os.environ.get(API_KEY_ENV) or None
 
@@ -91,42 +119,23 @@ def _normal(url: str) -> str:
     return url.strip().rstrip("/")
 
 
-def rate_limit_url(requested: str | None) -> str | None:
+def rate_limit_url() -> str | None:
     """The Redis (``redis://``, ``rediss://``, ``unix://``) that holds the rate budget shared by every
-    process: the llm resource's ``rate_limit_url``, else ``$BATCH_PIPELINE_RATE_LIMIT_URL``; None: each
-    process keeps its own. A password belongs in the environment, never in run config (which is stored)."""
-    if requested is None:
-        return os.environ.get(RATE_LIMIT_URL_ENV) or None
-    parts = urlsplit(_no_password(requested, "the llm resource's rate_limit_url", RATE_LIMIT_URL_ENV))
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise NotAllowed("the llm resource's rate_limit_url must be a redis://, rediss:// or unix:// URL")
-    return requested
-
-
-def celery_broker_url(requested: str | None = None) -> str:
-    """The Celery broker of runs and workers: the run's choice, else ``$BATCH_PIPELINE_CELERY_BROKER``,
-    else RabbitMQ on localhost. A password only through the environment variable."""
-    return (
-        _no_password(requested, "the celery executor's broker URL", CELERY_BROKER_ENV)
-        or os.environ.get(CELERY_BROKER_ENV)
-        or DEFAULT_CELERY_BROKER
-    )
-
-
-def celery_backend_url(requested: str | None = None) -> str:
-    """The Celery result backend: the run's choice, else ``$BATCH_PIPELINE_CELERY_BACKEND``, else ``rpc://``."""
-    return (
-        _no_password(requested, "the celery executor's backend URL", CELERY_BACKEND_ENV)
-        or os.environ.get(CELERY_BACKEND_ENV)
-        or DEFAULT_CELERY_BACKEND
-    )
-
-
-def _no_password(url: str | None, what: str, env: str) -> str | None:
-    """url, unless it holds a password: run config is stored in the event log."""
-    if url is not None and urlsplit(url).password is not None:
-        raise NotAllowed(f"{what} holds a password, and run config is stored in the event log: set ${env} instead")
+    process: ``$BATCH_PIPELINE_RATE_LIMIT_URL``; None: each process keeps its own."""
+    url = os.environ.get(RATE_LIMIT_URL_ENV) or None
+    if url is not None and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise NotAllowed(f"${RATE_LIMIT_URL_ENV} must be a redis://, rediss:// or unix:// URL")
     return url
+
+
+def celery_broker_url() -> str:
+    """The Celery broker of runs and workers: ``$BATCH_PIPELINE_CELERY_BROKER``, else RabbitMQ on localhost."""
+    return os.environ.get(CELERY_BROKER_ENV) or DEFAULT_CELERY_BROKER
+
+
+def celery_backend_url() -> str:
+    """The Celery result backend: ``$BATCH_PIPELINE_CELERY_BACKEND``, else ``rpc://``."""
+    return os.environ.get(CELERY_BACKEND_ENV) or DEFAULT_CELERY_BACKEND
 
 
 def triggered_run_executor() -> str | None:
@@ -141,3 +150,31 @@ def triggered_run_executor() -> str | None:
 def celery_queue(requested: str | None = None) -> str:
     """The queue a run's steps go to and workers take from by default: ``$BATCH_PIPELINE_CELERY_QUEUE``, else dagster."""
     return requested or os.environ.get(CELERY_QUEUE_ENV) or DEFAULT_CELERY_QUEUE
+
+
+MAX_FINDINGS_ENV = "BATCH_PIPELINE_MAX_FINDINGS"
+DEFAULT_MAX_FINDINGS = 1000
+
+
+def max_findings() -> int:
+    """How many items each list of a stored result keeps (content_compliance's findings,
+    document_metadata's headings, links and dates), whatever analysed the document:
+    ``$BATCH_PIPELINE_MAX_FINDINGS``, else 1,000. The result records how many more there were."""
+    value = os.environ.get(MAX_FINDINGS_ENV) or str(DEFAULT_MAX_FINDINGS)
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"${MAX_FINDINGS_ENV} is {value!r}; it must be a whole number of at least 1")
+    return int(value)
+
+
+CONVERSION_MEMORY_ENV = "BATCH_PIPELINE_CONVERSION_MEMORY_MB"
+# One conversion worker per core: two of them on a 2-core, 24 GB host leave most of it to the rest.
+DEFAULT_CONVERSION_MEMORY_MB = 4096
+
+
+def conversion_memory_mb() -> int:
+    """The memory (address space) each conversion worker process may use, in MB:
+    ``$BATCH_PIPELINE_CONVERSION_MEMORY_MB``, else 4096. A file that needs more fails alone."""
+    value = os.environ.get(CONVERSION_MEMORY_ENV) or str(DEFAULT_CONVERSION_MEMORY_MB)
+    if not value.strip().isdecimal() or int(value) < 1:
+        raise ValueError(f"${CONVERSION_MEMORY_ENV} is {value!r}; it must be a whole number of MB, at least 1")
+    return int(value)

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from unittest import mock
 
@@ -33,6 +34,15 @@ def tesseract() -> str:
     if path is None:
         _required_service_missing("Tesseract is not installed: apt-get install tesseract-ocr tesseract-ocr-eng")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def source_roots(tmp_path_factory):
+    """Sources may lie in the tests' temporary folders and the repository (examples/), as a deployment
+    lists its own in $BATCH_PIPELINE_SOURCE_ROOTS; processes the tests start inherit it."""
+    roots = os.pathsep.join([str(tmp_path_factory.getbasetemp()), tempfile.gettempdir(), str(REPO_ROOT)])
+    with mock.patch.dict(os.environ, {"BATCH_PIPELINE_SOURCE_ROOTS": roots}):
+        yield roots
 
 
 @pytest.fixture(autouse=True)
@@ -208,9 +218,17 @@ def dagster_execute(
     )
 
 
+def environment_without_settings() -> dict:
+    """This process's environment without its BATCH_PIPELINE_ settings, for a process a test starts
+    with its own; the allowed source roots stay (see source_roots)."""
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith("BATCH_PIPELINE_") or k == "BATCH_PIPELINE_SOURCE_ROOTS"
+    }
+
+
 @pytest.fixture
 def shared_store_env(tmp_path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCH_PIPELINE_")}
+    env = environment_without_settings()
     env["BATCH_PIPELINE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'shared_store.sqlite'}"
     env["BATCH_PIPELINE_REPORTS_DIR"] = str(tmp_path / "reports")
     return env

@@ -25,6 +25,7 @@ from batch_pipeline_tests.conftest import (
     _required_service_missing,
     batch_config,
     dagster_execute,
+    environment_without_settings,
     with_llm,
     write_corpus,
 )
@@ -69,7 +70,7 @@ def celery_env(broker, redis_url, postgres_server, tmp_path, monkeypatch) -> dic
     # have, steps wait on the broker, where their priority orders them (README: Celery workers).
     config["concurrency"]["pools"]["default_limit"] = 50
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCH_PIPELINE_")}
+    env = environment_without_settings()
     env.update(
         DAGSTER_HOME=str(home),
         DAGSTER_POSTGRES_URL=postgres_dagster_url,

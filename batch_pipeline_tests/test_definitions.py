@@ -4,15 +4,14 @@ import sys
 import dagster as dg
 
 from batch_pipeline.definitions import defs
-from batch_pipeline.defs.resources import DocumentStoreResource
 
 
 def test_definitions_load_the_job_its_ops_and_resources():
     dg.Definitions.validate_loadable(defs)
     job = defs.resolve_job_def("document_batch_job")
     assert {node.name for node in job.nodes} == {"create_document_records", "analyze_partition", "aggregate"}
-    assert isinstance(defs.resources["document_store"], DocumentStoreResource)
-    assert set(defs.resources) == {"document_store", "llm", "offline", "inbox"}
+    assert set(job.resource_defs) == {"document_store", "llm", "offline", "io_manager"}
+    assert set(defs.resources) == {"inbox"}  # the sensor's
     assert {s.name for s in defs.sensors} == {"inbox_sensor", "batch_failure_sensor"}
     assert [s.name for s in defs.schedules] == ["nightly_compliance_sweep"]
     assert job.graph.node_named("analyze_partition").definition.pool == "llm"

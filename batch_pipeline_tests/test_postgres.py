@@ -22,6 +22,7 @@ from batch_pipeline_tests.conftest import (
     REPO_ROOT,
     batch_config,
     dagster_execute,
+    environment_without_settings,
     with_llm,
     write_corpus,
 )
@@ -46,7 +47,7 @@ def postgres_home(path: Path, max_concurrent_runs: int | None = None, per_model_
 @pytest.fixture
 def pg_env(postgres_store_url, postgres_dagster_url, tmp_path, monkeypatch) -> dict:
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_dagster_url)  # read by instance_at in this process
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCH_PIPELINE_")}
+    env = environment_without_settings()
     env.update(
         BATCH_PIPELINE_DATABASE_URL=postgres_store_url,
         BATCH_PIPELINE_REPORTS_DIR=str(tmp_path / "reports"),

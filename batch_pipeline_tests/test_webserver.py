@@ -21,7 +21,13 @@ import yaml
 from dagster_graphql import DagsterGraphQLClient
 
 from batch_pipeline.store import DocumentStore
-from batch_pipeline_tests.conftest import EXAMPLE_COUNT, EXAMPLE_DOCS, REPO_ROOT, batch_config
+from batch_pipeline_tests.conftest import (
+    EXAMPLE_COUNT,
+    EXAMPLE_DOCS,
+    REPO_ROOT,
+    batch_config,
+    environment_without_settings,
+)
 
 BIN = Path(sys.executable).parent
 
@@ -94,7 +100,7 @@ def dagster_services(tmp_path_factory):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO_ROOT / "dagster.yaml", home)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCH_PIPELINE_")}
+    env = environment_without_settings()
     env["DAGSTER_HOME"] = str(home)
     env["BATCH_PIPELINE_INBOX"] = str(tmp_path / "inbox")
     env["BATCH_PIPELINE_INBOX_INTERVAL_SECONDS"] = "1"

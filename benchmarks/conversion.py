@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     with tempfile.TemporaryDirectory() as home:
         os.environ["BATCH_PIPELINE_HOME"] = home
+        os.environ["BATCH_PIPELINE_SOURCE_ROOTS"] = home
         folder = Path(home) / "drive"
         folder.mkdir()
         for label, datas in files.items():

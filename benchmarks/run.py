@@ -173,7 +173,12 @@ def run_job(
 
 def environment(workdir: Path, dagster_home: Path | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCH_PIPELINE_", "DAGSTER_HOME"))}
-    env.update(BATCH_PIPELINE_HOME=str(workdir / "pipeline_home"), OPENAI_API_KEY=API_KEY)
+    # The corpora are written under the system's temporary folder: a source folder this deployment allows.
+    env.update(
+        BATCH_PIPELINE_HOME=str(workdir / "pipeline_home"),
+        OPENAI_API_KEY=API_KEY,
+        BATCH_PIPELINE_SOURCE_ROOTS=tempfile.gettempdir(),
+    )
     if dagster_home is not None:
         dagster_home.mkdir(exist_ok=True)
         (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")

@@ -77,6 +77,7 @@ def deployment(workdir: Path, queue: str) -> dict:
         BATCH_PIPELINE_CELERY_BROKER=BROKER_URL,
         BATCH_PIPELINE_CELERY_BACKEND=BACKEND_URL,
         BATCH_PIPELINE_CELERY_QUEUE=queue,
+        BATCH_PIPELINE_SOURCE_ROOTS=str(workdir),
     )
     return env
 

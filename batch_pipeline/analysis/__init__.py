@@ -14,6 +14,8 @@ from functools import cache
 
 from pydantic import BaseModel
 
+from batch_pipeline.analysis.stored_result import OMITTED_KEY, StoredResult, parse_stored
+
 # A section title mapped to label -> number, rendered as one table in the run report.
 SummarySections = dict[str, dict[str, int | float]]
 
@@ -34,18 +36,29 @@ class AnalysisModel:
     # The deployment's settings the offline analyser reads (e.g. the phone regions), as text.
     offline_settings: Callable[[], str] | None = None
 
-    def offline_version(self) -> str:
-        """``version`` plus a digest of the installed versions of ``offline_data_packages`` and of
-        ``offline_settings``: changing either never serves results cached under the other."""
-        if not self.offline_data_packages and self.offline_settings is None:
+    def __post_init__(self) -> None:
+        if OMITTED_KEY in self.result_schema.model_fields:
+            raise ValueError(f"{self.key}: a result field may not be named {OMITTED_KEY!r}, the store's own key")
+
+    def offline_version(self, max_items: int | None = None) -> str:
+        """``version`` plus a digest of the installed versions of ``offline_data_packages``, of
+        ``offline_settings`` and of the ``max_items`` results are stored with: changing any never
+        serves results cached under another."""
+        if not self.offline_data_packages and self.offline_settings is None and max_items is None:
             return self.version
         installed = ";".join(f"{name}=={distribution_version(name)}" for name in self.offline_data_packages)
         if self.offline_settings is not None:
             installed += ";" + self.offline_settings()
+        if max_items is not None:
+            installed += f";max_items={max_items}"
         return f"{self.version}+{hashlib.sha256(installed.encode()).hexdigest()[:12]}"
 
+    def parse_stored(self, result_json: str) -> StoredResult:
+        """A stored result and how many items each of its lists lost."""
+        return parse_stored(self.result_schema, result_json)
+
     def parse_result(self, result_json: str) -> BaseModel:
-        return self.result_schema.model_validate_json(result_json)
+        return self.parse_stored(result_json).result
 
 
 @cache

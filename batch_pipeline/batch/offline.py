@@ -10,7 +10,9 @@ from concurrent.futures import Future
 
 import pebble
 
+from batch_pipeline import settings
 from batch_pipeline.analysis import REGISTRY
+from batch_pipeline.analysis.stored_result import stored_json
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 
@@ -19,7 +21,7 @@ def analyse_in_worker(model_key: str, text: str) -> tuple[DocumentStatus, str, f
     """(status, result JSON or error, seconds), run in a worker process."""
     started = time.perf_counter()
     try:
-        result = REGISTRY[model_key].analyse_offline(text).model_dump_json()
+        result = stored_json(REGISTRY[model_key].analyse_offline(text), settings.max_findings())
     except Exception as e:  # an analyser bug on one document must not sink the batch
         return DocumentStatus.analysis_error, f"{type(e).__name__}: {e}", time.perf_counter() - started
     return DocumentStatus.ok, result, time.perf_counter() - started

@@ -16,6 +16,7 @@ from batch_pipeline.definitions import resolve_document_batch_job
 from batch_pipeline.defs.config import BatchConfig, batch_config_of
 from batch_pipeline.defs.resources import LlmResource
 from batch_pipeline.documents.sources import SourceError
+from batch_pipeline.report.csv_cells import write_csv
 from batch_pipeline.store import DocumentStore
 
 
@@ -32,7 +33,7 @@ def display_url(url: str) -> str:
 def print_results(rows: pd.DataFrame, output_format: str) -> None:
     rows = rows.astype(object).where(rows.notna(), None)
     if output_format == "csv":
-        rows.to_csv(sys.stdout, index=False)
+        write_csv(rows, sys.stdout)
         return
     for record in rows.to_dict(orient="records"):
         record["result"] = json.loads(record["result"]) if record["result"] else None

@@ -46,7 +46,8 @@ class BatchConfig(dg.Config):
         description="A folder (searched recursively) of text files (.md, .markdown, .txt) and files converted to "
         "markdown when read (.pdf, .docx, .pptx, .xlsx, .html, .htm, .eml, .png, .jpg, .jpeg, .tif, .tiff), or a "
         ".jsonl file of {filename, markdown_content} or {filename, content_base64} records. Relative paths "
-        "resolve from $BATCH_PIPELINE_SOURCE_ROOT (make dev: the repository), else the run's working directory.",
+        "resolve from $BATCH_PIPELINE_SOURCE_ROOT (make dev: the repository), else the run's working directory; "
+        "the path (links and .. resolved) must lie in a folder the deployment allows ($BATCH_PIPELINE_SOURCE_ROOTS).",
     )
     documents: list[InlineDocument] | None = Field(default=None, description="Inline documents, instead of source.")
     context: ProcessingContextConfig
@@ -90,7 +91,8 @@ class BatchConfig(dg.Config):
     follow_symlinks: bool = Field(
         default=False,
         description="false: a symbolic link in the source folder that points outside it (or to a folder) is not "
-        "read, and is listed as skipped; true: links are followed wherever they point (link loops are still skipped).",
+        "read, and is listed as skipped; true: links are followed into the folders the deployment allows "
+        "($BATCH_PIPELINE_SOURCE_ROOTS); links elsewhere and link loops are still skipped.",
     )
     llm_api: LlmApi = Field(
         default=LlmApi.online,

@@ -8,32 +8,17 @@ import dagster as dg
 from batch_pipeline import settings
 from batch_pipeline.workers.celery_settings import celery_settings
 
+# Only the queue is the run's choice: the broker, the result backend and Celery's settings are the
+# deployment's ($BATCH_PIPELINE_CELERY_BROKER / _BACKEND), shared with its workers, never run config's.
 CELERY_CONFIG = {
-    "broker": dg.Field(
-        str,
-        is_required=False,
-        description=f"Unset: ${settings.CELERY_BROKER_ENV}, else {settings.DEFAULT_CELERY_BROKER} (RabbitMQ: a Redis "
-        "broker would reverse the priorities). Workers must use the same. A URL with a password only through the "
-        "environment variable.",
-    ),
-    "backend": dg.Field(
-        str,
-        is_required=False,
-        description=f"Result backend (redis://… or rpc://). Unset: ${settings.CELERY_BACKEND_ENV}, else "
-        f"{settings.DEFAULT_CELERY_BACKEND}.",
-    ),
     "queue": dg.Field(
         str,
         is_required=False,
         description=f"The queue this run's steps go to. Unset: ${settings.CELERY_QUEUE_ENV}, else "
         f"{settings.DEFAULT_CELERY_QUEUE}. Workers take from the queues given to `batch-pipeline worker --queues`. "
-        "The run's priority orders its steps within the queue.",
-    ),
-    "config_source": dg.Field(
-        dg.Permissive(),
-        is_required=False,
-        description="More Celery settings, over this product's (late acknowledgement, one message per worker "
-        "slot, priority queues). Workers must be started with the same.",
+        "The run's priority orders its steps within the queue. The broker and the result backend are the "
+        f"deployment's: ${settings.CELERY_BROKER_ENV} (else {settings.DEFAULT_CELERY_BROKER}) and "
+        f"${settings.CELERY_BACKEND_ENV} (else {settings.DEFAULT_CELERY_BACKEND}).",
     ),
 }
 
@@ -91,13 +76,10 @@ def celery_executor_config(config: dict) -> dict:
     """dagster-celery's executor config from this product's: the deployment's broker and backend, the
     settings workers share, the run's queue."""
     return {
-        "broker": settings.celery_broker_url(config.get("broker")),
-        "backend": settings.celery_backend_url(config.get("backend")),
+        "broker": settings.celery_broker_url(),
+        "backend": settings.celery_backend_url(),
         "include": [],
-        "config_source": {
-            **celery_settings(settings.celery_queue(config.get("queue"))),
-            **(config.get("config_source") or {}),
-        },
+        "config_source": celery_settings(settings.celery_queue(config.get("queue"))),
         "retries": {"enabled": {}},
     }
 

@@ -8,7 +8,7 @@ from batch_pipeline.batch.offline import OfflineAnalyser, OfflineWorkers
 from batch_pipeline.defs.executor import runs_steps_in_its_own_process
 from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
-from batch_pipeline.llm.settings import LlmSettings
+from batch_pipeline.llm.settings import STOP_GRACE_SECONDS, LlmSettings
 from batch_pipeline.store import DocumentStore
 
 UNFINISHED_NOTE = "the run ended before this document was analysed; resume run {run_id}"
@@ -68,7 +68,8 @@ class OfflineAnalysisResource(dg.ConfigurableResource):
 
 class LlmResource(dg.ConfigurableResource):
     """An OpenAI-compatible chat-completions provider. The key is always $OPENAI_API_KEY (never run
-    config); the endpoint is $OPENAI_BASE_URL or one the deployment allows."""
+    config); the endpoint is $OPENAI_BASE_URL or one the deployment allows; the shared rate budget's
+    Redis is $BATCH_PIPELINE_RATE_LIMIT_URL."""
 
     base_url: str | None = Field(
         default=None,
@@ -77,12 +78,6 @@ class LlmResource(dg.ConfigurableResource):
     )
     timeout_seconds: float = Field(default=60.0, description="Per-request timeout.")
     max_concurrent_requests: int = Field(default=64, description="Requests in flight at once, per partition step.")
-    rate_limit_url: str | None = Field(
-        default=None,
-        description="A redis:// URL: every run, step and process using the same endpoint, model and API key "
-        "then draws on one rate budget kept there. Unset: $BATCH_PIPELINE_RATE_LIMIT_URL, else one budget per "
-        "process. A URL with a password only through the environment variable.",
-    )
     requests_per_minute: int | None = Field(
         default=None,
         description="The provider's requests-per-minute limit for this model and key. Unset: learned from the "
@@ -129,6 +124,11 @@ class LlmResource(dg.ConfigurableResource):
         description="llm_api batch: how many times the documents of a batch that expired or was cancelled "
         "unanswered are sent again in a new batch, before they end batch_expired.",
     )
+    stop_grace_seconds: float = Field(
+        default=STOP_GRACE_SECONDS,
+        description="On SIGTERM or SIGINT nothing new is sent; answers to the requests already in flight are "
+        "awaited this long and stored, the rest of the run is marked interrupted for `batch-pipeline resume`.",
+    )
 
     def provider(self) -> LlmProvider:
         """Raises settings.NotAllowed for an endpoint the deployment does not allow."""
@@ -138,7 +138,15 @@ class LlmResource(dg.ConfigurableResource):
             LlmSettings(
                 api_key=settings.llm_api_key(),
                 base_url=settings.llm_base_url(self.base_url),
-                rate_limit_url=settings.rate_limit_url(self.rate_limit_url),
+                rate_limit_url=settings.rate_limit_url(),
                 **tuning,
             )
         )
+
+
+class StepOutputsIOManager(dg.ConfigurableIOManagerFactory):
+    """Step outputs (small references) pickled in the instance's storage folder, as Dagster's
+    filesystem IO manager does, without its base_dir: where the run writes is not run config's."""
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> dg.IOManager:
+        return dg.FilesystemIOManager().create_io_manager(context)

@@ -1,12 +1,25 @@
 """Walking a source folder (or the inbox) without trusting what is in it: regular files only,
-symbolic links kept inside the folder unless the launch allows following them, every skipped
-entry listed with its reason, nothing that can block (FIFOs) or loop (linked folders) entered."""
+symbolic links kept inside the folder unless the launch allows following them (and then only into
+the roots the deployment allows), every entry not read listed with its reason, hidden ones
+included, nothing that can block (FIFOs) or loop (linked folders) entered."""
 
 import errno
+import fnmatch
 import os
 import stat
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+
+VERSION_CONTROL_FOLDERS = frozenset({".git", ".hg", ".svn"})
+
+
+@dataclass(frozen=True)
+class WalkRules:
+    follow_symlinks: bool = False
+    link_roots: Sequence[Path] = ()  # with follow_symlinks: where a link may lead (resolved paths)
+    excluded: Sequence[str] = ()  # the deployment's glob patterns, matched on the relative path and the name
+    own_folders: Mapping[str, str] = field(default_factory=dict)  # top-level name -> why it is not read
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +56,23 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def walk_folder(folder: Path, follow_symlinks: bool = False) -> tuple[list[FolderFile], list[SkippedEntry]]:
-    """The regular files under ``folder`` (names starting with a dot, and what is below them, are
-    left out), sorted by name, and the entries skipped on the way, with the reason for each."""
+def _not_read(name: str, top_level: bool, rules: WalkRules) -> str:
+    """Why the deployment does not read this entry ("" when it does)."""
+    base = name.rsplit("/", 1)[-1]
+    if top_level and base in rules.own_folders:
+        return rules.own_folders[base]
+    if base in VERSION_CONTROL_FOLDERS:
+        return "a version-control folder"
+    for pattern in rules.excluded:
+        if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(base, pattern):
+            return f"excluded by the deployment's pattern {pattern!r} ($BATCH_PIPELINE_EXCLUDE)"
+    return ""
+
+
+def walk_folder(folder: Path, rules: WalkRules | None = None) -> tuple[list[FolderFile], list[SkippedEntry]]:
+    """The regular files under ``folder`` (hidden ones included), sorted by name, and the entries
+    skipped on the way, with the reason for each."""
+    rules = rules or WalkRules()
     root = folder.resolve()
     files: list[FolderFile] = []
     skipped: list[SkippedEntry] = []
@@ -61,12 +88,13 @@ def walk_folder(folder: Path, follow_symlinks: bool = False) -> tuple[list[Folde
             skipped.append(SkippedEntry(printable(prefix.rstrip("/") or "."), f"cannot list the folder: {e.strerror}"))
             continue
         for entry in entries:
-            if entry.name.startswith("."):
-                continue
             name = prefix + entry.name
             shown = printable(name)
+            if reason := _not_read(name, not prefix, rules):
+                skipped.append(SkippedEntry(shown, reason))
+                continue
             try:
-                info, problem = _inspect(entry, root, follow_symlinks)
+                info, problem = _inspect(entry, root, rules)
             except OSError as e:
                 skipped.append(SkippedEntry(shown, f"cannot inspect it: {e.strerror}"))
                 continue
@@ -87,7 +115,7 @@ def walk_folder(folder: Path, follow_symlinks: bool = False) -> tuple[list[Folde
     return files, skipped
 
 
-def _inspect(entry: os.DirEntry, root: Path, follow_symlinks: bool) -> tuple[os.stat_result | None, str]:
+def _inspect(entry: os.DirEntry, root: Path, rules: WalkRules) -> tuple[os.stat_result | None, str]:
     """(stat of what the entry stands for, "") or (None, why it is skipped)."""
     if not entry.is_symlink():
         return entry.stat(follow_symlinks=False), ""
@@ -101,9 +129,18 @@ def _inspect(entry: os.DirEntry, root: Path, follow_symlinks: bool) -> tuple[os.
         if e.errno == errno.ELOOP:
             return None, "a symbolic link loop"
         return None, f"a symbolic link that cannot be followed: {e.strerror}"
-    if not follow_symlinks and not target.is_relative_to(root):
-        return None, f"a symbolic link to {printable(str(target))}, outside the folder (follow_symlinks: true reads it)"
+    if not target.is_relative_to(root):
+        if not rules.follow_symlinks:
+            return (
+                None,
+                f"a symbolic link to {printable(str(target))}, outside the folder (follow_symlinks: true reads it)",
+            )
+        if not any(target.is_relative_to(allowed) for allowed in rules.link_roots):
+            return (
+                None,
+                "a symbolic link out of the folders this deployment allows sources in ($BATCH_PIPELINE_SOURCE_ROOTS)",
+            )
     info = os.stat(target)
-    if stat.S_ISDIR(info.st_mode) and not follow_symlinks:
+    if stat.S_ISDIR(info.st_mode) and not rules.follow_symlinks:
         return None, "a symbolic link to a folder (follow_symlinks: true walks it)"
     return info, ""

@@ -12,13 +12,15 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from batch_pipeline import settings
 from batch_pipeline.context import PRIORITIES, ModelKey, ProcessingContext
-from batch_pipeline.conversion.suffixes import READ_SUFFIXES
-from batch_pipeline.documents.folder import SkippedEntry, walk_folder
+from batch_pipeline.conversion.suffixes import READ_SUFFIXES, reading_suffix
+from batch_pipeline.documents.folder import SkippedEntry, WalkRules, walk_folder
 from batch_pipeline.documents.sources import open_regular
 
 BATCH_FILE = "batch.yaml"
 SNAPSHOT_DIR = ".batches"
+SNAPSHOT_REASON = "the inbox's own copies of the batches it launched"
 
 
 class InboxDefaults(BaseModel):
@@ -54,12 +56,13 @@ class InboxScan:
 
 
 def scan(folder: Path) -> InboxScan:
-    """The inbox's document files and their hashes (hidden folders, links out of the inbox, FIFOs and
-    unreadable files left out, each skipped entry with its reason)."""
-    found, skipped = walk_folder(folder)
+    """The inbox's document files and their hashes (its snapshot folder, links out of the inbox, FIFOs
+    and unreadable files left out, each skipped entry with its reason)."""
+    rules = WalkRules(excluded=settings.excluded_patterns(), own_folders={SNAPSHOT_DIR: SNAPSHOT_REASON})
+    found, skipped = walk_folder(folder, rules)
     scanned = InboxScan(files={}, paths={}, skipped=skipped)
     for file in found:
-        if file.path.suffix.lower() not in READ_SUFFIXES:
+        if reading_suffix(file.path.name) not in READ_SUFFIXES:
             continue
         try:
             with open_regular(file.path) as f:

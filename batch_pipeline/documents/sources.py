@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from batch_pipeline import settings
-from batch_pipeline.conversion.suffixes import CONVERTIBLE_SUFFIXES, READ_SUFFIXES
-from batch_pipeline.documents.folder import SkippedEntry, printable, walk_folder
+from batch_pipeline.conversion.suffixes import CONVERTIBLE_SUFFIXES, READ_SUFFIXES, reading_suffix
+from batch_pipeline.documents.folder import SkippedEntry, WalkRules, printable, walk_folder
 from batch_pipeline.outcome import DocumentStatus
 
 READ_CHUNK = 1 << 20
@@ -103,10 +103,11 @@ def read_file(name: str, path: Path, max_bytes: int, limit: str = "max_document_
 
 
 def _read_folder(folder: Path, limits: ReadLimits, follow_symlinks: bool) -> SourceContents:
-    files, skipped = walk_folder(folder, follow_symlinks)
+    rules = WalkRules(follow_symlinks, settings.source_roots(), settings.excluded_patterns())
+    files, skipped = walk_folder(folder, rules)
     contents = SourceContents(documents=[], skipped=skipped)
     for file in files:
-        suffix = file.path.suffix.lower()
+        suffix = reading_suffix(file.path.name)
         if suffix not in READ_SUFFIXES:
             contents.ignored.append(file.name)
         elif suffix in CONVERTIBLE_SUFFIXES:
@@ -219,6 +220,14 @@ def source_problem(source: str | None, inline: Sequence[tuple[str, str]] | None)
     if not source:
         return "No documents: set `source` (a folder or a .jsonl file) or `documents`."
     path = source_path(source)
+    roots = settings.source_roots()
+    if not any(path.is_relative_to(root) for root in roots):
+        # Checked before anything about the path is looked at: a launch learns nothing of what lies outside.
+        allowed = ", ".join(str(root) for root in roots)
+        return (
+            f"Source {source!r} is outside the folders this deployment allows sources in: {allowed} "
+            f"(${settings.SOURCE_ROOTS_ENV}; relative sources resolve from ${settings.SOURCE_ROOT_ENV})."
+        )
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -235,7 +244,8 @@ def source_problem(source: str | None, inline: Sequence[tuple[str, str]] | None)
 
 
 def source_path(source: str) -> Path:
-    return settings.source_root() / Path(source).expanduser()  # an absolute source stays as it is
+    """The source with ``~`` expanded, relative to the source root, ``..`` and links resolved."""
+    return (settings.source_root() / Path(source).expanduser()).resolve()
 
 
 def read_source(

@@ -3,18 +3,23 @@
 Retries and rate limits live here; the ops never see them.
 """
 
+import asyncio
 import json
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import openai
 from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
+from batch_pipeline import settings
 from batch_pipeline.analysis import AnalysisModel
+from batch_pipeline.analysis.stored_result import stored_json
 from batch_pipeline.context import ProcessingContext
-from batch_pipeline.costs.spend import BudgetExceeded, SpendLimit
+from batch_pipeline.costs.spend import BudgetExceeded, Hold, SpendLimit
 from batch_pipeline.llm.completions import (
     completion_request,
     describe,
@@ -30,8 +35,33 @@ from batch_pipeline.llm.tokens import estimate_request_tokens
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 from batch_pipeline.rate_limits.budget import RATE_LIMIT_FALLBACK_PAUSE_SECONDS, NoSlotInTime, RateBudget
 from batch_pipeline.rate_limits.limits import retry_after_seconds
+from batch_pipeline.rate_limits.store import RateLimitStoreUnavailable
 
 DEFAULT_OUTPUT_TOKEN_ESTIMATE = 300
+T = TypeVar("T")
+NOT_SENT_STOPPED = "not sent: the run was stopped; `batch-pipeline resume` analyses it"
+
+
+class _NotSent(Exception):
+    """The run is stopping: this request, not yet bought, is not sent."""
+
+
+async def _unless_stopped(stopping: asyncio.Event | None, waiting: Awaitable[T]) -> T:
+    """What waiting gives (a slot in the rate budget, a pause between attempts), unless the run is
+    stopped first: then _NotSent."""
+    if stopping is None:
+        return await waiting
+    done = asyncio.ensure_future(waiting)
+    stopped = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait([done, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        done.cancel()
+        await asyncio.gather(done, return_exceptions=True)
+    if stopping.is_set():
+        raise _NotSent
+    return done.result()
 
 
 @dataclass
@@ -83,6 +113,7 @@ class LlmAnalyser:
         mode: ResponseFormatMode,
         budget: RateBudget,
         spend: SpendLimit | None = None,
+        stopping: asyncio.Event | None = None,
     ):
         if mode is ResponseFormatMode.auto:
             raise ValueError("settle the response format (LlmProvider.settle_response_format) before analysing")
@@ -93,6 +124,7 @@ class LlmAnalyser:
         self.budget = budget
         self.spend = spend  # the run's max_cost_usd, when it has one
         self.format_rejected = False  # the server refused the response format it took before
+        self.stopping = stopping  # set: send nothing more (what is in flight still gets its answer)
         self._output_estimate = DEFAULT_OUTPUT_TOKEN_ESTIMATE
 
     async def close(self) -> None:
@@ -100,6 +132,9 @@ class LlmAnalyser:
             await self.client.close()
         finally:
             await self.budget.store.close()
+
+    async def _sleep(self, seconds: float) -> None:
+        await _unless_stopped(self.stopping, asyncio.sleep(seconds))
 
     def _wait(self, retry_state) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None
@@ -116,37 +151,18 @@ class LlmAnalyser:
         async for attempt in AsyncRetrying(
             stop=stop,
             wait=self._wait,
+            sleep=self._sleep,
             retry=retry_if_exception(retryable),
             reraise=True,
         ):
             with attempt:
-                reserved = self.spend.reserve(prompt_tokens) if self.spend else 0.0
-                try:
-                    await self.budget.acquire(estimate, may_wait=stop.rate_limit_wait_left())
-                except NoSlotInTime:
-                    self._release(reserved)
-                    raise
-                usage.attempts += 1
-                try:
-                    raw = await self.client.chat.completions.with_raw_response.create(**kwargs)
-                except openai.RateLimitError as e:
-                    self._release(reserved)
-                    await self.budget.rate_limited(e.response.headers)
-                    raise
-                except openai.APIStatusError as e:
-                    self._release(reserved)
-                    await self.budget.failed(e.response.headers)
-                    raise
-                except BaseException:
-                    if self.spend:
-                        self.spend.keep(reserved)  # no answer: it may have been billed
-                    await self.budget.failed()
-                    raise
-                await self.budget.answered(raw.headers)
-                completion = raw.parse()
+                if self.spend:
+                    self.spend.check_fits(prompt_tokens)  # a budget already spent is not worth a rate-limit slot
+                await _unless_stopped(self.stopping, self.budget.acquire(estimate, may_wait=stop.rate_limit_wait_left()))
+                with await self._hold(prompt_tokens) as hold:
+                    usage.attempts += 1
+                    raw, completion = await self._send(kwargs, hold)
         usage.add(completion.usage)
-        if self.spend:
-            self._settle(reserved, completion.usage)
         if completion.usage is not None:
             await self.budget.settle(estimate, completion.usage.total_tokens or 0)
             self._output_estimate = max(
@@ -154,17 +170,37 @@ class LlmAnalyser:
             )
         return _answer_of(completion, raw.headers.get("x-request-id"))
 
-    def _release(self, reserved: float) -> None:
-        if self.spend:
-            self.spend.release(reserved)
+    async def _hold(self, prompt_tokens: int) -> Hold:
+        """This attempt's reservation under max_cost_usd, taken right before it is sent (its rate-limit
+        slot already waited for): BudgetExceeded when its worst case does not fit."""
+        if self.spend is None:
+            return Hold(None)
+        try:
+            return self.spend.hold(prompt_tokens)
+        except BudgetExceeded:
+            await self.budget.failed()  # its slot goes unused: for the pacing, an attempt without an answer
+            raise
 
-    def _settle(self, reserved: float, usage, llm_api: str = "online") -> None:
-        if usage is None:
-            self.spend.keep(reserved)  # the provider did not say what it cost: count the worst case
-            return
-        details = getattr(usage, "prompt_tokens_details", None)
-        cached = (getattr(details, "cached_tokens", None) or 0) if details else 0
-        self.spend.settle(reserved, usage.prompt_tokens or 0, cached, usage.completion_tokens or 0, llm_api)
+    async def _send(self, kwargs: dict, hold: Hold):
+        """One attempt: the raw response and its completion; the hold settled however it ends."""
+        hold.sent = True
+        try:
+            raw = await self.client.chat.completions.with_raw_response.create(**kwargs)
+        except openai.RateLimitError as e:
+            hold.release()
+            await self.budget.rate_limited(e.response.headers)
+            raise
+        except openai.APIStatusError as e:
+            hold.release()
+            await self.budget.failed(e.response.headers)
+            raise
+        except BaseException:
+            await self.budget.failed()  # no answer: the hold keeps its worst case, it may have been billed
+            raise
+        await self.budget.answered(raw.headers)
+        completion = raw.parse()
+        hold.settle(completion.usage)
+        return raw, completion
 
     def request_body(self, text: str, context: ProcessingContext) -> dict:
         """The body of this document's request, as sent online (a Batch API line's body)."""
@@ -228,10 +264,17 @@ class LlmAnalyser:
             if isinstance(e, openai.APIStatusError) and rejects_format(e):
                 self.format_rejected = True
             return outcome(failure_status(e), describe(e))
+        except _NotSent:
+            if answer is None:
+                return outcome(DocumentStatus.interrupted, NOT_SENT_STOPPED)
+            problem = f"{verdict.problem}; not repaired: the run was stopped"
+            return outcome(verdict.status, problem, raw=answer.content or answer.refusal)
         except NoSlotInTime as e:
             return outcome(DocumentStatus.rate_limited, str(e))
         except BudgetExceeded as e:
             return outcome(DocumentStatus.budget_exceeded, str(e))
+        except RateLimitStoreUnavailable as e:
+            return outcome(DocumentStatus.rate_limit_store_unavailable, f"not sent: {e}; resume the run once it answers")
         except Exception as e:  # whatever else goes wrong ends this document alone
             return outcome(DocumentStatus.provider_error, describe(e))
         if verdict.problem is None:
@@ -258,7 +301,7 @@ class LlmAnalyser:
                 f"{'.'.join(map(str, err['loc'])) or 'answer'}: {err['msg']}" for err in e.errors()[:10]
             )
             return _Verdict(DocumentStatus.invalid_output, f"not valid JSON for the schema: {problem}", repairable=True)
-        return _Verdict(None, None, repairable=False, result=result.model_dump_json())
+        return _Verdict(None, None, repairable=False, result=stored_json(result, settings.max_findings()))
 
 
 class _AttemptsOrRateLimitWait:

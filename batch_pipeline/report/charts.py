@@ -7,10 +7,11 @@ import leather
 
 WIDTH = 640
 BAR_COLOR = "#4c78a8"
+LABEL_CHARACTERS = 40  # a label is any text an analyser gave (an LLM's, say); longer ones do not fit
 
 
 def bar_chart_svg(values: dict[str, int | float], title: str) -> str:
     """A horizontal bar chart of label -> number, as an <svg> element."""
     chart = leather.Chart(title)
-    chart.add_bars([(value, label) for label, value in values.items()], fill_color=BAR_COLOR)
+    chart.add_bars([(value, str(label)[:LABEL_CHARACTERS]) for label, value in values.items()], fill_color=BAR_COLOR)
     return chart.to_svg(width=WIDTH, height=45 * len(values) + 110)

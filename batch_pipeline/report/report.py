@@ -1,5 +1,6 @@
 """The per-run report: status counts, the model's own summary, a CSV of rows, a Markdown page and an HTML page."""
 
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -8,9 +9,14 @@ from pydantic import BaseModel
 from batch_pipeline.analysis import AnalysisModel, SummarySections
 from batch_pipeline.costs.prices import estimate_cost, price_for, price_table
 from batch_pipeline.outcome import DocumentStatus, count_failed
+from batch_pipeline.report.csv_cells import write_csv
 
 CSV_NAME = "results.csv"
 SUMMARY_NAME = "summary.md"
+NOT_KEPT_NOTE = (
+    "Each result keeps at most `$BATCH_PIPELINE_MAX_FINDINGS` items per list, and the counts above are of "
+    "those kept. Found but not kept:"
+)
 
 
 class ModelUsage(BaseModel):
@@ -38,6 +44,8 @@ class BatchReport(BaseModel):
     usage: list[ModelUsage]
     latency_p50_ms: float | None = None  # of the documents this run analysed (not served from cache)
     latency_p95_ms: float | None = None
+    # Items the stored results left out, per list (e.g. findings): the summary counts only those kept.
+    not_kept: dict[str, int] = {}
 
     @property
     def estimated_cost_usd(self) -> float | None:
@@ -77,6 +85,8 @@ class BatchReport(BaseModel):
                 lines += ["", f"The Batch API saved ${self.batch_api_saved_usd:.6f} against online prices."]
         for title, values in self.model_summary.items():
             lines += ["", f"## {title}", "", _table(values, "", "value") if values else "_none_"]
+        if self.not_kept:
+            lines += ["", "## Not kept", "", NOT_KEPT_NOTE, "", _table(self.not_kept, "list", "more, not kept")]
         return "\n".join(lines) + "\n"
 
 
@@ -122,7 +132,10 @@ def token_usage(rows: pd.DataFrame) -> list[ModelUsage]:
 
 def build_report(run_id: str, project: str, model: AnalysisModel, rows: pd.DataFrame) -> BatchReport:
     ok_rows = rows[rows["status"] == DocumentStatus.ok.value]
-    results = [model.parse_result(text) for text in ok_rows["result"]]
+    stored = [model.parse_stored(text) for text in ok_rows["result"]]
+    not_kept: Counter[str] = Counter()
+    for _, omitted in stored:
+        not_kept.update(omitted)
     first = rows.iloc[0] if len(rows) else None
     return BatchReport(
         run_id=run_id,
@@ -132,7 +145,8 @@ def build_report(run_id: str, project: str, model: AnalysisModel, rows: pd.DataF
         custom_instructions="" if first is None else first["custom_instructions"],
         status_counts={str(k): int(v) for k, v in rows["status"].value_counts().sort_index().items()},
         cached=int(ok_rows["cached_from_run_id"].notna().sum()),
-        model_summary=model.summarize(results),
+        model_summary=model.summarize([result for result, _ in stored]),
+        not_kept=dict(not_kept),
         usage=token_usage(rows),
         **_latency_percentiles(ok_rows),
     )
@@ -151,7 +165,7 @@ def write_report(report: BatchReport, rows: pd.DataFrame, folder: Path) -> tuple
 
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, summary_path, html_path = folder / CSV_NAME, folder / SUMMARY_NAME, folder / HTML_NAME
-    rows.drop(columns=["raw_output"]).to_csv(csv_path, index=False)
+    write_csv(rows.drop(columns=["raw_output"]), csv_path)
     summary_path.write_text(report.to_markdown(), encoding="utf-8")
     html_path.write_text(render_html(report, rows), encoding="utf-8")
     return csv_path, summary_path, html_path

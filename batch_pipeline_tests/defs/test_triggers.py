@@ -1,8 +1,10 @@
 import http.server
 import json
+import os
 import threading
 import urllib.error
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import pytest
@@ -14,8 +16,10 @@ from batch_pipeline_tests.conftest import EXAMPLE_DOCS, batch_config, run_job
 
 
 def evaluate(inbox: Path, cursor: str | None = None, **defaults):
-    context = dg.build_sensor_context(cursor=cursor, resources={"inbox": InboxConfig(folder=str(inbox), **defaults)})
-    return inbox_sensor(context), context.cursor
+    """The sensor evaluated with the deployment's inbox set to ``inbox``."""
+    with mock.patch.dict(os.environ, {"BATCH_PIPELINE_INBOX": str(inbox)}):
+        context = dg.build_sensor_context(cursor=cursor, resources={"inbox": InboxConfig(**defaults)})
+        return inbox_sensor(context), context.cursor
 
 
 @pytest.fixture

@@ -35,8 +35,8 @@ def test_a_file_deleted_between_listing_and_reading_fails_alone(tmp_path, monkey
         (tmp_path / name).write_text(f"# {name}")
     listed = walk_folder
 
-    def list_then_delete(folder, follow_symlinks=False):
-        found = listed(folder, follow_symlinks)
+    def list_then_delete(folder, rules=None):
+        found = listed(folder, rules)
         (tmp_path / "gone.md").unlink()
         return found
 
@@ -103,7 +103,8 @@ def test_a_deeply_nested_jsonl_line_is_an_invalid_record(tmp_path):
     assert docs["a.md"].problem is None
 
 
-def test_proc_as_source_is_one_clear_error(tmp_path):
+def test_proc_as_source_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("BATCH_PIPELINE_SOURCE_ROOTS", "/proc")  # a deployment that allows it
     with pytest.raises(SourceError, match="holds no documents"):
         read_source("/proc", None, 1000)
 

@@ -3,14 +3,18 @@ import pytest
 from batch_pipeline.documents.inbox import InboxDefaults, InvalidBatchFile, new_or_changed, read_batch_settings, scan
 
 
-def test_scan_hashes_text_files_and_skips_hidden_folders(tmp_path):
+def test_scan_hashes_text_files_and_skips_its_own_snapshots_saying_so(tmp_path):
     (tmp_path / "a.md").write_text("A")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "b.txt").write_text("B")
     (tmp_path / "batch.yaml").write_text("ai_model: local")
     (tmp_path / ".batches" / "x").mkdir(parents=True)
     (tmp_path / ".batches" / "x" / "a.md").write_text("A")
-    assert list(scan(tmp_path).files) == ["a.md", "sub/b.txt"]
+    scanned = scan(tmp_path)
+    assert list(scanned.files) == ["a.md", "sub/b.txt"]
+    assert [(s.name, s.reason) for s in scanned.skipped] == [
+        (".batches", "the inbox's own copies of the batches it launched")
+    ]
 
 
 def test_new_or_changed():

@@ -48,6 +48,7 @@ def test_folder_source_reads_text_and_files_to_convert_recursively_and_reports_o
     (tmp_path / ".hidden.md").write_text("hidden")
     contents = read_source(str(tmp_path), None, 1000)
     assert [(d.filename, d.convert_as) for d in contents.documents] == [
+        (".hidden.md", None),
         ("a.md", None),
         ("scan.PNG", ".png"),
         ("sub/b.txt", None),
@@ -132,5 +133,5 @@ def test_a_relative_source_resolves_from_the_source_root(tmp_path, monkeypatch):
     assert [d.filename for d in read_source("docs", None, 1000).documents] == ["a.md"]
     assert [d.filename for d in read_source(str(tmp_path / "docs"), None, 1000).documents] == ["a.md"]
     monkeypatch.delenv("BATCH_PIPELINE_SOURCE_ROOT")
-    with pytest.raises(SourceError, match="resolved to /docs"):
+    with pytest.raises(SourceError, match="outside the folders this deployment allows"):
         read_source("docs", None, 1000)

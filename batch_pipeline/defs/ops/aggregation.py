@@ -81,6 +81,8 @@ def _report_metadata(
         "ok": report.status_counts.get(DocumentStatus.ok, 0),
         "failed": report.failed,
         "served_from_cache": report.cached,
+        # Found but left out of the stored results (over $BATCH_PIPELINE_MAX_FINDINGS); model_summary says which lists.
+        "items_not_kept": sum(report.not_kept.values()),
         "status_counts": dg.MetadataValue.table(
             records=[dg.TableRecord({"status": k, "documents": v}) for k, v in report.status_counts.items()],
             schema=dg.TableSchema(columns=[dg.TableColumn("status", "string"), dg.TableColumn("documents", "int")]),

@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 
@@ -12,6 +12,8 @@ from batch_pipeline.batch.llm_partition import analyse_partition_with_llm
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
 from batch_pipeline.batch.runner import NothingToSend, analyze_documents
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource, OfflineAnalysisResource
+from batch_pipeline.llm.settings import LlmApi
+from batch_pipeline.outcome import DocumentStatus
 from batch_pipeline.store import DocumentStore
 
 ANALYSIS_RETRY_POLICY = dg.RetryPolicy(
@@ -36,21 +38,19 @@ async def analyze_partition(
     store = document_store.store
     if STOPPED_TAG in context.instance.get_run_by_id(context.run_id).tags:
         raise dg.Failure("not started: the run was stopped by a signal", allow_retries=False)
+    stopping = asyncio.Event()
+    # A Batch API partition has nothing to drain: its batch goes on at the provider, and resume collects it.
+    drains = partition.llm_api is not LlmApi.batch
     try:
-        with _cancelled_by_stop_signals(asyncio.current_task()):
-            summary = await _analyse(context, partition, store, llm, offline)
+        with _stopped_by_signals(asyncio.current_task(), stopping, drains, context.log.warning):
+            summary = await _analyse(context, partition, store, llm, offline, stopping)
     except asyncio.CancelledError:
+        stopping.set()
+    if stopping.is_set():
         # Dagster retries an interrupted step that has a RetryPolicy, and goes on with the next
-        # steps: a stop would not stop. So the signal cancels the analysis here, what did not
+        # steps: a stop would not stop. So the signal stops the analysis here, what did not
         # finish is marked, and this and every later partition fail for good.
-        context.instance.add_run_tags(context.run_id, {STOPPED_TAG: "true"})
-        note = f"the run was stopped by a signal before this document was analysed; resume run {context.run_id}"
-        marked = store.mark_interrupted(context.run_id, note)
-        raise dg.Failure(
-            f"Stopped by a signal: {marked} unfinished documents marked interrupted; finish the batch with "
-            f"`batch-pipeline resume {context.run_id}`",
-            allow_retries=False,
-        ) from None
+        raise _stopped(context, store) from None
     analysed = summary.documents - summary.cached - summary.skipped_already_done
     context.log.info(
         f"partition {summary.index}: {summary.documents} documents, {summary.cached} from cache, "
@@ -61,16 +61,40 @@ async def analyze_partition(
     return summary
 
 
+def _stopped(context: dg.OpExecutionContext, store: DocumentStore) -> dg.Failure:
+    context.instance.add_run_tags(context.run_id, {STOPPED_TAG: "true"})
+    note = f"the run was stopped by a signal before this document was analysed; resume run {context.run_id}"
+    store.mark_interrupted(context.run_id, note)
+    unfinished = store.status_counts(context.run_id).get(DocumentStatus.interrupted, 0)
+    return dg.Failure(
+        f"Stopped by a signal: the answers already paid for are stored, {unfinished} unfinished documents are "
+        f"marked interrupted; finish the batch with `batch-pipeline resume {context.run_id}`",
+        allow_retries=False,
+    )
+
+
 @contextlib.contextmanager
-def _cancelled_by_stop_signals(task: asyncio.Task | None) -> Iterator[None]:
-    """SIGINT/SIGTERM cancel the task while it runs (and only then: Dagster's own handlers are put back)."""
+def _stopped_by_signals(
+    task: asyncio.Task | None, stopping: asyncio.Event, drains: bool, log: Callable[[str], None]
+) -> Iterator[None]:
+    """While the analysis runs, SIGINT/SIGTERM stop it: the first sets stopping (nothing new is sent,
+    the answers in flight are awaited), a second one, or the first when it does not drain, cancels
+    it. Dagster's own handlers are put back afterwards."""
     loop = asyncio.get_running_loop()
     if task is None or threading.current_thread() is not threading.main_thread():
         yield
         return
+
+    def stop() -> None:
+        if not drains or stopping.is_set():
+            task.cancel()
+            return
+        stopping.set()
+        log("Stopping: nothing new is sent, the answers in flight are awaited (a second signal stops at once)")
+
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stop)
     try:
         yield
     finally:
@@ -85,13 +109,15 @@ async def _analyse(
     store: DocumentStore,
     llm: LlmResource,
     offline: OfflineAnalysisResource,
+    stopping: asyncio.Event,
 ) -> PartitionSummary:
-    if partition.context.is_local:
+    run_id, log = context.run_id, context.log.info
+    if partition.context.is_local:  # nothing paid for: a stop drops the work under way at once
         analyser = offline.analyser(partition.analysis_timeout_seconds)
-        return await analyze_documents(store, context.run_id, partition, analyser, context.log.info)
+        return await analyze_documents(store, run_id, partition, analyser, log, stopping)
     if partition.response_format is None:
-        return await analyze_documents(store, context.run_id, partition, NothingToSend(), context.log.info)
-    result = await analyse_partition_with_llm(store, context.run_id, partition, llm.provider(), context.log.info)
+        return await analyze_documents(store, run_id, partition, NothingToSend(), log, stopping)
+    result = await analyse_partition_with_llm(store, run_id, partition, llm.provider(), log, stopping)
     if result.format_rejected:
         context.log.warning(
             f"{partition.context.ai_model} no longer takes response format {partition.response_format.value}: "
@@ -101,4 +127,12 @@ async def _analyse(
         f"partition {partition.index}: paced to {result.limits.describe()} ({result.limits.source}); "
         f"{result.pauses} rate-limit pauses"
     )
+    if kept_back := result.summary.status_counts.get(DocumentStatus.rate_limit_store_unavailable):
+        # No retry: the step's retry would find nothing pending. The run fails, and resume finishes it.
+        raise dg.Failure(
+            f"{result.store_failure}: {kept_back} documents of partition {partition.index} were not sent "
+            f"({DocumentStatus.rate_limit_store_unavailable.value}); once it answers, finish the batch with "
+            f"`batch-pipeline resume {context.run_id}`",
+            allow_retries=False,
+        )
     return result.summary

@@ -4,7 +4,7 @@ import time
 
 import dagster as dg
 
-from batch_pipeline.batch.estimate import estimate_batch, expected_response_format, prompt_tokens
+from batch_pipeline.batch.estimate import estimate_batch, expected_response_format
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.batch.registration import (
     BatchRequest,
@@ -17,12 +17,12 @@ from batch_pipeline.batch.registration import (
 )
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.costs.prices import PRICES_ENV, price_for, price_table
-from batch_pipeline.costs.spend import BudgetExceeded, SpendLimit
+from batch_pipeline.costs.spend import BUDGET_RUN_TAG, BudgetExceeded, SpendLimit
 from batch_pipeline.defs.config import BatchConfig
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource
 from batch_pipeline.documents.sources import SourceError
 from batch_pipeline.llm.provider import LlmUnavailable
-from batch_pipeline.llm.response_format import FALLBACK_ORDER, ResponseFormatMode
+from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.settings import NotAllowed
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.response_formats import remember_response_format, remembered_response_format
@@ -64,10 +64,12 @@ def create_document_records(
             "do not interpret them."
         )
     batch, partitions = _register(document_store.store, context.run_id, request, read, llm.max_concurrent_requests)
+    budget_run = _budget_run(context)
+    partitions = [p.model_copy(update={"budget_run_id": budget_run}) for p in partitions]
     seconds = time.monotonic() - started
     if not processing.is_local and needs_llm(document_store.store, context.run_id, partitions):
         batch, partitions = _settle_response_format(
-            context, document_store.store, llm, processing, batch, partitions, request.max_cost_usd
+            context, document_store.store, llm, processing, batch, partitions, request.max_cost_usd, budget_run
         )
     _log_registration(context.log, batch, seconds)
     yield dg.Output(batch, "batch", metadata=_batch_metadata(batch))
@@ -117,6 +119,7 @@ def _settle_response_format(
     batch: RegisteredBatch,
     partitions: list[Partition],
     max_cost_usd: float | None,
+    budget_run: str,
 ) -> tuple[RegisteredBatch, list[Partition]]:
     """The response format every partition uses: as remembered for this endpoint and model, else
     probed once, before the fan-out, and remembered."""
@@ -129,27 +132,27 @@ def _settle_response_format(
             mode, how = ResponseFormatMode(remembered), "as an earlier run found"
         else:
             model, ai_model = processing.model, processing.ai_model
-            if max_cost_usd is not None:
-                _count_probes(store, context.run_id, processing, max_cost_usd)
-            mode, how = provider.settle_response_format(model, ai_model, processing.custom_instructions), "probed"
+            # Each probe attempt (max_tokens=1) is billed too: under max_cost_usd each one is reserved.
+            spend = _probe_spend(store, budget_run, ai_model, max_cost_usd) if max_cost_usd is not None else None
+            mode = provider.settle_response_format(model, ai_model, processing.custom_instructions, spend)
+            how = "probed"
             remember_response_format(store, endpoint, ai_model, mode.value)
     except (LlmUnavailable, NotAllowed) as e:
         raise dg.Failure(NOT_SENT + str(e)) from e
+    except BudgetExceeded as e:
+        raise dg.Failure(f"{NOT_SENT}probing the response format {e}") from None
     context.log.info(f"{processing.ai_model} takes response format {mode.value} ({how})")
     batch = batch.model_copy(update={"response_format": mode})
     return batch, [p.model_copy(update={"response_format": mode}) for p in partitions]
 
 
-def _count_probes(store: DocumentStore, run_id: str, processing: ProcessingContext, max_cost_usd: float) -> None:
-    """The probes (max_tokens=1 each) are billed too: under max_cost_usd, each mode's is counted
-    at its worst case before it may be sent."""
-    price = price_for(processing.ai_model, price_table())
-    spend = SpendLimit(store, run_id, max_cost_usd, price, max_output_tokens=1)
-    try:
-        for mode in FALLBACK_ORDER:  # a probe is the run's prompt with an empty document
-            spend.keep(spend.reserve(prompt_tokens(processing, "", mode)))
-    except BudgetExceeded as e:
-        raise dg.Failure(f"{NOT_SENT}probing the response format {e}") from None
+def _budget_run(context: dg.OpExecutionContext) -> str:
+    """The run whose max_cost_usd budget this run draws on: its own, or (resumed) the first run's."""
+    return context.run.tags.get(BUDGET_RUN_TAG, context.run_id)
+
+
+def _probe_spend(store: DocumentStore, budget_run: str, ai_model: str, max_cost_usd: float) -> SpendLimit:
+    return SpendLimit(store, budget_run, max_cost_usd, price_for(ai_model, price_table()), max_output_tokens=1)
 
 
 def _log_registration(log: dg.DagsterLogManager, batch: RegisteredBatch, seconds: float) -> None:
@@ -179,6 +182,8 @@ def _batch_metadata(batch: RegisteredBatch) -> dict:
         # Bounded: a source can hold any number of FIFOs or broken links, the event log should not.
         "skipped_entries": dg.MetadataValue.json(batch.skipped_entries[:SKIPPED_SHOWN]),
         "skipped_entry_count": len(batch.skipped_entries),
+        "ignored_files": dg.MetadataValue.json(batch.ignored_files[:SKIPPED_SHOWN]),  # of formats not read
+        "ignored_file_count": len(batch.ignored_files),
         "partitions": batch.partitions,
         "model_key": batch.context.model_key.value,
         "ai_model": batch.context.ai_model,

@@ -2,7 +2,6 @@
 
 import json
 import os
-from pathlib import Path
 
 import dagster as dg
 
@@ -20,14 +19,13 @@ from batch_pipeline.documents.inbox import (
     snapshot,
 )
 
-INBOX_ENV = "BATCH_PIPELINE_INBOX"
 INBOX_INTERVAL_ENV = "BATCH_PIPELINE_INBOX_INTERVAL_SECONDS"
 
 
 class InboxConfig(dg.ConfigurableResource):
-    """The inbox folder and the defaults for batches whose folder has no batch.yaml."""
+    """The defaults for batches whose folder has no batch.yaml. The folder is the deployment's
+    ($BATCH_PIPELINE_INBOX, else <data folder>/inbox): runs may read their snapshots there."""
 
-    folder: str | None = None  # unset: $BATCH_PIPELINE_INBOX, else <data folder>/inbox
     project: str = "inbox"
     model_key: str | None = None
     ai_model: str | None = None
@@ -36,20 +34,17 @@ class InboxConfig(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> "InboxConfig":
-        """Settings from BATCH_PIPELINE_INBOX (the folder) and BATCH_PIPELINE_INBOX_<FIELD> (the defaults)."""
+        """The defaults from BATCH_PIPELINE_INBOX_<FIELD>."""
         fields = ("project", "model_key", "ai_model", "custom_instructions", "priority")
         values = {
             f: os.environ[f"BATCH_PIPELINE_INBOX_{f.upper()}"]
             for f in fields
             if f"BATCH_PIPELINE_INBOX_{f.upper()}" in os.environ
         }
-        return cls(folder=os.environ.get(INBOX_ENV), **values)
-
-    def path(self) -> Path:
-        return Path(self.folder or os.environ.get(INBOX_ENV) or settings.data_dir() / "inbox")
+        return cls(**values)
 
     def defaults(self) -> InboxDefaults:
-        return InboxDefaults(**self.model_dump(exclude={"folder"}))
+        return InboxDefaults(**self.model_dump())
 
 
 @dg.sensor(
@@ -60,7 +55,7 @@ class InboxConfig(dg.ConfigurableResource):
     "the context comes from the folder's batch.yaml, else the inbox resource's defaults.",
 )
 def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxConfig):
-    folder = inbox.path()
+    folder = settings.inbox_dir()
     if not folder.is_dir():
         return dg.SkipReason(f"inbox folder {folder} does not exist")
     seen = json.loads(context.cursor) if context.cursor else {}

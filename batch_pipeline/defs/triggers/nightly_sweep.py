@@ -1,20 +1,11 @@
 """nightly_compliance_sweep: the offline compliance analysis every night (stopped until an operator turns it on)."""
 
-import os
-from pathlib import Path
-
 import dagster as dg
 
 from batch_pipeline import settings
 from batch_pipeline.context import LOCAL_AI_MODEL, TRIGGER_TAG, ModelKey, ProcessingContext
 from batch_pipeline.defs.config import batch_run_config
 from batch_pipeline.defs.job import document_batch_job
-
-SWEEP_SOURCE_ENV = "BATCH_PIPELINE_SWEEP_SOURCE"
-
-
-def sweep_folder() -> Path:
-    return Path(os.environ.get(SWEEP_SOURCE_ENV) or settings.data_dir() / "sweep")
 
 
 @dg.schedule(
@@ -26,9 +17,9 @@ def sweep_folder() -> Path:
     "offline analysers. Unchanged documents come from the cache, so only new ones are analysed.",
 )
 def nightly_compliance_sweep(context: dg.ScheduleEvaluationContext):
-    folder = sweep_folder()
+    folder = settings.sweep_dir()
     if not folder.is_dir():
-        return dg.SkipReason(f"sweep folder {folder} does not exist (set {SWEEP_SOURCE_ENV})")
+        return dg.SkipReason(f"sweep folder {folder} does not exist (set {settings.SWEEP_SOURCE_ENV})")
     processing = ProcessingContext(model_key=ModelKey.content_compliance, ai_model=LOCAL_AI_MODEL)
     return dg.RunRequest(
         run_key=context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else None,
