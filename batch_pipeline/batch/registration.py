@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from batch_pipeline import settings
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.conversion.limits import Conversion, ConversionLimits
@@ -175,7 +176,12 @@ def _conversions(
     known = stored(list(files)) if stored else {}
     conversions = {files[doc_id].content_hash: conversion for doc_id, conversion in known.items()}
     to_convert = [r for doc_id, r in files.items() if doc_id not in known]
-    limits = ConversionLimits(request.max_pages, request.conversion_timeout_seconds, request.ocr_languages)
+    limits = ConversionLimits(
+        request.max_pages,
+        request.conversion_timeout_seconds,
+        request.ocr_languages,
+        memory_mb=settings.conversion_memory_mb(),
+    )
     converted = convert_files([(r.content or b"", r.convert_as or "") for r in to_convert], limits)
     conversions.update((r.content_hash, c) for r, c in zip(to_convert, converted, strict=True))
     return conversions

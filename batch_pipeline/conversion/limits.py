@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from batch_pipeline.outcome import DocumentStatus
+from batch_pipeline.settings import CONVERSION_MEMORY_ENV, DEFAULT_CONVERSION_MEMORY_MB
 
 
 @dataclass(frozen=True)
@@ -11,6 +12,10 @@ class ConversionLimits:
     timeout_seconds: float = 120.0
     ocr_languages: str = "eng"  # Tesseract's language codes, joined by '+'
     processes: int | None = None  # None: one per core
+    memory_mb: int = DEFAULT_CONVERSION_MEMORY_MB  # address space of each worker, and of each child it starts
+
+    def over_memory(self) -> str:
+        return f"converting it needed more than {self.memory_mb} MB ({CONVERSION_MEMORY_ENV})"
 
 
 class ConversionFailed(Exception):
