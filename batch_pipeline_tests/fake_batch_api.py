@@ -10,6 +10,10 @@ A line is answered as /v1/chat/completions would answer its body (FakeOpenAIServ
 OpenAI, the output file holds the lines answered 200; the error file those answered with an HTTP
 error (`response.status_code` 400, `error` null) and those never run (`response` null, `error`
 batch_expired or batch_cancelled). Both are in the order the lines ran.
+
+Tests drive interleavings with gates (BatchAPI.hold_next): the next upload, or the next create
+before the batch exists or after it exists and is listed, waits in the server until the test opens
+the gate.
 """
 
 import asyncio
@@ -52,6 +56,25 @@ NOT_RUN = {
     "expired": ("batch_expired", "This request could not be executed before the completion window expired."),
     "cancelled": ("batch_cancelled", "This request could not be executed because the batch was cancelled."),
 }
+
+
+HOLD_POINTS = ("upload", "create_received", "create_answered")
+
+
+class Gate:
+    """Holds one request in the server until the test opens it; `reached` is set when it arrives."""
+
+    def __init__(self, timeout: float = 60.0):
+        self.reached = threading.Event()
+        self._opened = threading.Event()
+        self.timeout = timeout
+
+    def open(self) -> None:
+        self._opened.set()
+
+    async def passed(self) -> None:
+        self.reached.set()
+        await asyncio.to_thread(self._opened.wait, self.timeout)
 
 
 def _new_id(prefix: str) -> str:
@@ -232,6 +255,24 @@ class BatchAPI:
         self.files: dict[str, StoredFile] = {}
         self.batches: dict[str, BatchRecord] = {}
         self.creations = 0
+        self.list_calls = 0
+        self._holds: dict[str, Gate] = {}
+        self._gates: list[Gate] = []
+
+    def hold_next(self, point: str) -> Gate:
+        """A gate the next request at `point` (one of HOLD_POINTS) waits at."""
+        assert point in HOLD_POINTS, point
+        gate = self._holds[point] = Gate()
+        self._gates.append(gate)
+        return gate
+
+    async def _pass(self, point: str) -> None:
+        if gate := self._holds.pop(point, None):
+            await gate.passed()
+
+    def open_gates(self) -> None:
+        for gate in self._gates:
+            gate.open()
 
     def routes(self) -> list[Route]:
         def authorised(endpoint):
@@ -262,6 +303,7 @@ class BatchAPI:
 
     # --- files ---------------------------------------------------------------------------
     async def upload_file(self, request: Request) -> JSONResponse:
+        await self._pass("upload")
         async with request.form() as form:
             upload, purpose = form.get("file"), form.get("purpose")
             if upload is None or isinstance(upload, str):
@@ -292,6 +334,7 @@ class BatchAPI:
         body = await request.json()
         if invalid := _invalid_create(body):
             return invalid
+        await self._pass("create_received")  # the request is in flight; no batch exists yet
         behaviour, file_id = self.server.behaviour, body["input_file_id"]
         if stored := self.files.get(file_id):
             requests, errors = parse_input(stored.data, behaviour.models, behaviour.batch_max_requests)
@@ -316,6 +359,7 @@ class BatchAPI:
             order=order,
         )
         self.batches[record.id] = record
+        await self._pass("create_answered")  # the batch exists and is listed; the client has no answer yet
         slow = behaviour.batch_create_delay_first
         if behaviour.batch_create_delay_seconds and (slow is None or seq < slow):
             await asyncio.sleep(behaviour.batch_create_delay_seconds)  # the batch exists and is listed meanwhile
@@ -328,12 +372,15 @@ class BatchAPI:
 
     async def list_batches(self, request: Request) -> JSONResponse:
         """Newest first, `limit` (1-100, default 20) at a time, after the batch `after`."""
+        self.list_calls += 1
         limit = min(max(int(request.query_params.get("limit", 20)), 1), 100)
         records = sorted(self.batches.values(), key=lambda r: r.seq, reverse=True)
         if after := request.query_params.get("after"):
             ids = [r.id for r in records]
             records = records[ids.index(after) + 1 :] if after in ids else []
         data = [self.view(r) for r in records[:limit]]
+        if not self.server.behaviour.batch_list_metadata:
+            data = [{**batch, "metadata": None} for batch in data]
         first_id, last_id = (data[0]["id"], data[-1]["id"]) if data else (None, None)
         page = {"object": "list", "data": data, "first_id": first_id, "last_id": last_id}
         return JSONResponse({**page, "has_more": len(records) > limit})

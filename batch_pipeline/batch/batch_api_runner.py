@@ -1,47 +1,57 @@
 """Analysing one partition through the provider's Batch API: cached documents are never sent,
-documents already in an unfinished batch (of a run that died) are not sent again but that batch is
-polled, every batch is recorded before it is created, and every line of its output and error files
-ends its document (expired or cancelled ones are sent again, up to batch_resubmissions times)."""
+documents already in an open batch (whoever sent it: another run, another delivery of this step,
+a run that died) are not sent again but that batch is polled, every batch is recorded (its
+documents claimed) before it is created, and only its record's owner creates it, while it holds
+its lease; every line of its output and error files ends its document (expired or cancelled ones
+are sent again, up to batch_resubmissions times)."""
 
 import asyncio
+import contextlib
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
+import openai
 from openai.types import Batch
 
 from batch_pipeline.batch.batch_spend import BatchSpend
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
 from batch_pipeline.costs.spend import BudgetExceeded
 from batch_pipeline.llm.analyser import LlmAnalyser
-from batch_pipeline.llm.batch_api import TERMINAL, BatchApi
+from batch_pipeline.llm.batch_api import TERMINAL, BatchApi, CreateRefused
 from batch_pipeline.llm.batch_lines import LineResult, parse_results, request_line, split_lines
 from batch_pipeline.llm.completions import retryable
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.provider_batches import (
-    COLLECTED,
+    ABANDONED,
+    LEASE_SECONDS,
     SUBMITTED,
     ProviderBatch,
-    abandon_if_stale,
-    batch_key,
+    abandon_expired,
+    give_up,
     load_batch,
+    mark_collected,
     open_batches_holding,
     record_preparing,
-    update_batch,
+    record_progress,
+    record_submitted,
+    renew_lease,
+    take_create_turn,
 )
 
 FIRST_POLL_SECONDS = 1.0
 POLL_GROWTH = 1.5
-# A batch recorded without its id yet: its run is creating it (seconds), or died. Only after this
-# long untouched is it taken for dead and its documents sent by another run.
-PREPARING_STALE_SECONDS = 600.0
+# A batch recorded by another process without its id yet: looked for at the provider, then in the
+# store, this often, until it has its id or its owner's lease has run out.
 PREPARING_RECHECK_SECONDS = 2.0
+LEASE_RENEWALS = 5  # a live owner renews its lease this many times per lease
 UNFINISHED_STATUSES = ("expired", "cancelled")
 
 
 class BatchApiRun:
-    """One partition's documents through the Batch API, in one run."""
+    """One partition's documents through the Batch API, in one run (one delivery of its step)."""
 
     def __init__(
         self,
@@ -52,6 +62,7 @@ class BatchApiRun:
         api: BatchApi,
         endpoint: str,
         log: Callable[[str], None],
+        lease_seconds: float | None = None,
     ):
         self.store, self.run_id, self.partition = store, run_id, partition
         self.analyser, self.api, self.endpoint, self.log = analyser, api, endpoint, log
@@ -61,6 +72,13 @@ class BatchApiRun:
         self.texts: dict[str, str] = {}
         self.todo: set[str] = set()
         self.spend = BatchSpend(analyser.spend)
+        # A retried or redelivered step is another owner: it polls what this one creates, never creates it.
+        self.owner = f"{run_id[:60]}/{uuid.uuid4().hex[:16]}"
+        # A dead owner's last create request (timeout_seconds at most) ended well before its lease.
+        self.lease_seconds = lease_seconds or max(LEASE_SECONDS, 3 * analyser.settings.timeout_seconds)
+        self.lines: dict[str, bytes] = {}  # the input lines of the documents this run recorded, until uploaded
+        self.refused: set[str] = set()  # over the budget: never sent
+        self.following: set[str] = set()  # batch keys
 
     async def analyse(self) -> PartitionSummary:
         started = time.monotonic()
@@ -71,20 +89,7 @@ class BatchApiRun:
         self.statuses.update({DocumentStatus.ok.value: len(hits)} if hits else {})
         self.todo = {d for d in todo if d not in hits}
         self.texts = self.store.document_texts(sorted(self.todo))
-
-        adopted = open_batches_holding(self.store, self.endpoint, self.context_key, sorted(self.todo))
-        in_flight = {d for batch in adopted for d in batch.document_ids}
-        for batch in adopted:
-            self.log(
-                f"partition {self.partition.index}: {len(self.todo & set(batch.document_ids))} documents are "
-                f"already in batch {batch.batch_id or '(being created)'} of run {batch.run_id}: polling it "
-                "instead of sending them again"
-            )
-            for document_id in self.todo & set(batch.document_ids):  # already sent: counted, fitting or not
-                self.spend.reserve_sent(document_id, self._body(document_id))
-        to_send = [d for d in self.partition.document_ids if d in self.todo and d not in in_flight]
-        batches = adopted + (await self._submit(to_send, round_=0) if to_send else [])
-        await asyncio.gather(*(self._follow(batch) for batch in batches))
+        await self._follow_all(self._place([d for d in self.partition.document_ids if d in self.todo], round_=0))
         return PartitionSummary(
             index=self.partition.index,
             documents=len(self.partition.document_ids),
@@ -97,55 +102,93 @@ class BatchApiRun:
     def _body(self, document_id: str) -> dict:
         return self.analyser.request_body(self.texts[document_id], self.context)
 
-    async def _submit(self, document_ids: list[str], round_: int) -> list[ProviderBatch]:
+    def _place(self, document_ids: list[str], round_: int) -> list[ProviderBatch]:
+        """The batches that answer these documents: open ones that hold some already (polled, not
+        sent again), and ones recorded here for the rest. A document that another run or worker
+        claims first is found in its batch on the next pass."""
+        placed: list[ProviderBatch] = []
+        left = document_ids
+        while left:
+            adopted = self._adopt(left)
+            held = {d for batch in adopted for d in batch.document_ids}
+            recorded = self._record_batches([d for d in left if d not in held], round_)
+            placed += adopted + recorded
+            done = held | {d for batch in recorded for d in batch.document_ids} | self.refused
+            left = self._still_to_send([d for d in left if d not in done])
+        return placed
+
+    def _adopt(self, document_ids: list[str]) -> list[ProviderBatch]:
+        adopted = open_batches_holding(self.store, self.endpoint, self.context_key, document_ids)
+        wanted = set(document_ids)
+        for batch in adopted:
+            theirs = [d for d in batch.document_ids if d in wanted]
+            self.log(
+                f"partition {self.partition.index}: {len(theirs)} documents are already in batch "
+                f"{batch.batch_id or '(being created)'} of run {batch.run_id}: polling it instead of sending them again"
+            )
+            for document_id in theirs:  # already sent: counted, fitting or not
+                self.spend.reserve_sent(document_id, self._body(document_id))
+        return adopted
+
+    def _record_batches(self, document_ids: list[str], round_: int) -> list[ProviderBatch]:
+        """Record batches (this run the owner) for those of the documents that fit the budget and
+        that no other open batch has claimed meanwhile."""
         lines = []
         for document_id in document_ids:
             body = self._body(document_id)
-            try:
-                self.spend.reserve(document_id, body)
-            except BudgetExceeded as e:
-                self._record(document_id, AnalysisOutcome(status=DocumentStatus.budget_exceeded, error=str(e)))
-                continue
+            if document_id not in self.spend.reserved:
+                try:
+                    self.spend.reserve(document_id, body)
+                except BudgetExceeded as e:
+                    self.refused.add(document_id)
+                    self._record(document_id, AnalysisOutcome(status=DocumentStatus.budget_exceeded, error=str(e)))
+                    continue
             lines.append((document_id, request_line(document_id, body)))
-        submitted = []
+        recorded = []
         for chunk in split_lines(lines):
             ids = [custom_id for custom_id, _ in chunk]
-            key = batch_key(self.run_id, round_, ids)
-            row = record_preparing(self.store, key, self.endpoint, self.context_key, self.run_id, round_, ids)
-            submitted.append(await self._create(row, [line for _, line in chunk]))
-        return submitted
+            row = record_preparing(
+                self.store, self.endpoint, self.context_key, self.run_id, round_, ids, self.owner, self.lease_seconds
+            )
+            if row is not None:
+                claimed = set(row.document_ids)
+                self.lines.update((d, line) for d, line in chunk if d in claimed)
+                recorded.append(row)
+        return recorded
 
-    async def _create(self, row: ProviderBatch, lines: list[bytes]) -> ProviderBatch:
-        file_id = await self.api.upload(f"{row.batch_key}.jsonl", lines)
-        update_batch(self.store, row.batch_key, input_file_id=file_id)
-        batch = await self.api.create(row.batch_key, self.run_id, file_id, row.created_at, self.log)
-        return self._recorded(row, batch, f"sent {len(row.document_ids)} documents (round {row.round})")
+    def _still_to_send(self, document_ids: list[str]) -> list[str]:
+        """Those of the documents still pending in this run and not in the result cache (a batch
+        that another run or delivery collected meanwhile may have answered them)."""
+        if not document_ids:
+            return []
+        pending = self.store.pending_document_ids(self.run_id, document_ids)
+        hits = {} if self.partition.force else self.store.find_cached(self.run_id, self.context_key, pending)
+        self.store.record_cached(self.run_id, hits.values())
+        for document_id in hits:
+            if document_id in self.spend.reserved:
+                self.spend.settle(document_id, None)  # never sent: released
+            self.statuses[DocumentStatus.ok.value] += 1
+        return [d for d in pending if d not in hits]
 
-    def _recorded(self, row: ProviderBatch, batch: Batch, what: str) -> ProviderBatch:
-        update_batch(self.store, row.batch_key, batch_id=batch.id, state=SUBMITTED, provider_status=batch.status)
-        self.log(f"partition {self.partition.index}: batch {batch.id}: {what}")
-        return row.model_copy(update={"batch_id": batch.id, "state": SUBMITTED, "provider_status": batch.status})
-
-    async def _settle_unsubmitted(self, row: ProviderBatch) -> ProviderBatch | None:
-        """A batch recorded without its id: being created by a live run, or by one that died (the
-        provider may have created it anyway). None: it was never created, and its run is gone."""
-        while True:
-            if found := await self.api.find(row.batch_key, row.created_at):
-                return self._recorded(row, found, "found at the provider by its key, created by an earlier attempt")
-            if (now := load_batch(self.store, row.batch_key)).batch_id is not None:
-                return now  # its run recorded the id meanwhile
-            if abandon_if_stale(self.store, row.batch_key, PREPARING_STALE_SECONDS):
-                return None
-            await asyncio.sleep(PREPARING_RECHECK_SECONDS)
+    async def _follow_all(self, batches: list[ProviderBatch]) -> None:
+        new = [batch for batch in batches if batch.batch_key not in self.following]
+        self.following.update(batch.batch_key for batch in new)
+        await asyncio.gather(*(self._follow(batch) for batch in new))
 
     async def _follow(self, row: ProviderBatch) -> None:
-        """Poll the batch until it ends, store what it answered, and send what it left unanswered again."""
-        if row.batch_id is None and (settled := await self._settle_unsubmitted(row)) is None:
-            mine = [d for d in row.document_ids if d in self.todo]
-            self.log(f"partition {self.partition.index}: a run that died never created its batch: sending {len(mine)}")
-            await asyncio.gather(*(self._follow(new_row) for new_row in await self._submit(mine, row.round)))
-            return
-        row = settled if row.batch_id is None else row
+        """Have the batch created (or found), poll it until it ends, store what it answered, and
+        send what it left unanswered again."""
+        if row.batch_id is None:
+            submitted = await self._submitted(row)
+            if submitted is None:
+                mine = self._still_to_send([d for d in row.document_ids if d in self.todo])
+                self.log(
+                    f"partition {self.partition.index}: no batch was created for record {row.batch_key} "
+                    f"(abandoned): sending its {len(mine)} documents of this run"
+                )
+                await self._follow_all(self._place(mine, row.round))
+                return
+            row = submitted
         batch = await self._wait_until_done(row)
         unanswered = await self._collect(row, batch)
         if not unanswered:
@@ -159,8 +202,90 @@ class BatchApiRun:
                 self._record(document_id, AnalysisOutcome(status=DocumentStatus.batch_expired, error=reason))
             return
         self.log(f"partition {self.partition.index}: batch {batch.id} {batch.status}: sending {len(unanswered)} again")
-        again = await self._submit(unanswered, row.round + 1)
-        await asyncio.gather(*(self._follow(next_row) for next_row in again))
+        await self._follow_all(self._place(self._still_to_send(unanswered), row.round + 1))
+
+    async def _submitted(self, row: ProviderBatch) -> ProviderBatch | None:
+        """The record with its batch id; None when it was abandoned with no batch created."""
+        if row.owner == self.owner:
+            try:
+                return await self._create(row)
+            except CreateRefused:
+                self.log(
+                    f"partition {self.partition.index}: lost the lease on batch record {row.batch_key}: not creating it"
+                )
+        return await self._settle_unsubmitted(row)
+
+    async def _create(self, row: ProviderBatch) -> ProviderBatch | None:
+        key, lines = row.batch_key, [self.lines.pop(d) for d in row.document_ids]
+        async with self._lease_kept(key):
+            try:
+                file_id = await self.api.upload(f"{key}.jsonl", lines)
+            except Exception:
+                give_up(self.store, key, self.owner)
+                raise
+
+            def may_create() -> bool:
+                return take_create_turn(self.store, key, self.owner, file_id, self.lease_seconds)
+
+            batch = await self.api.create(key, self.run_id, file_id, row.created_at, self.log, may_create=may_create)
+        return await self._recorded(row, batch, f"sent {len(row.document_ids)} documents (round {row.round})")
+
+    @contextlib.asynccontextmanager
+    async def _lease_kept(self, key: str) -> AsyncIterator[None]:
+        """Renew this owner's lease while it uploads and creates, so that a slow upload or create
+        retries never make it look dead; the lease of a stalled or dead process runs out."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.lease_seconds / LEASE_RENEWALS)
+                try:
+                    if not renew_lease(self.store, key, self.owner, self.lease_seconds):
+                        return
+                except Exception as e:  # the store may answer the next renewal; the lease decides
+                    self.log(f"partition {self.partition.index}: could not renew the lease on {key}: {e}")
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+
+    async def _recorded(self, row: ProviderBatch, batch: Batch, what: str) -> ProviderBatch | None:
+        """The record with this batch's id. A batch whose record was meanwhile abandoned (or given
+        another batch) is cancelled at once: its documents are sent, or sent already, in another."""
+        if record_submitted(self.store, row.batch_key, batch.id, batch.status):
+            self.log(f"partition {self.partition.index}: batch {batch.id}: {what}")
+            return row.model_copy(update={"batch_id": batch.id, "state": SUBMITTED, "provider_status": batch.status})
+        now = load_batch(self.store, row.batch_key)
+        if now.batch_id == batch.id:
+            return now
+        self.log(
+            f"partition {self.partition.index}: batch {batch.id} was created after its record {row.batch_key} was "
+            f"{now.state}: cancelling it"
+        )
+        try:
+            await self.api.cancel(batch.id)
+        except openai.APIStatusError as e:
+            self.log(f"partition {self.partition.index}: batch {batch.id} could not be cancelled: {e}")
+        return now if now.batch_id is not None else None
+
+    async def _settle_unsubmitted(self, row: ProviderBatch) -> ProviderBatch | None:
+        """A record without its batch id that another owner holds (or held): being created by a
+        live process, or by one that died (the provider may have created it anyway). None: it was
+        abandoned, with no batch created."""
+        while True:
+            now = load_batch(self.store, row.batch_key)
+            if now.batch_id is not None:
+                return now
+            if now.state == ABANDONED:
+                return None
+            if found := await self.api.find(now.batch_key, now.input_file_id, now.created_at):
+                return await self._recorded(
+                    now, found, "found at the provider, created by an attempt that did not record it"
+                )
+            if abandon_expired(self.store, now.batch_key, self.lease_seconds):
+                return None
+            await asyncio.sleep(PREPARING_RECHECK_SECONDS)
 
     async def _wait_until_done(self, row: ProviderBatch) -> Batch:
         assert row.batch_id is not None
@@ -181,10 +306,7 @@ class BatchApiRun:
                 seen = now
                 done = f"{counts.completed}/{counts.total} done, {counts.failed} failed" if counts else "no counts yet"
                 self.log(f"partition {self.partition.index}: batch {batch.id}: {batch.status}, {done}")
-                update_batch(
-                    self.store, row.batch_key, provider_status=batch.status,
-                    request_counts=counts.model_dump() if counts else None,
-                )  # fmt: skip
+                record_progress(self.store, row.batch_key, batch.status, counts.model_dump() if counts else None)
             if batch.status in TERMINAL:
                 return batch
             await asyncio.sleep(wait)
@@ -201,7 +323,7 @@ class BatchApiRun:
             for document_id in mine:
                 self.spend.settle(document_id, None)
                 self._record(document_id, AnalysisOutcome(status=DocumentStatus.request_error, error=reason))
-            update_batch(self.store, row.batch_key, state=COLLECTED)
+            mark_collected(self.store, row.batch_key)
             return []
         results = parse_results(
             await self.api.download(batch.output_file_id), await self.api.download(batch.error_file_id)
@@ -220,7 +342,7 @@ class BatchApiRun:
             self._record(document_id, outcome, run_id)
 
         await asyncio.gather(*(conclude(run_id, d) for run_id, d in answered))
-        update_batch(self.store, row.batch_key, state=COLLECTED)
+        mark_collected(self.store, row.batch_key)
         return unanswered
 
     def _answered_for_their_run(

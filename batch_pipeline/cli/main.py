@@ -48,7 +48,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {name}: {count}")
     for batch in batches_of_run(store, args.run_id):
         progress = ", ".join(f"{name} {n}" for name, n in (batch.request_counts or {}).items())
-        print(f"batch: {batch.batch_id or '(being created)'} {batch.provider_status or batch.state}")
+        unsent = "(none created)" if batch.state == "abandoned" else "(being created)"
+        print(f"batch: {batch.batch_id or unsent} {batch.provider_status or batch.state}")
         print(f"  documents: {len(batch.document_ids)}, round {batch.round}" + (f", {progress}" if progress else ""))
     return 0
 

@@ -20,6 +20,10 @@ CLOCK_SKEW_SECONDS = 600
 MOST_LISTED = 10_000
 
 
+class CreateRefused(Exception):
+    """The caller may no longer create this batch (it lost its lease on the batch's record)."""
+
+
 class BatchApi:
     def __init__(self, client: openai.AsyncOpenAI, max_attempts: int, retry_max_wait_seconds: float):
         self.client = client
@@ -41,12 +45,13 @@ class BatchApi:
                 uploaded = await self.client.files.create(file=(name, b"".join(lines)), purpose="batch")
         return uploaded.id
 
-    async def find(self, key: str, created_after: datetime) -> Batch | None:
-        """The batch whose metadata carries this key, if the provider has one."""
+    async def find(self, key: str, input_file_id: str | None, created_after: datetime) -> Batch | None:
+        """The batch whose metadata carries this key, or (where the provider lists no metadata) that
+        was created from this input file, if the provider has one."""
         oldest = created_after.timestamp() - CLOCK_SKEW_SECONDS
         listed = 0
         async for batch in self.client.batches.list(limit=100):
-            if (batch.metadata or {}).get(KEY_FIELD) == key:
+            if (batch.metadata or {}).get(KEY_FIELD) == key or (input_file_id and batch.input_file_id == input_file_id):
                 return batch
             listed += 1
             if batch.created_at < oldest or listed >= MOST_LISTED:
@@ -54,16 +59,26 @@ class BatchApi:
         return None
 
     async def create(
-        self, key: str, run_id: str, input_file_id: str, created_after: datetime, log: Callable[[str], None]
+        self,
+        key: str,
+        run_id: str,
+        input_file_id: str,
+        created_after: datetime,
+        log: Callable[[str], None],
+        may_create: Callable[[], bool],
     ) -> Batch:
         """Create the batch once: after a failed or timed-out attempt (which may have created it
-        anyway), look it up by its key before trying again."""
+        anyway), look it up first. `may_create` is asked right before every request; once it says
+        no (the caller lost its right to create this batch), CreateRefused is raised instead."""
         metadata = {KEY_FIELD: key, RUN_FIELD: run_id}
         async for attempt in self._retrying():
             with attempt:
-                if attempt.retry_state.attempt_number > 1 and (found := await self.find(key, created_after)):
+                retry = attempt.retry_state.attempt_number > 1
+                if retry and (found := await self.find(key, input_file_id, created_after)):
                     log(f"batch {found.id} was created by an attempt that did not hear back; using it")
                     return found
+                if not may_create():
+                    raise CreateRefused(key)
                 return await self.client.batches.create(
                     input_file_id=input_file_id,
                     endpoint=ENDPOINT,
@@ -71,6 +86,11 @@ class BatchApi:
                     metadata=metadata,
                 )
         raise AssertionError("unreachable: the last attempt re-raises")
+
+    async def cancel(self, batch_id: str) -> None:
+        async for attempt in self._retrying():
+            with attempt:
+                await self.client.batches.cancel(batch_id)
 
     async def retrieve(self, batch_id: str) -> Batch:
         async for attempt in self._retrying():

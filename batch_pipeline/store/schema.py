@@ -2,8 +2,9 @@
 (one row per run: its context, stored once), ``analysis_results`` (one row per run and
 document), ``response_formats`` (what each LLM endpoint and model was found to accept),
 ``provider_limits`` (the rate limits a provider showed), ``provider_batches`` /
-``provider_batch_documents`` (what went to a provider's Batch API) and ``run_budgets`` (a run's
-spend against its max_cost_usd). The README's "Store schema" explains each column."""
+``provider_batch_documents`` / ``provider_batch_claims`` (what went to a provider's Batch API)
+and ``run_budgets`` (a run's spend against its max_cost_usd). The README's "Store schema" explains
+each column."""
 
 import sqlalchemy as sa
 
@@ -87,11 +88,14 @@ provider_batches = sa.Table(
     sa.Column("round", sa.Integer, nullable=False),  # 0, then 1, 2, ... for documents re-submitted after expiry
     sa.Column("input_file_id", sa.String(200)),
     sa.Column("batch_id", sa.String(200)),
-    sa.Column("state", sa.String(20), nullable=False),  # preparing | submitted | collected
+    sa.Column("state", sa.String(20), nullable=False),  # preparing | creating | submitted | collected | abandoned
     sa.Column("provider_status", sa.String(40)),
     sa.Column("request_counts", sa.String(200)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Who may create it, until when (renewed while that process lives); NULL in stores from before leases.
+    sa.Column("owner", sa.String(100)),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
 )
 
 provider_batch_documents = sa.Table(
@@ -99,6 +103,17 @@ provider_batch_documents = sa.Table(
     metadata,
     sa.Column("batch_key", sa.String(64), primary_key=True),
     sa.Column("document_id", sa.String(64), primary_key=True),
+)
+
+# A document in a batch not yet collected or abandoned, per endpoint and context: the primary key
+# lets one open batch hold it, so that concurrent runs and workers cannot both send it.
+provider_batch_claims = sa.Table(
+    "provider_batch_claims",
+    metadata,
+    sa.Column("endpoint", sa.String(500), primary_key=True),
+    sa.Column("context_key", sa.String(64), primary_key=True),
+    sa.Column("document_id", sa.String(64), primary_key=True),
+    sa.Column("batch_key", sa.String(64), nullable=False),
 )
 
 # The rate limits a provider, model and key showed (announced, or found from 429s; by fingerprint,
@@ -121,10 +136,22 @@ run_budgets = sa.Table(
     sa.Column("reserved_usd", sa.Float, nullable=False),
 )
 
+_without_content = documents.c.content.is_(None)
+
 indexes = [
     sa.Index("ix_results_cache_lookup", analysis_results.c.document_id, analysis_results.c.context_key),
+    # Partial: only documents stored without content (a failed read or conversion), which each
+    # registration looks up to fill in, so that the look-up costs nothing when there are none.
+    sa.Index(
+        "ix_documents_without_content",
+        documents.c.project,
+        documents.c.document_id,
+        sqlite_where=_without_content,
+        postgresql_where=_without_content,
+    ),
     sa.Index("ix_provider_batch_documents", provider_batch_documents.c.document_id),
     sa.Index("ix_provider_batches_run", provider_batches.c.run_id),
+    sa.Index("ix_provider_batch_claims_batch", provider_batch_claims.c.batch_key),
 ]
 
 RESULT_COLUMNS = [

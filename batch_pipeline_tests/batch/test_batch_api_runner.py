@@ -21,7 +21,7 @@ from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.settings import LlmApi, LlmSettings
-from batch_pipeline.store.provider_batches import batches_of_run, record_preparing, update_batch
+from batch_pipeline.store.provider_batches import batches_of_run, record_preparing, record_submitted
 from batch_pipeline.store.run_budgets import spend_of
 from batch_pipeline.store.schema import provider_batches
 from batch_pipeline_tests.fake_openai_server import FakeOpenAIServer
@@ -94,17 +94,18 @@ def create_at_provider(server, store, key: str, ids: list[str]) -> str:
 def test_a_batch_recorded_before_its_create_is_created_exactly_once(store, owner):
     with FakeOpenAIServer() as server:
         ids = register(store, "first-run", 6)
-        row = record_preparing(store, "k" * 40, server.url, CONTEXT.cache_key(), "first-run", 0, ids)
+        row = record_preparing(store, server.url, CONTEXT.cache_key(), "first-run", 0, ids, "first-run/owner")
         if owner == "died_after_create":
             create_at_provider(server, store, row.batch_key, ids)
-        if owner == "died_before_create":  # and long enough ago that no live run can be creating it
+        if owner == "died_before_create":  # and its lease has run out
             with store.engine.begin() as conn:
-                conn.execute(provider_batches.update().values(updated_at=datetime.now(UTC) - timedelta(minutes=11)))
+                conn.execute(provider_batches.update().values(lease_until=datetime.now(UTC) - timedelta(seconds=1)))
         if owner == "still_creating":  # the first run is alive: it creates the batch and records its id
 
             def first_run_goes_on() -> None:
                 time.sleep(1)
-                update_batch(store, row.batch_key, batch_id=create_at_provider(server, store, row.batch_key, ids))
+                batch_id = create_at_provider(server, store, row.batch_key, ids)
+                record_submitted(store, row.batch_key, batch_id, "validating")
 
             threading.Thread(target=first_run_goes_on).start()
         register(store, "second-run", 6)
@@ -112,7 +113,7 @@ def test_a_batch_recorded_before_its_create_is_created_exactly_once(store, owner
     assert counts == {"ok": 6}
     assert server.batch_creations == 1, "a batch was created twice"
     assert not [r for r in server.requests if r.batch_id is None and r.document], "a document went online"
-    found = any("found at the provider by its key" in message for message in logged)
+    found = any("found at the provider" in message for message in logged)
     assert found or owner != "died_after_create"
     assert not found or owner != "died_before_create"
     if owner != "died_before_create":
@@ -124,7 +125,7 @@ def test_a_resumed_run_counts_the_batch_it_adopts_against_its_budget(store):
     price = ModelPrice(input=100.0, output=400.0, batch_input=50.0, batch_output=200.0)
     with FakeOpenAIServer() as server:
         ids = register(store, "first-run", 4)
-        row = record_preparing(store, "k" * 40, server.url, CONTEXT.cache_key(), "first-run", 0, ids)
+        row = record_preparing(store, server.url, CONTEXT.cache_key(), "first-run", 0, ids, "first-run/owner")
         create_at_provider(server, store, row.batch_key, ids)
         register(store, "second-run", 4)
         spend = SpendLimit(store, "second-run", 0.001, price, max_output_tokens=512)  # less than the batch costs
