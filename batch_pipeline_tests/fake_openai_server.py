@@ -46,12 +46,14 @@ class Behaviour:
     refusal_rate: float = 0.0
     length_rate: float = 0.0
     hang_rate: float = 0.0
+    hang_first: int = 0  # the first N chat completions hang (no answer), whatever hang_rate says
     hang_seconds: float = 3600.0
     supported_formats: set[str] = field(default_factory=lambda: set(ALL_FORMATS))
     format_rejection_status: int = 400  # llama.cpp's Python server answers 500
     has_model_route: bool = True  # llama.cpp's server has no /v1/models/{id}
     cached_tokens: int = 0
     extra_completion_tokens: int = 0  # a verbose model: each answer bills this many more output tokens
+    honours_max_tokens: bool = True  # False: bills output past the request's max_tokens (a broken provider)
     seed: int = 7
     # The Batch API: how long each phase lasts, and what goes wrong.
     batch_validating_seconds: float = 0.2
@@ -63,6 +65,7 @@ class Behaviour:
     batch_create_delay_seconds: float = 0.0  # a create is answered this late; the batch exists (and is listed) at once
     batch_create_delay_first: int | None = None  # only the first N creates are slow; None: every one
     batch_max_requests: int = 50_000
+    batch_list_metadata: bool = True  # False: batches.list leaves each batch's metadata out, as some servers do
 
 
 @dataclass
@@ -155,10 +158,12 @@ class FakeOpenAIServer:
     def __init__(self, behaviour: Behaviour | None = None):
         self.behaviour = behaviour or Behaviour()
         self.requests: list[LoggedRequest] = []
+        self.received = 0  # chat completions that arrived, answered or not yet
         self.tokens_served = 0
         self._random = random.Random(self.behaviour.seed)
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
+        self._chats = 0  # chat completions past the key check, the rejections and the rate limits
 
         self.batch_api = BatchAPI(self)
         self.batches = self.batch_api.batches  # id -> BatchRecord: metadata, custom_ids, answered lines, ...
@@ -189,6 +194,7 @@ class FakeOpenAIServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.batch_api.open_gates()  # a request a failed test left waiting at a gate
         self._server.should_exit = True
         self._server.force_exit = True  # do not wait for requests the behaviour left hanging
         self._thread.join(10)
@@ -209,6 +215,12 @@ class FakeOpenAIServer:
     def _chance(self, rate: float) -> bool:
         with self._lock:
             return self._random.random() < rate
+
+    def _hangs(self) -> bool:
+        with self._lock:
+            self._chats += 1
+            first = self._chats <= self.behaviour.hang_first
+        return first or self._chance(self.behaviour.hang_rate)
 
     def _limit(self, name: str, per_minute: int | None, amount: float) -> float:
         if not per_minute:
@@ -265,6 +277,7 @@ class FakeOpenAIServer:
         return JSONResponse({"id": model_id, "object": "model", "created": 0, "owned_by": "test"})
 
     async def chat(self, request: Request) -> JSONResponse:
+        self.received += 1
         call = ChatCall.of(await request.json())
         behaviour = self.behaviour
         if not self._authorised(request):
@@ -280,7 +293,7 @@ class FakeOpenAIServer:
             headers.update(self._limit_headers())
             message = "Rate limit reached. Please try again later."
             return error_response(429, message, headers, code="rate_limit_exceeded")
-        if self._chance(behaviour.hang_rate):
+        if self._hangs():
             self._log(call, 0)
             await asyncio.sleep(behaviour.hang_seconds)
         if behaviour.latency:
@@ -332,7 +345,8 @@ class FakeOpenAIServer:
             content = content[: max(1, len(content) // 2)] + ' "oops'
         prompt_tokens = call.prompt_tokens
         completion_tokens = len(content or refusal) // 4 + 1 + behaviour.extra_completion_tokens
-        completion_tokens = min(completion_tokens, call.body.get("max_tokens") or completion_tokens)
+        if behaviour.honours_max_tokens:
+            completion_tokens = min(completion_tokens, call.body.get("max_tokens") or completion_tokens)
         self.tokens_served += prompt_tokens + completion_tokens
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",

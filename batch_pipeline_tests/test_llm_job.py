@@ -329,7 +329,7 @@ def test_a_429_storm_from_a_provider_without_headers_converges(pipeline_home, in
     requests = sorted(server.requests, key=lambda r: r.at)
     later = requests[len(requests) // 2 :]
     assert sum(r.status == 429 for r in later) <= 0.1 * len(later)  # settled near the limit
-    assert "HTTP 429 from a provider that announces no limits: pacing at" in logged(instance, result.run_id)
+    assert "HTTP 429 and no per-minute requests limit known: pacing at" in logged(instance, result.run_id)
 
 
 def test_rate_limits_errors_and_garbled_answers_together_lose_nothing(pipeline_home, instance, key, tmp_path):

@@ -17,6 +17,7 @@ from openai.types import Batch
 
 from batch_pipeline.batch.batch_spend import BatchSpend
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
+from batch_pipeline.batch.runner import texts_to_analyse
 from batch_pipeline.costs.spend import BudgetExceeded
 from batch_pipeline.llm.analyser import LlmAnalyser
 from batch_pipeline.llm.batch_api import TERMINAL, BatchApi, CreateRefused
@@ -88,7 +89,9 @@ class BatchApiRun:
         self.store.record_cached(self.run_id, hits.values())
         self.statuses.update({DocumentStatus.ok.value: len(hits)} if hits else {})
         self.todo = {d for d in todo if d not in hits}
-        self.texts = self.store.document_texts(sorted(self.todo))
+        self.texts = texts_to_analyse(self.store, self.run_id, sorted(self.todo))
+        self.statuses.update([DocumentStatus.analysis_error.value] * len(self.todo - self.texts.keys()))
+        self.todo &= self.texts.keys()
         await self._follow_all(self._place([d for d in self.partition.document_ids if d in self.todo], round_=0))
         return PartitionSummary(
             index=self.partition.index,

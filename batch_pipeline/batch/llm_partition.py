@@ -2,6 +2,7 @@
 (its max_cost_usd, the rate limits remembered for the provider), and what the provider taught it
 kept for the next runs (limits learned; a response format it stopped taking, forgotten)."""
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,21 +26,31 @@ class LlmPartitionResult:
     limits: ProviderLimits  # what the requests were paced to
     pauses: int  # rate-limit pauses
     format_rejected: bool  # the provider no longer takes the run's response format (forgotten)
+    store_failure: str | None = None  # why the rate-limit store stopped answering, if it did
 
 
 async def analyse_partition_with_llm(
-    store: DocumentStore, run_id: str, partition: Partition, provider: LlmProvider, log: Callable[[str], None]
+    store: DocumentStore,
+    run_id: str,
+    partition: Partition,
+    provider: LlmProvider,
+    log: Callable[[str], None],
+    stopping: asyncio.Event | None = None,
 ) -> LlmPartitionResult:
+    """Once stopping is set, nothing more is sent; answers to the requests in flight get the llm
+    resource's stop_grace_seconds. (A Batch API partition does not drain: the op cancels it, and its
+    batch goes on at the provider for resume to collect.)"""
     assert partition.response_format is not None, "settled before the fan-out"
     ai_model = partition.context.ai_model
     spend = None
     if partition.max_cost_usd is not None:
         price = price_for(ai_model, price_table())  # the launch refused a model without a price
-        spend = SpendLimit(store, run_id, partition.max_cost_usd, price, provider.settings.max_output_tokens)
+        budget_run = partition.budget_run_id or run_id
+        spend = SpendLimit(store, budget_run, partition.max_cost_usd, price, provider.settings.max_output_tokens)
     fingerprint = provider.fingerprint(ai_model)
     remembered = remembered_limits(store, fingerprint)
     recalled = ProviderLimits.from_stored(remembered) if remembered else None
-    analyser = provider.analyser(partition.response_format, ai_model, log, spend, recalled)
+    analyser = provider.analyser(partition.response_format, ai_model, log, spend, recalled, stopping)
     try:
         if partition.llm_api is LlmApi.batch:
             settings = provider.settings
@@ -47,11 +58,13 @@ async def analyse_partition_with_llm(
             endpoint = settings.base_url or str(analyser.client.base_url)
             summary = await BatchApiRun(store, run_id, partition, analyser, api, endpoint, log).analyse()
         else:
-            summary = await analyze_documents(store, run_id, partition, analyser, log)
-        if learned := (await analyser.budget.store.learned_limits()).to_stored():
+            grace = provider.settings.stop_grace_seconds
+            summary = await analyze_documents(store, run_id, partition, analyser, log, stopping, grace)
+        if learned := (await analyser.budget.learned_limits()).to_stored():
             remember_limits(store, fingerprint, learned)
     finally:
         await analyser.close()
     if analyser.format_rejected:
         forget_response_format(store, provider.settings.base_url, ai_model)
-    return LlmPartitionResult(summary, analyser.budget.limits(), analyser.budget.pauses, analyser.format_rejected)
+    budget = analyser.budget
+    return LlmPartitionResult(summary, budget.limits(), budget.pauses, analyser.format_rejected, budget.store.failure)

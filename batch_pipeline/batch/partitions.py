@@ -19,6 +19,7 @@ class Partition(BaseModel):
     response_format: ResponseFormatMode | None = None  # settled before the fan-out; None for local
     llm_api: LlmApi = LlmApi.online
     max_cost_usd: float | None = None  # the run's whole budget, shared by its partitions
+    budget_run_id: str | None = None  # whose budget that is, when not the run's own (it resumes that run)
 
 
 class PartitionSummary(BaseModel):

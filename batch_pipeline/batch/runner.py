@@ -4,7 +4,7 @@ soon as it is known, through an Analyser (the offline analysers here; the LLM's 
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
@@ -36,13 +36,33 @@ class NothingToSend:
         )
 
 
+NO_STORED_TEXT = (
+    "not analysed: the store holds no text for it (an earlier failed read or conversion left its document "
+    "row empty, or the row is gone); run the batch again to read it afresh"
+)
+
+
+def texts_to_analyse(store: DocumentStore, run_id: str, document_ids: Sequence[str]) -> dict[str, str]:
+    """The stored text of each document that has one. A document without (whatever left its row
+    so) fails alone, its status and reason stored, instead of failing the partition."""
+    texts = {d: text for d, text in store.document_texts(document_ids).items() if text is not None}
+    if missing := [d for d in document_ids if d not in texts]:
+        outcome = AnalysisOutcome(status=DocumentStatus.analysis_error, error=NO_STORED_TEXT)
+        store.record_outcomes(run_id, [(d, outcome) for d in missing])
+    return texts
+
+
 async def analyze_documents(
     store: DocumentStore,
     run_id: str,
     partition: Partition,
     analyser: Analyser,
     log: Callable[[str], None] = lambda _: None,
+    stopping: asyncio.Event | None = None,
+    grace_seconds: float = 0.0,
 ) -> PartitionSummary:
+    """Once ``stopping`` is set, no document starts; those under way get grace_seconds to finish
+    (the LLM analyser sends nothing new meanwhile), then are cancelled and left pending."""
     started = time.monotonic()
     context = partition.context
     todo = store.pending_document_ids(run_id, partition.document_ids)
@@ -51,9 +71,12 @@ async def analyze_documents(
     hits = {} if partition.force else store.find_cached(run_id, context.cache_key(), todo)
     store.record_cached(run_id, hits.values())
     todo = [d for d in todo if d not in hits]
-    texts = store.document_texts(todo)
+    texts = texts_to_analyse(store, run_id, todo)
+    without_text = len(todo) - len(texts)
+    todo = [d for d in todo if d in texts]
 
     statuses: Counter[str] = Counter({DocumentStatus.ok.value: len(hits)} if hits else {})
+    statuses.update([DocumentStatus.analysis_error.value] * without_text)
     semaphore = asyncio.Semaphore(max(1, analyser.max_concurrency))
     last_report = time.monotonic()
 
@@ -62,17 +85,19 @@ async def analyze_documents(
     async def run_one(document_id: str) -> None:
         nonlocal last_report
         async with semaphore:
+            if stopping is not None and stopping.is_set():
+                return
             outcome = await analyser.analyse(texts[document_id], context)
         await writes.write(document_id, outcome)
         statuses[outcome.status] += 1
         if time.monotonic() - last_report >= PROGRESS_INTERVAL_SECONDS:
             last_report = time.monotonic()
-            done = statuses.total() - len(hits)
+            done = statuses.total() - len(hits) - without_text
             rate = done / (last_report - started)
             log(f"partition {partition.index}: {done}/{len(todo)} analysed, {rate:.1f} docs/s")
 
     try:
-        await asyncio.gather(*(run_one(d) for d in todo))
+        await _finish([asyncio.ensure_future(run_one(d)) for d in todo], stopping, grace_seconds)
     finally:
         writes.flush()  # a stopped run keeps every outcome already known before its rows are marked
     return PartitionSummary(
@@ -83,6 +108,25 @@ async def analyze_documents(
         skipped_already_done=already_done,
         seconds=round(time.monotonic() - started, 3),
     )
+
+
+async def _finish(tasks: list[asyncio.Task], stopping: asyncio.Event | None, grace_seconds: float) -> None:
+    """Every task to its end, or, once stopping is set, for grace_seconds more; then the rest are cancelled."""
+    everything = asyncio.gather(*tasks)
+    stopped = asyncio.ensure_future(stopping.wait()) if stopping else asyncio.get_running_loop().create_future()
+    try:
+        await asyncio.wait([everything, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if not everything.done():
+            await asyncio.wait([everything], timeout=grace_seconds)
+        if everything.done():
+            everything.result()
+    finally:
+        stopped.cancel()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if everything.done() and not everything.cancelled():
+            everything.exception()  # retrieved: a failure after the stop is not worth a warning
 
 
 class OutcomeWrites:

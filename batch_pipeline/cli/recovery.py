@@ -6,6 +6,7 @@ import os
 import dagster as dg
 
 from batch_pipeline.context import PRIORITY_TAG
+from batch_pipeline.costs.spend import BUDGET_RUN_TAG
 from batch_pipeline.defs.ops.analysis import STOPPED_TAG
 from batch_pipeline.store import DocumentStore
 
@@ -38,7 +39,8 @@ def _resume_tags(run: dg.DagsterRun) -> dict[str, str]:
         for k, v in run.tags.items()
         if (not k.startswith(("dagster/", ".dagster")) or k == PRIORITY_TAG) and k != STOPPED_TAG
     }
-    return {**kept, RESUMED_FROM_TAG: run.run_id}
+    # One max_cost_usd for a run and its resumes: each draws on the first run's budget.
+    return {**kept, RESUMED_FROM_TAG: run.run_id, BUDGET_RUN_TAG: run.tags.get(BUDGET_RUN_TAG, run.run_id)}
 
 
 def resume(instance: dg.DagsterInstance, store: DocumentStore, run_id: str) -> dg.JobExecutionResult:

@@ -1,15 +1,26 @@
-"""max_cost_usd during a run: a request is sent only if the run's spend so far plus every request
-in flight, each at its worst case (estimated input plus max_output_tokens), stays within the
-budget; once answered, its reservation becomes what it really cost."""
+"""max_cost_usd during a run: a request is sent only if, right before it goes out, the run's spend
+so far plus every request in flight, each at its worst case (estimated input plus
+max_output_tokens), stays within the budget, and the spend has not reached it; once answered, its
+reservation becomes what it really cost.
+
+The reservation is held in a ``with`` block around sending (``SpendLimit.hold``), taken once the
+request's rate-limit slot has come (requests waiting for theirs hold nothing): however the request
+ends — answered, refused, timed out, cancelled — it is settled, released or kept; none is left
+behind to starve the rest of the run.
+
+A resumed run draws on the budget of the run it resumes (BUDGET_RUN_TAG names it): a run and its
+resumes share one max_cost_usd."""
 
 from batch_pipeline.costs.prices import ModelPrice, estimate_cost
 from batch_pipeline.store import DocumentStore
-from batch_pipeline.store.run_budgets import open_run_budget, reserve, settle
+from batch_pipeline.store.run_budgets import fits, open_run_budget, reserve, settle
 
 # Token estimates are offline and miss what the provider adds (chat framing, its own tokenizer's
 # differences): the worst case takes a margin on top of the messages and the response format.
 INPUT_MARGIN = 1.25
 INPUT_MARGIN_TOKENS = 64
+# The run whose budget a run draws on, when not its own: `batch-pipeline resume` sets it.
+BUDGET_RUN_TAG = "batch_pipeline/budget_of_run"
 
 
 class BudgetExceeded(Exception):
@@ -20,6 +31,7 @@ class SpendLimit:
     def __init__(
         self, store: DocumentStore, run_id: str, max_cost_usd: float, price: ModelPrice, max_output_tokens: int
     ):
+        """run_id: the run whose budget this is (for a resumed run, the run it resumes)."""
         self.store, self.run_id, self.max_cost_usd = store, run_id, max_cost_usd
         self.price, self.max_output_tokens = price, max_output_tokens
         open_run_budget(store, run_id, max_cost_usd)
@@ -32,12 +44,28 @@ class SpendLimit:
         """The USD reserved for one request; raises BudgetExceeded when it does not fit (force: a
         request already sent, reserved whether it fits or not)."""
         usd = self.worst_case(estimated_input_tokens, llm_api)
-        if not reserve(self.store, self.run_id, usd, force):
-            raise BudgetExceeded(
-                f"not sent: at its worst case (${usd:.6f}) it could take the run's spend past max_cost_usd "
-                f"(${self.max_cost_usd}); run the batch again with a higher max_cost_usd to finish it from the cache"
-            )
+        if not reserve(self.store, self.run_id, usd, force, cap=self.max_cost_usd):
+            raise self._exceeded(usd)
         return usd
+
+    def _exceeded(self, usd: float) -> BudgetExceeded:
+        return BudgetExceeded(
+            f"not sent: at its worst case (${usd:.6f}) it could take the run's spend past max_cost_usd "
+            f"(${self.max_cost_usd}); run the batch again with a higher max_cost_usd to finish it from the cache"
+        )
+
+    def check_fits(self, estimated_input_tokens: int, llm_api: str = "online") -> None:
+        """Raises BudgetExceeded when the request's worst case does not fit now (reserves nothing)."""
+        usd = self.worst_case(estimated_input_tokens, llm_api)
+        if not fits(self.store, self.run_id, usd, cap=self.max_cost_usd):
+            raise self._exceeded(usd)
+
+    def hold(self, estimated_input_tokens: int, llm_api: str = "online") -> "Hold":
+        """One request's reservation, for a with block around sending it; raises BudgetExceeded."""
+        return Hold(self, self.reserve(estimated_input_tokens, llm_api), llm_api)
+
+    def cost(self, input_tokens: int, cached_input_tokens: int, output_tokens: int, llm_api: str = "online") -> float:
+        return estimate_cost(self.price, input_tokens, cached_input_tokens, output_tokens, llm_api) or 0.0
 
     def settle(
         self,
@@ -47,7 +75,7 @@ class SpendLimit:
         output_tokens: int,
         llm_api: str = "online",
     ) -> None:
-        cost = estimate_cost(self.price, input_tokens, cached_input_tokens, output_tokens, llm_api) or 0.0
+        cost = self.cost(input_tokens, cached_input_tokens, output_tokens, llm_api)
         settle(self.store, self.run_id, reserved_usd, cost)
 
     def release(self, reserved_usd: float) -> None:
@@ -57,3 +85,45 @@ class SpendLimit:
     def keep(self, reserved_usd: float) -> None:
         """No answer came back (timeout, lost connection): it may have been billed, at worst this much."""
         settle(self.store, self.run_id, reserved_usd, reserved_usd)
+
+
+class Hold:
+    """A request's reservation until the with block ends: settled at the answer's usage, released when
+    the provider refused it or it was never sent, kept at its worst case when it was sent and no
+    usage is known (it may have been billed). Hold(None): no budget, nothing to do."""
+
+    def __init__(self, spend: SpendLimit | None, usd: float = 0.0, llm_api: str = "online"):
+        self._spend, self._usd, self._llm_api = spend, usd, llm_api
+        self._open = spend is not None
+        self.sent = False  # set just before the request goes out: from then on it may be billed
+
+    def __enter__(self) -> "Hold":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.sent:
+            self.keep()
+        else:
+            self.release()
+
+    def settle(self, usage) -> None:
+        """What the answer cost, from its ``usage`` (openai's CompletionUsage); None: the worst case."""
+        if not self._open or usage is None:
+            self.keep()
+            return
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = (getattr(details, "cached_tokens", None) or 0) if details else 0
+        input_tokens, output_tokens = usage.prompt_tokens or 0, usage.completion_tokens or 0
+        self._close(self._spend.cost(input_tokens, cached, output_tokens, self._llm_api))
+
+    def release(self) -> None:
+        """Not billed: never sent, or refused (HTTP 429, 5xx, 4xx)."""
+        self._close(0.0)
+
+    def keep(self) -> None:
+        self._close(self._usd)
+
+    def _close(self, cost: float) -> None:
+        if self._open:
+            self._open = False
+            settle(self._spend.store, self._spend.run_id, self._usd, cost)

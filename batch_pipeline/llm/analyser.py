@@ -158,7 +158,8 @@ class LlmAnalyser:
             with attempt:
                 if self.spend:
                     self.spend.check_fits(prompt_tokens)  # a budget already spent is not worth a rate-limit slot
-                await _unless_stopped(self.stopping, self.budget.acquire(estimate, may_wait=stop.rate_limit_wait_left()))
+                slot = self.budget.acquire(estimate, may_wait=stop.rate_limit_wait_left())
+                await _unless_stopped(self.stopping, slot)
                 with await self._hold(prompt_tokens) as hold:
                     usage.attempts += 1
                     raw, completion = await self._send(kwargs, hold)
@@ -274,7 +275,9 @@ class LlmAnalyser:
         except BudgetExceeded as e:
             return outcome(DocumentStatus.budget_exceeded, str(e))
         except RateLimitStoreUnavailable as e:
-            return outcome(DocumentStatus.rate_limit_store_unavailable, f"not sent: {e}; resume the run once it answers")
+            return outcome(
+                DocumentStatus.rate_limit_store_unavailable, f"not sent: {e}; resume the run once it answers"
+            )
         except Exception as e:  # whatever else goes wrong ends this document alone
             return outcome(DocumentStatus.provider_error, describe(e))
         if verdict.problem is None:

@@ -1,18 +1,20 @@
 """The provider as a whole, before any document is sent: is the key accepted and the model served
 (preflight), and which response format does the server take (one probe per run)."""
 
+import asyncio
 from collections.abc import Callable
 
 import openai
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from batch_pipeline.analysis import AnalysisModel
-from batch_pipeline.costs.spend import SpendLimit
+from batch_pipeline.costs.spend import Hold, SpendLimit
 from batch_pipeline.llm.analyser import LlmAnalyser
-from batch_pipeline.llm.completions import completion_request, rejects_format, retryable
+from batch_pipeline.llm.completions import completion_request, rejects_format, retryable, sent_body
 from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.response_format import FALLBACK_ORDER, ResponseFormatMode
 from batch_pipeline.llm.settings import LlmSettings
+from batch_pipeline.llm.tokens import estimate_request_tokens
 from batch_pipeline.rate_limits.budget import RateBudget
 from batch_pipeline.rate_limits.limits import ProviderLimits
 from batch_pipeline.rate_limits.store import (
@@ -34,6 +36,19 @@ def _transient(error: BaseException) -> bool:
     if isinstance(error, openai.APIStatusError) and rejects_format(error):
         return False
     return retryable(error)
+
+
+def _probe(client: openai.OpenAI, request: dict, spend: SpendLimit | None) -> None:
+    """One probe attempt, reserved under spend first and settled however it ends."""
+    hold = spend.hold(estimate_request_tokens(sent_body(request))) if spend else Hold(None)
+    with hold:
+        hold.sent = True
+        try:
+            completion = client.chat.completions.create(**request)
+        except openai.APIStatusError:
+            hold.release()  # an answer saying no (format rejected, 5xx): not billed
+            raise
+        hold.settle(completion.usage)
 
 
 class LlmProvider:
@@ -86,11 +101,12 @@ class LlmProvider:
                 ) from None
 
     def settle_response_format(
-        self, model: AnalysisModel, ai_model: str, custom_instructions: str
+        self, model: AnalysisModel, ai_model: str, custom_instructions: str, spend: SpendLimit | None = None
     ) -> ResponseFormatMode:
         """The richest response format the server accepts. In ``auto``, one probe request per mode
         (the run's prompt with an empty document, max_tokens=1) until the server accepts one; the
-        run then keeps that mode, and the probe has warmed the provider's prompt cache."""
+        run then keeps that mode, and the probe has warmed the provider's prompt cache. Under spend
+        each attempt, retries included, is reserved before it is sent (raises BudgetExceeded)."""
         if self.settings.response_format is not ResponseFormatMode.auto:
             return self.settings.response_format
         attempts = max(5, self.settings.max_attempts)
@@ -106,7 +122,7 @@ class LlmProvider:
                     reraise=True,
                 )
                 try:
-                    retrying(client.chat.completions.create, **request)
+                    retrying(_probe, client, request, spend)
                     return mode
                 except openai.APIStatusError as e:
                     if not rejects_format(e):
@@ -126,10 +142,12 @@ class LlmProvider:
         log: Callable[[str], None],
         spend: SpendLimit | None = None,
         remembered_limits: ProviderLimits | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> LlmAnalyser:
         """A new analyser with its own connection pool, drawing on the rate budget shared by every
         analyser of this provider, model and key (in Redis when rate_limit_url is set, else in this
-        process, which starts from remembered_limits); close it when done."""
+        process, which starts from remembered_limits); it sends nothing more once stopping is set.
+        Close it when done."""
         options = self._client_options()
         # aiohttp as the client's transport: about a quarter less CPU per request than the default,
         # and the analysis step is CPU-bound on one core at high concurrency (docs/benchmarks.md).
@@ -139,4 +157,4 @@ class LlmProvider:
         if remembered_limits is not None and isinstance(store, LocalBudgetStore):
             store.recall(remembered_limits)
         budget = RateBudget(store, configured, log)
-        return LlmAnalyser(client, self.settings, mode, budget, spend)
+        return LlmAnalyser(client, self.settings, mode, budget, spend, stopping)

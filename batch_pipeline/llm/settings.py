@@ -7,6 +7,9 @@ from pydantic import BaseModel, SecretStr
 
 from batch_pipeline.llm.response_format import ResponseFormatMode
 
+# Answers already paid for are worth waiting for, within Kubernetes' default 30 s between SIGTERM and SIGKILL.
+STOP_GRACE_SECONDS = 20.0
+
 
 class LlmSettings(BaseModel):
     api_key: SecretStr | None = None  # SecretStr: never shown in a repr, a log line or an error
@@ -24,6 +27,7 @@ class LlmSettings(BaseModel):
     response_format: ResponseFormatMode
     batch_poll_max_seconds: float
     batch_resubmissions: int
+    stop_grace_seconds: float = STOP_GRACE_SECONDS
 
 
 class LlmApi(StrEnum):

@@ -1,56 +1,60 @@
-"""AdaptivePace: the requests-per-minute pace for a provider that announces no limit, found from
-its 429s by additive increase and multiplicative decrease (AIMD)."""
+"""The requests-per-minute pace for a provider whose requests limit is unknown, found from its 429s
+by additive increase and multiplicative decrease (AIMD): an overshoot multiplies the pace by 0.7,
+then it grows by 1 % of that pace per second (not per answer: a fast pace would climb back over the
+overshoot within seconds). The pace lives in the budget store (SharedPace), so every process using
+the same provider, model and key adapts one pace."""
 
 import collections
 import time
+from dataclasses import dataclass
 
 DECREASE_FACTOR = 0.7
 DECREASE_AT_MOST_EVERY_SECONDS = 2.0  # the 429s of one overshoot are one signal, not many
-INCREASE_PER_ANSWER = 0.01  # × the pace set at the last decrease, per answer
+INCREASE_PER_SECOND = 0.01  # × the pace set at the last decrease
+# After a long quiet the pace has grown far past anything tried: a decrease starts from at most twice
+# the pace of the last overshoot, so one 429 brings it back near what the provider takes.
+MOST_GROWTH_BEFORE_A_DECREASE = 2.0
 MIN_RPM = 6.0
 RECENT_SECONDS = 5.0
 
 
-class AdaptivePace:
-    def __init__(self, remembered_rpm: float | None = None):
-        self.rpm: float | None = None  # None: no 429 yet, no pace
-        self.estimating = False  # after a first 429, until what got through is known
-        self._step = 0.0
-        self._last_decrease = 0.0
+@dataclass(frozen=True)
+class SharedPace:
+    """The pace as the store holds it: the requests/min a 429 last overshot at, and how long ago."""
+
+    overshoot_rpm: float
+    age_seconds: float
+
+    def rpm(self, later_seconds: float = 0.0) -> float:
+        """The pace later_seconds after this was read."""
+        decreased = max(MIN_RPM, self.overshoot_rpm * DECREASE_FACTOR)
+        return decreased * (1 + INCREASE_PER_SECOND * (self.age_seconds + later_seconds))
+
+
+def next_overshoot(previous: SharedPace | None, rpm: float) -> float | None:
+    """The overshoot a 429 at rpm records; None when it belongs to the last one (the same overshoot)."""
+    if previous is None:
+        return rpm
+    if previous.age_seconds < DECREASE_AT_MOST_EVERY_SECONDS:
+        return None
+    return min(rpm, MOST_GROWTH_BEFORE_A_DECREASE * previous.overshoot_rpm)
+
+
+class RecentAnswers:
+    """What got through lately in this process: the first pace, before any is known."""
+
+    def __init__(self):
         self._answers: collections.deque[float] = collections.deque()
         self._started = time.monotonic()
-        if remembered_rpm:
-            self._set(remembered_rpm)
 
     def answered(self) -> None:
         now = time.monotonic()
         self._answers.append(now)
         while self._answers[0] < now - RECENT_SECONDS:
             self._answers.popleft()
-        if self.rpm is not None:
-            self.rpm += self._step
 
-    def rate_limited(self) -> bool:
-        """A 429: True when the pace dropped. A first 429 starts estimating instead: what got
-        through is known once the requests in flight have their answers (then call estimate)."""
-        now = time.monotonic()
-        if self.estimating or now - self._last_decrease < DECREASE_AT_MOST_EVERY_SECONDS:
-            return False
-        self._last_decrease = now
-        if self.rpm is None:
-            self.estimating = True
-            return False
-        self._set(self.rpm * DECREASE_FACTOR)
-        return True
-
-    def estimate(self) -> None:
-        """The first pace: what got through before the first 429, over at least a second."""
+    def per_minute(self) -> float:
+        """Answers per minute over the last RECENT_SECONDS (at least a second)."""
         now = time.monotonic()
         window = min(RECENT_SECONDS, max(now - self._started, 1.0))
-        recent = sum(1 for t in self._answers if t >= now - window)
-        self._set(recent / window * 60 * DECREASE_FACTOR)
-        self.estimating = False
-
-    def _set(self, rpm: float) -> None:
-        self.rpm = max(MIN_RPM, rpm)
-        self._step = self.rpm * INCREASE_PER_ANSWER
+        return sum(1 for t in self._answers if t >= now - window) / window * 60

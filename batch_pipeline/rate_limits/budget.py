@@ -1,23 +1,31 @@
 """RateBudget: paces one analyser's requests to its provider's limit, drawing on the budget that
 every run, step and process using the same provider, model and key shares (budget_store).
 
-Which limit: configured values win; else what the provider's answers announce (x-ratelimit-*),
-remembered in the store for later steps and runs; else, for servers that announce nothing,
-additive increase / multiplicative decrease on their 429s. Until the first answer shows which
-of these applies, one request goes out alone, so a run neither starts slow nor in a 429 storm.
+Which limit: configured values win; else what the provider's answers announce per minute
+(x-ratelimit-*, read by limits.per_minute_limit), remembered in the store for later steps and runs;
+else additive increase / multiplicative decrease on its 429s (adaptive), one pace shared in the
+store. A known requests limit is the pace: its 429s pause everyone as they ask, and do not lower it.
+Until the first answer shows which of these applies, one request goes out alone, so a run neither
+starts slow nor in a 429 storm.
+
+A store that stops answering (RateLimitStoreUnavailable) fails acquire: nothing is sent unpaced.
+What happens after a request (an answer's limits, a pause, a token correction) is bookkeeping: a lost
+store then costs the pacing state, never the answer.
 """
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 
-from batch_pipeline.rate_limits.adaptive import AdaptivePace
+from batch_pipeline.rate_limits.adaptive import DECREASE_FACTOR, RecentAnswers, SharedPace
 from batch_pipeline.rate_limits.limits import ProviderLimits, exhausted_for_seconds, retry_after_seconds
-from batch_pipeline.rate_limits.store import BudgetStore
+from batch_pipeline.rate_limits.store import BudgetStore, RateLimitStoreUnavailable
 
 RATE_LIMIT_FALLBACK_PAUSE_SECONDS = 1.0
 PACE_STEP = 1.1  # waiting requests re-take their slots once the pace has grown by this much
 HORIZON_SECONDS = 1.0  # how far ahead a request may take its slot
+PACE_REFRESH_SECONDS = 1.0  # how often the shared pace is read again (another process's 429 may lower it)
 # Slots are spaced for 99 % of a limit: timer jitter and network delays bunch requests up a little,
 # and a provider counting exactly would answer the bunched ones 429.
 HEADROOM = 0.99
@@ -39,7 +47,10 @@ class RateBudget:
         self.configured = configured
         self._log = log
         self._learned = ProviderLimits()
-        self._adaptive = AdaptivePace()
+        self._recent = RecentAnswers()
+        self._shared: SharedPace | None = None  # the pace 429s set, as last read from the store
+        self._shared_read_at = 0.0
+        self._next_read = 0.0  # of the shared pace (monotonic)
         self._paced_rpm: float | None = None
         self._load_lock = asyncio.Lock()
         self._loaded = False
@@ -58,9 +69,17 @@ class RateBudget:
 
     def limits(self) -> ProviderLimits:
         limits = self.configured.over(self._learned)
-        if not limits.requests_per_minute and self._adaptive.rpm:
-            return ProviderLimits(self._adaptive.rpm, limits.tokens_per_minute, "429s")
+        if not limits.requests_per_minute and self._shared:
+            rpm = self._shared.rpm(time.monotonic() - self._shared_read_at)
+            return ProviderLimits(rpm, limits.tokens_per_minute, "429s")
         return limits
+
+    async def learned_limits(self) -> ProviderLimits:
+        """What the store holds for later steps and runs; nothing once it has stopped answering."""
+        try:
+            return await self.store.learned_limits()
+        except RateLimitStoreUnavailable:
+            return ProviderLimits()
 
     @property
     def limits_tokens(self) -> bool:
@@ -78,9 +97,11 @@ class RateBudget:
                 return
             remembered = await self.store.learned_limits()
             if remembered.source == "429s":
-                self._adaptive = AdaptivePace(remembered.requests_per_minute)
+                self._learned = ProviderLimits(tokens_per_minute=remembered.tokens_per_minute, source="headers")
+                await self._recall_pace(remembered.requests_per_minute)
             elif remembered:
                 self._learned = remembered
+            await self._refresh_pace(at_once=True)
             if self.limits().requests_per_minute or remembered.source == "none":
                 self._found_pace()
             self._loaded = True
@@ -90,6 +111,7 @@ class RateBudget:
         NoSlotInTime, reserving nothing, when that slot is more than may_wait seconds away."""
         if not self._loaded:
             await self._load()
+        await self._refresh_pace()
         scout = False
         while not self._first_answer.is_set() and not scout:
             if self._scout_sent:
@@ -162,7 +184,7 @@ class RateBudget:
         """Charge (or give back) the difference between the estimate and what the server counted."""
         tpm = self.limits().tokens_per_minute
         if tpm and actual_tokens != estimated_tokens:
-            await self.store.reserve("tokens", _seconds_per_unit(tpm), actual_tokens - estimated_tokens)
+            await _bookkeeping(self.store.reserve("tokens", _seconds_per_unit(tpm), actual_tokens - estimated_tokens))
 
     async def answered(self, headers) -> None:
         """Every answer: learn the limits it announces, and pause when one is used up."""
@@ -170,24 +192,26 @@ class RateBudget:
         if (wait := exhausted_for_seconds(headers)) is not None:
             await self._pause(wait)
         if self._requests_limit_unknown:
-            self._adaptive.answered()
-            if self._adaptive.rpm and self._adaptive.rpm > PACE_STEP * (self._paced_rpm or 0):
-                self._new_pace()
+            self._recent.answered()
+            self._follow_pace()
         if not self._first_answer.is_set() and not self.limits():
             # The first answer announces nothing: later steps and runs need no lone first request.
-            await self.store.learn_limits(ProviderLimits(source="none"))
+            await _bookkeeping(self.store.learn_limits(ProviderLimits(source="none")))
         await self._resolved_one()
 
     async def rate_limited(self, headers) -> None:
-        """A 429: everyone waits as long as it asks; without a known limit, the pace drops."""
+        """A 429: everyone waits as long as it asks; without a known requests limit, the shared pace
+        drops, or, before there is one, is estimated once the requests in flight have their answers."""
         await self._learn(headers)
         wait = retry_after_seconds(headers) or RATE_LIMIT_FALLBACK_PAUSE_SECONDS
         await self._pause(wait)
-        if self._requests_limit_unknown and self._adaptive.rate_limited():
-            await self._paced_by_429s()
-        elif self._adaptive.estimating and self._estimate_when_resolved is None:
-            self._estimate_when_resolved = self._sent
-            self._estimated = asyncio.Event()
+        if self._requests_limit_unknown:
+            await _bookkeeping(self._refresh_pace(at_once=True))
+            if self._shared is not None:
+                await self._overshot(self.limits().requests_per_minute)
+            elif self._estimate_when_resolved is None:
+                self._estimate_when_resolved = self._sent
+                self._estimated = asyncio.Event()
         await self._resolved_one()
 
     async def failed(self, headers=None) -> None:
@@ -210,28 +234,67 @@ class RateBudget:
             self._found_pace()
         if self._estimate_when_resolved is not None and self._resolved >= self._estimate_when_resolved:
             self._estimate_when_resolved = None
-            self._adaptive.estimate()
-            await self._paced_by_429s()
-            self._estimated.set()
+            try:
+                await self._overshot(self._recent.per_minute())  # what got through before the first 429
+            finally:
+                self._estimated.set()
 
     async def _learn(self, headers) -> None:
         announced = ProviderLimits.from_headers(headers)
-        if not announced or announced == self._learned:
+        if not announced or announced.over(self._learned) == self._learned:
             return
-        self._learned = announced
-        await self.store.learn_limits(announced)
+        self._learned = announced.over(self._learned)
+        await _bookkeeping(self.store.learn_limits(self._learned))
         self._new_pace()
         self._log(f"rate limits: {self.limits().describe()} (the provider announces {announced.describe()})")
 
     async def _pause(self, seconds: float) -> None:
         self.pauses += 1
-        await self.store.pause(seconds)
+        await _bookkeeping(self.store.pause(seconds))
         self._new_pace()
 
-    async def _paced_by_429s(self) -> None:
-        self._new_pace()
-        await self.store.learn_limits(ProviderLimits(self._adaptive.rpm, None, "429s"))
-        self._log(f"HTTP 429 from a provider that announces no limits: pacing at {self._adaptive.rpm:.0f} requests/min")
+    async def _refresh_pace(self, at_once: bool = False) -> None:
+        if not self._requests_limit_unknown:
+            return
+        if at_once or time.monotonic() >= self._next_read:
+            self._next_read = time.monotonic() + PACE_REFRESH_SECONDS  # one reader at a time
+            self._follow(await self.store.shared_pace())
+
+    def _follow(self, shared: SharedPace | None) -> None:
+        self._shared, self._shared_read_at = shared, time.monotonic()
+        self._follow_pace()
+
+    def _follow_pace(self) -> None:
+        """Waiting requests re-take their slots once the pace dropped, or grew by PACE_STEP."""
+        rpm, paced = self.limits().requests_per_minute, self._paced_rpm
+        if rpm and (not paced or rpm < paced / PACE_STEP or rpm > paced * PACE_STEP):
+            self._new_pace()
+
+    async def _overshot(self, rpm: float) -> None:
+        """A 429 at this pace: the shared pace drops, unless another 429 of the same overshoot did."""
+        try:
+            shared = await self.store.overshot(rpm)
+        except RateLimitStoreUnavailable:
+            return  # bookkeeping: the next acquire reports the lost store
+        self._follow(shared)
+        if shared.age_seconds == 0:  # this 429 set it
+            pace = self.limits()  # source "429s": later runs start from it (_recall_pace)
+            await _bookkeeping(self.store.learn_limits(pace))
+            self._log(
+                f"HTTP 429 and no per-minute requests limit known: pacing at {pace.requests_per_minute:.0f} "
+                "requests/min (one pace for every process using this provider, model and key)"
+            )
+
+    async def _recall_pace(self, rpm: float | None) -> None:
+        """A pace an earlier process found (remembered with the learned limits), unless the store has a live one."""
+        if rpm and await self.store.shared_pace() is None:
+            await self.store.overshot(rpm / DECREASE_FACTOR)  # the overshoot that the remembered pace followed
+
+
+async def _bookkeeping(write: Awaitable[object]) -> None:
+    """A write after a request: a lost store (the next acquire reports it) must not lose the answer."""
+    with contextlib.suppress(RateLimitStoreUnavailable):
+        await write
 
 
 def _seconds_per_unit(per_minute: float | None) -> float:

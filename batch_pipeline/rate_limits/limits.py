@@ -7,8 +7,13 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
-DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|µs|us|ns|s|m|h)")  # Go's durations, as OpenAI's headers
+DURATION_UNITS = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 0.001, "s": 1, "m": 60, "h": 3600}
+# A limit counted per minute and refilled evenly is whole again `used / limit` of a minute after
+# `used` units went out, whatever its size: a reset longer than that says the window is longer.
+# Twice a minute leaves room for rounding (a whole number remaining, a reset in ms); a daily limit
+# (Groq's requests) shows a window of about 86,400 s.
+LONGEST_MINUTE_WINDOW_SECONDS = 120.0
 
 # "none": the provider's answers announce no limit (and it has not answered 429 yet).
 LimitSource = Literal["configured", "headers", "429s", "none"]
@@ -55,6 +60,28 @@ def exhausted_for_seconds(headers) -> float | None:
     return max(waits) if waits else None
 
 
+def window_seconds(headers, kind: str) -> float | None:
+    """The window the announced x-ratelimit-limit-{kind} is counted over, as far as its reset header
+    tells: None when it cannot (no reset header, or nothing used and a reset within a minute)."""
+    limit = _number(headers.get(f"x-ratelimit-limit-{kind}"))
+    remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
+    reset = parse_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
+    if not limit or reset is None:
+        return None
+    used = limit - remaining if remaining is not None else 0
+    if used > 0:
+        return reset * limit / used
+    return reset if reset > LONGEST_MINUTE_WINDOW_SECONDS else None
+
+
+def per_minute_limit(headers, kind: str) -> float | None:
+    """The announced limit, when its reset header shows a minute window; else None (unknown)."""
+    window = window_seconds(headers, kind)
+    if window is None or window > LONGEST_MINUTE_WINDOW_SECONDS:
+        return None
+    return _number(headers.get(f"x-ratelimit-limit-{kind}"))
+
+
 @dataclass(frozen=True)
 class ProviderLimits:
     """Requests and tokens per minute of one provider, model and key; None: no limit known."""
@@ -65,10 +92,9 @@ class ProviderLimits:
 
     @classmethod
     def from_headers(cls, headers) -> "ProviderLimits":
-        """The limits OpenAI announces in every answer (per minute); empty if the server sends none."""
-        requests = _number(headers.get("x-ratelimit-limit-requests"))
-        tokens = _number(headers.get("x-ratelimit-limit-tokens"))
-        return cls(requests or None, tokens or None, "headers")
+        """The per-minute limits an answer announces (x-ratelimit-*): each only when its reset header
+        shows a minute window, as OpenAI's do. Groq's requests limit is per day: not a pace."""
+        return cls(per_minute_limit(headers, "requests"), per_minute_limit(headers, "tokens"), "headers")
 
     def __bool__(self) -> bool:
         return bool(self.requests_per_minute or self.tokens_per_minute)

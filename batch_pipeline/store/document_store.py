@@ -1,7 +1,8 @@
 """DocumentStore: documents and per-run analysis results in one SQL database (SQLite or PostgreSQL).
 
-Writes never collide between runs: documents are insert-if-absent, and every result row is keyed
-by (run_id, document_id), so a run only ever updates its own rows.
+Writes never collide between runs: documents are insert-if-absent (a document stored without
+content takes the content a later read found), and every result row is keyed by (run_id,
+document_id), so a run only ever updates its own rows.
 """
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,6 +42,17 @@ _RECORD_OUTCOME = (
     analysis_results.update()
     .where(analysis_results.c.run_id == sa.bindparam("_run"), analysis_results.c.document_id == sa.bindparam("_doc"))
     .values({name: sa.bindparam(name) for name in [*AnalysisOutcome.model_fields, "finished_at"]})
+)
+
+
+_d = documents.c
+# A document whose file could not be read or converted is stored without content; a later read
+# that has it fills the row in. "IS NULL" again here: a concurrent run may have filled it first.
+_FILLED_COLUMNS = ["content", "encoding", "converter", "size_bytes"]
+_FILL_CONTENT = (
+    documents.update()
+    .where(_d.document_id == sa.bindparam("_doc"), _d.content.is_(None))
+    .values({name: sa.bindparam(name) for name in _FILLED_COLUMNS})
 )
 
 
@@ -146,7 +158,24 @@ class DocumentStore:
         with self.engine.begin() as conn:
             self._insert_if_absent(conn, batch_runs, [run_row])
             self._insert_if_absent(conn, documents, document_rows)
+            self._fill_missing_content(conn, project, document_rows)
             self._insert_if_absent(conn, analysis_results, result_rows)
+
+    @staticmethod
+    def _fill_missing_content(conn: sa.Connection, project: str, document_rows: list[dict]) -> None:
+        """Stored documents without content (an earlier read or conversion failed) take the content
+        this read found. Only the rows that need it are updated, in document_id order like the
+        inserts: overlapping registrations on PostgreSQL lock rows in one global order."""
+        # The project's documents without content are few, and their partial index answers at once.
+        query = sa.select(_d.document_id).where(_d.project == project, _d.content.is_(None))
+        empty = set(conn.scalars(query))
+        fills = [
+            {"_doc": row["document_id"], **{name: row[name] for name in _FILLED_COLUMNS}}
+            for row in document_rows
+            if row["content"] is not None and row["document_id"] in empty
+        ]
+        if fills:
+            conn.execute(_FILL_CONTENT, fills)
 
     def _insert_if_absent(self, conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
         if not rows:

@@ -22,15 +22,32 @@ def open_run_budget(store: DocumentStore, run_id: str, max_cost_usd: float) -> N
         pass  # a concurrent step created it first
 
 
-def reserve(store: DocumentStore, run_id: str, usd: float, force: bool = False) -> bool:
-    """Take usd out of the run's budget for a request about to be sent; False when it does not fit.
-    force: for requests already sent (by a run that died), whether they fit or not."""
+def _within(statement, usd: float, cap: float | None):
+    """Where spent + reserved + usd stays within the budget (and cap), and spent has not reached it."""
+    b = run_budgets.c
+    for limit in (b.max_cost_usd, cap) if cap is not None else (b.max_cost_usd,):
+        statement = statement.where(b.spent_usd < limit, b.spent_usd + b.reserved_usd + usd <= limit + TOLERANCE_USD)
+    return statement
+
+
+def reserve(store: DocumentStore, run_id: str, usd: float, force: bool = False, cap: float | None = None) -> bool:
+    """Take usd out of the run's budget for a request about to be sent; False when it does not fit, and
+    always once the spend has reached the budget (an answer can cost more than its reservation).
+    force: for requests already sent (by a run that died), whether they fit or not. cap: the
+    reserving run's own max_cost_usd, which it never passes either (its budget may be an earlier run's)."""
     b = run_budgets.c
     statement = run_budgets.update().where(b.run_id == run_id).values(reserved_usd=b.reserved_usd + usd)
     if not force:
-        statement = statement.where(b.spent_usd + b.reserved_usd + usd <= b.max_cost_usd + TOLERANCE_USD)
+        statement = _within(statement, usd, cap)
     with store.engine.begin() as conn:
         return conn.execute(statement).rowcount == 1
+
+
+def fits(store: DocumentStore, run_id: str, usd: float, cap: float | None = None) -> bool:
+    """Whether reserve would take usd now (reserving nothing)."""
+    query = _within(sa.select(sa.func.count()).where(run_budgets.c.run_id == run_id), usd, cap)
+    with store.engine.connect() as conn:
+        return conn.scalar(query) == 1
 
 
 def settle(store: DocumentStore, run_id: str, reserved_usd: float, spent_usd: float) -> None:
