@@ -16,6 +16,7 @@ LOCAL_AI_MODEL = "local"
 MODEL_KEY_TAG = "batch_pipeline/model_key"
 AI_MODEL_TAG = "batch_pipeline/ai_model"
 TRIGGER_TAG = "batch_pipeline/trigger"  # which sensor or schedule launched the run
+RESUMED_FROM_TAG = "batch_pipeline/resumed_from"  # the run `batch-pipeline resume` finished
 # A run's priority orders it twice: in Dagster's run queue (`dagster/priority`: higher starts first)
 # and, on the Celery executor, on the broker (`dagster-celery/run_priority`, added to each step's
 # default of 5: RabbitMQ hands a high run's steps (9) to workers before a normal (5) or low (1) one's).

@@ -83,6 +83,17 @@ def source_roots() -> list[Path]:
     return [root.resolve() for root in [*(listed or [source_root()]), inbox_dir(), sweep_dir()]]
 
 
+def is_private(path: Path) -> bool:
+    """Whether a resolved path lies in the deployment's own data, which no source may read even
+    inside an allowed root: the data folder (the store, every run's reports) or $DAGSTER_HOME,
+    outside the inbox and sweep folders."""
+    own = [data_dir(), *([Path(os.environ["DAGSTER_HOME"])] if os.environ.get("DAGSTER_HOME") else [])]
+    triggers = [inbox_dir().resolve(), sweep_dir().resolve()]
+    return any(path.is_relative_to(folder.expanduser().resolve()) for folder in own) and not any(
+        path.is_relative_to(folder) for folder in triggers
+    )
+
+
 def excluded_patterns() -> list[str]:
     """Glob patterns (``$BATCH_PIPELINE_EXCLUDE``, comma-separated) of source entries the deployment
     does not read: each one found is listed as skipped."""

@@ -75,6 +75,11 @@ class BatchRequest(BaseModel):
             found.append(f"max_cost_usd must be more than 0, got {self.max_cost_usd}")
         if problem := source_problem(self.source, self.documents):
             found.append(problem)
+        for deployment_setting in (settings.max_findings, settings.conversion_memory_mb):
+            try:  # the deployment's: a bad value fails the launch, not each document after it was paid for
+                deployment_setting()
+            except ValueError as e:
+                found.append(str(e))
         for name, value in [("project", self.project), ("context.ai_model", self.context.ai_model),
                             ("context.custom_instructions", self.context.custom_instructions)]:  # fmt: skip
             if not _is_unicode(value):

@@ -5,12 +5,11 @@ import os
 
 import dagster as dg
 
-from batch_pipeline.context import PRIORITY_TAG
+from batch_pipeline.context import PRIORITY_TAG, RESUMED_FROM_TAG
 from batch_pipeline.costs.spend import BUDGET_RUN_TAG
 from batch_pipeline.defs.ops.analysis import STOPPED_TAG
 from batch_pipeline.store import DocumentStore
 
-RESUMED_FROM_TAG = "batch_pipeline/resumed_from"
 IN_PROGRESS = {dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING}
 RESUMABLE = IN_PROGRESS | {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 

@@ -125,5 +125,6 @@ class Hold:
 
     def _close(self, cost: float) -> None:
         if self._open:
-            self._open = False
+            # Closed once the store has it: a failed write leaves the hold to be kept at its worst case on exit.
             settle(self._spend.store, self._spend.run_id, self._usd, cost)
+            self._open = False

@@ -7,7 +7,7 @@ import errno
 import fnmatch
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,7 @@ class WalkRules:
     link_roots: Sequence[Path] = ()  # with follow_symlinks: where a link may lead (resolved paths)
     excluded: Sequence[str] = ()  # the deployment's glob patterns, matched on the relative path and the name
     own_folders: Mapping[str, str] = field(default_factory=dict)  # top-level name -> why it is not read
+    is_private: Callable[[Path], bool] = lambda path: False  # the deployment's own data: never read
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,12 @@ def _not_read(name: str, top_level: bool, rules: WalkRules) -> str:
     return ""
 
 
+def _private(path: Path, rules: WalkRules) -> str:
+    return (
+        "the deployment's own data (the store, reports or Dagster's home): never read" if rules.is_private(path) else ""
+    )
+
+
 def walk_folder(folder: Path, rules: WalkRules | None = None) -> tuple[list[FolderFile], list[SkippedEntry]]:
     """The regular files under ``folder`` (hidden ones included), sorted by name, and the entries
     skipped on the way, with the reason for each."""
@@ -90,7 +97,7 @@ def walk_folder(folder: Path, rules: WalkRules | None = None) -> tuple[list[Fold
         for entry in entries:
             name = prefix + entry.name
             shown = printable(name)
-            if reason := _not_read(name, not prefix, rules):
+            if reason := _not_read(name, not prefix, rules) or _private(Path(entry.path), rules):
                 skipped.append(SkippedEntry(shown, reason))
                 continue
             try:
@@ -116,31 +123,42 @@ def walk_folder(folder: Path, rules: WalkRules | None = None) -> tuple[list[Fold
 
 
 def _inspect(entry: os.DirEntry, root: Path, rules: WalkRules) -> tuple[os.stat_result | None, str]:
-    """(stat of what the entry stands for, "") or (None, why it is skipped)."""
+    """(stat of what the entry stands for, "") or (None, why it is skipped). A link that leads where
+    the source may not read is refused before its target is looked at: the reason tells nothing of it."""
     if not entry.is_symlink():
         return entry.stat(follow_symlinks=False), ""
     try:
-        target = Path(entry.path).resolve(strict=True)
+        target = Path(entry.path).resolve()
+    except (RuntimeError, OSError):
+        return None, "a symbolic link loop"
+    if not readable_target(target, root, rules):
+        if not rules.follow_symlinks:
+            return (
+                None,
+                "a symbolic link out of the folder (follow_symlinks: true reads it if it leads into an allowed one)",
+            )
+        return (
+            None,
+            "a symbolic link out of the folders this deployment allows sources in ($BATCH_PIPELINE_SOURCE_ROOTS)",
+        )
+    try:
+        info = os.stat(target)
     except FileNotFoundError:
         return None, "a broken symbolic link (its target does not exist)"
-    except RuntimeError:
-        return None, "a symbolic link loop"
     except OSError as e:
         if e.errno == errno.ELOOP:
             return None, "a symbolic link loop"
         return None, f"a symbolic link that cannot be followed: {e.strerror}"
-    if not target.is_relative_to(root):
-        if not rules.follow_symlinks:
-            return (
-                None,
-                f"a symbolic link to {printable(str(target))}, outside the folder (follow_symlinks: true reads it)",
-            )
-        if not any(target.is_relative_to(allowed) for allowed in rules.link_roots):
-            return (
-                None,
-                "a symbolic link out of the folders this deployment allows sources in ($BATCH_PIPELINE_SOURCE_ROOTS)",
-            )
-    info = os.stat(target)
     if stat.S_ISDIR(info.st_mode) and not rules.follow_symlinks:
         return None, "a symbolic link to a folder (follow_symlinks: true walks it)"
     return info, ""
+
+
+def readable_target(target: Path, root: Path, rules: WalkRules) -> bool:
+    """Whether a resolved path may be read from the folder ``root``: inside it, or with
+    follow_symlinks inside an allowed folder; never in the deployment's own data."""
+    if rules.is_private(target):
+        return False
+    if target.is_relative_to(root):
+        return True
+    return rules.follow_symlinks and any(target.is_relative_to(allowed) for allowed in rules.link_roots)

@@ -5,6 +5,7 @@ Plain functions; ``defs/triggers/inbox_sensor.py`` wraps them in a Dagster senso
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,11 +118,22 @@ def read_batch_settings(folder: Path, defaults: InboxDefaults) -> tuple[str, Pro
 
 def snapshot(folder: Path, batch: InboxBatch, paths: dict[str, Path]) -> Path:
     """Copy the batch's files aside, so the run reads exactly what was detected even if the inbox
-    changes (read as regular files: a FIFO swapped in since the scan is refused)."""
-    target = folder / SNAPSHOT_DIR / batch.run_key
+    changes (read as regular files: a FIFO swapped in since the scan is refused). Whoever writes to
+    the inbox can foresee the run key: a link planted where the copy goes is never followed."""
+    snapshots = folder / SNAPSHOT_DIR
+    snapshots.mkdir(exist_ok=True)
+    if snapshots.is_symlink() or not snapshots.is_dir():
+        raise OSError(f"{snapshots} is not a folder of the inbox's own")
+    target = snapshots / batch.run_key
+    if target.is_symlink():
+        target.unlink()
+    elif target.exists():
+        shutil.rmtree(target)  # an earlier evaluation's copy of the same files
+    target.mkdir()
     for name in batch.files:
         destination = target / name
         destination.parent.mkdir(parents=True, exist_ok=True)
-        with open_regular(paths[name]) as source, destination.open("wb") as copy:
+        copy_fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with open_regular(paths[name]) as source, os.fdopen(copy_fd, "wb") as copy:
             shutil.copyfileobj(source, copy)
     return target.resolve()

@@ -12,14 +12,15 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
 from batch_pipeline import settings
 from batch_pipeline.conversion.suffixes import CONVERTIBLE_SUFFIXES, READ_SUFFIXES, reading_suffix
-from batch_pipeline.documents.folder import SkippedEntry, WalkRules, printable, walk_folder
+from batch_pipeline.documents.folder import SkippedEntry, WalkRules, printable, readable_target, walk_folder
 from batch_pipeline.outcome import DocumentStatus
 
 READ_CHUNK = 1 << 20
@@ -76,20 +77,40 @@ def _too_large(
     return _failed(filename, DocumentStatus.too_large, reason, str(size).encode() + b"\0" + head[:max_bytes], size)
 
 
-def open_regular(path: Path) -> BinaryIO:
+def open_regular(path: Path, allowed: Callable[[Path], bool] | None = None) -> BinaryIO:
     """Open a file for reading without blocking, refusing anything but a regular file (a FIFO
-    swapped in after the folder was listed would otherwise block the run)."""
+    swapped in after the folder was listed would otherwise block the run) and, with ``allowed``,
+    a file that is no longer where the listing found it (a link swapped in since)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file")
+        if allowed is not None and not allowed(_opened_path(fd, path)):
+            raise OSError("it now leads out of the folders it may be read from (changed since it was listed)")
+    except BaseException:
         os.close(fd)
-        raise OSError("not a regular file")
+        raise
     return os.fdopen(fd, "rb")
 
 
-def read_file(name: str, path: Path, max_bytes: int, limit: str = "max_document_bytes") -> RawDocument:
+def _opened_path(fd: int, path: Path) -> Path:
+    """Where the opened file really is (Linux: what /proc says of the descriptor)."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return path.resolve()
+
+
+def read_file(
+    name: str,
+    path: Path,
+    max_bytes: int,
+    limit: str = "max_document_bytes",
+    allowed: Callable[[Path], bool] | None = None,
+) -> RawDocument:
     """One file, read up to max_bytes + 1 bytes: sizes the OS reports as 0 (/proc) are not trusted."""
     try:
-        with open_regular(path) as f:
+        with open_regular(path, allowed) as f:
             size = os.fstat(f.fileno()).st_size
             if size > max_bytes:
                 return _too_large(name, size, f.read(max_bytes), max_bytes, limit=limit)
@@ -103,19 +124,23 @@ def read_file(name: str, path: Path, max_bytes: int, limit: str = "max_document_
 
 
 def _read_folder(folder: Path, limits: ReadLimits, follow_symlinks: bool) -> SourceContents:
-    rules = WalkRules(follow_symlinks, settings.source_roots(), settings.excluded_patterns())
+    rules = WalkRules(
+        follow_symlinks, settings.source_roots(), settings.excluded_patterns(), is_private=settings.is_private
+    )
     files, skipped = walk_folder(folder, rules)
+    root = folder.resolve()
+    allowed = partial(readable_target, root=root, rules=rules)
     contents = SourceContents(documents=[], skipped=skipped)
     for file in files:
         suffix = reading_suffix(file.path.name)
         if suffix not in READ_SUFFIXES:
             contents.ignored.append(file.name)
         elif suffix in CONVERTIBLE_SUFFIXES:
-            document = read_file(file.name, file.path, limits.max_file_bytes, "max_file_bytes")
+            document = read_file(file.name, file.path, limits.max_file_bytes, "max_file_bytes", allowed)
             document.convert_as = suffix
             contents.documents.append(document)
         else:
-            contents.documents.append(read_file(file.name, file.path, limits.max_document_bytes))
+            contents.documents.append(read_file(file.name, file.path, limits.max_document_bytes, allowed=allowed))
     return contents
 
 
@@ -183,7 +208,7 @@ def _read_jsonl(path: Path, limits: ReadLimits) -> SourceContents:
     # A line may carry a file in base64 (4 characters for 3 bytes, plus the JSON around it).
     max_line = max(limits.max_document_bytes, limits.max_file_bytes * 4 // 3 + 4096)
     try:
-        with open_regular(path) as f:
+        with open_regular(path, allowed_source) as f:
             for line_number, (line, whole) in enumerate(_lines(f, max_line), start=1):
                 label = f"{printable(path.name)}:{line_number}"
                 if not whole:
@@ -221,6 +246,8 @@ def source_problem(source: str | None, inline: Sequence[tuple[str, str]] | None)
         return "No documents: set `source` (a folder or a .jsonl file) or `documents`."
     path = source_path(source)
     roots = settings.source_roots()
+    if settings.is_private(path):
+        return f"Source {source!r} is the deployment's own data (the store, reports or Dagster's home): never read."
     if not any(path.is_relative_to(root) for root in roots):
         # Checked before anything about the path is looked at: a launch learns nothing of what lies outside.
         allowed = ", ".join(str(root) for root in roots)
@@ -241,6 +268,11 @@ def source_problem(source: str | None, inline: Sequence[tuple[str, str]] | None)
     if not stat.S_ISREG(mode):
         return f"Source {source!r} is not a regular file (a FIFO, socket or device is not read)."
     return ""
+
+
+def allowed_source(path: Path) -> bool:
+    """Whether a resolved path may be a source: inside an allowed root, outside the deployment's own data."""
+    return any(path.is_relative_to(root) for root in settings.source_roots()) and not settings.is_private(path)
 
 
 def source_path(source: str) -> Path:

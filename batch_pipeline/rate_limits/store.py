@@ -18,7 +18,7 @@ import hashlib
 import threading
 import time
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from batch_pipeline.rate_limits.adaptive import (
     DECREASE_AT_MOST_EVERY_SECONDS,
@@ -109,10 +109,11 @@ def provider_fingerprint(base_url: str, ai_model: str, api_key: str) -> str:
 
 
 def redacted(url: str) -> str:
-    """The URL with its password, if any, replaced: it goes into error messages."""
-    parts = urlsplit(url)
+    """The URL with its password, if any, replaced and its query left out (redis-py also takes
+    ``?password=``): it goes into error messages."""
+    parts = urlsplit(url)._replace(query="", fragment="")
     if parts.password is None:
-        return url
+        return urlunsplit(parts)
     netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
 
@@ -120,8 +121,11 @@ def redacted(url: str) -> str:
 def _unanswered(url: str, error: BaseException, what: str = "does not answer") -> str:
     """What went wrong, naming the store by its URL without the password (also not in the error's text)."""
     message = f"the rate-limit store at {redacted(url)} {what} ({type(error).__name__}: {error})"
-    password = urlsplit(url).password
-    return message.replace(password, "***") if password else message
+    parts = urlsplit(url)
+    for password in [parts.password, *parse_qs(parts.query).get("password", [])]:
+        if password:
+            message = message.replace(password, "***")
+    return message
 
 
 class StoreBreaker:

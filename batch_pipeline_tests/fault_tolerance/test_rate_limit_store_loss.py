@@ -252,3 +252,11 @@ def test_bookkeeping_after_an_answer_survives_a_lost_store_and_the_next_request_
 
     port = free_port()  # nothing listens: connection refused
     assert asyncio.run(run(f"redis://127.0.0.1:{port}/0")) == ProviderLimits()
+
+
+def test_a_password_in_the_stores_url_query_is_never_shown():
+    """redis-py also takes ?password=: a message naming the store shows neither form."""
+    from batch_pipeline.rate_limits.store import redacted
+
+    assert redacted("redis://cache:6379/0?password=hunter2&db=1") == "redis://cache:6379/0"
+    assert redacted("redis://:hunter2@cache:6379/0") == "redis://:***@cache:6379/0"

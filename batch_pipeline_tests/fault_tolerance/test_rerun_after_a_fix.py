@@ -17,7 +17,8 @@ from fpdf import FPDF
 
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.batch.runner import NO_STORED_TEXT, analyze_documents
-from batch_pipeline.cli.recovery import RESUMED_FROM_TAG, resume
+from batch_pipeline.cli.recovery import resume
+from batch_pipeline.context import RESUMED_FROM_TAG
 from batch_pipeline.documents import sources
 from batch_pipeline.outcome import DocumentStatus
 from batch_pipeline.store import DocumentStore

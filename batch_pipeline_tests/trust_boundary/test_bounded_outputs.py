@@ -238,3 +238,25 @@ def test_numbers_stay_numbers_in_the_csv(tmp_path, pipeline_home, instance):
     result = run_job(instance, batch_config(str(corpus)))
     report = pd.read_csv(pipeline_home / "reports" / result.run_id / "results.csv")
     assert pd.api.types.is_float_dtype(report["latency_ms"]) and pd.api.types.is_numeric_dtype(report["attempts"])
+
+
+def test_a_bad_findings_limit_refuses_the_launch_before_anything_is_paid_for(monkeypatch, tmp_path):
+    """$BATCH_PIPELINE_MAX_FINDINGS is read when a result is stored, after an LLM's answer was
+    bought: a value that is not a whole number is named at launch instead, with the other problems."""
+    from batch_pipeline.batch.registration import BatchRequest
+    from batch_pipeline.context import ModelKey, ProcessingContext
+
+    monkeypatch.setenv("BATCH_PIPELINE_MAX_FINDINGS", "lots")
+    request = BatchRequest(
+        project="p",
+        source=str(tmp_path),
+        documents=None,
+        context=ProcessingContext(model_key=ModelKey.content_compliance, ai_model="gpt-test"),
+        partition_size=None,
+        force=False,
+        max_document_bytes=1000,
+        follow_symlinks=False,
+        analysis_timeout_seconds=60,
+        on_document_failure="succeed",
+    )
+    assert any("BATCH_PIPELINE_MAX_FINDINGS" in problem for problem in request.problems())

@@ -174,3 +174,22 @@ def test_hosts_and_folders_are_refused_in_run_config_at_launch(section, instance
     with pytest.raises(dg.DagsterInvalidConfigError, match="unexpected config entry"):
         run_job(instance, {**batch_config(str(corpus)), **section})
     assert instance.get_runs() == []
+
+
+def test_a_budget_tag_set_by_hand_cannot_draw_on_another_runs_budget(pipeline_home, instance, tmp_path):
+    """Tags are the launcher's too: batch_pipeline/budget_of_run naming a run this run does not
+    resume is refused before anything is written (only `batch-pipeline resume` sets it)."""
+    from batch_pipeline.context import RESUMED_FROM_TAG
+    from batch_pipeline.costs.spend import BUDGET_RUN_TAG
+
+    corpus = write_corpus(tmp_path / "corpus", 2)
+    victim = run_job(instance, batch_config(str(corpus), project="victim"))
+    job = defs.resolve_job_def("document_batch_job")
+    for tags in ({BUDGET_RUN_TAG: victim.run_id}, {BUDGET_RUN_TAG: victim.run_id, RESUMED_FROM_TAG: victim.run_id}):
+        forged = job.execute_in_process(
+            run_config=batch_config(str(corpus), project="thief"), instance=instance, tags=tags, raise_on_error=False
+        )
+        assert not forged.success
+        failure = next(e for e in forged.all_events if e.is_step_failure)
+        assert "only `batch-pipeline resume` sets it" in failure.event_specific_data.error.message
+    assert stored_documents() == 2  # the victim's, nothing of the forged runs

@@ -98,4 +98,78 @@ def test_the_default_roots_are_the_source_root_and_the_triggers_folders(tmp_path
     home = (tmp_path / "home").resolve()
     assert settings.source_roots() == [(tmp_path / "repo").resolve(), home / "inbox", home / "sweep"]
     # Not the data folder as a whole: it holds every run's reports and the store.
-    assert "outside" in source_problem(str(tmp_path / "home" / "reports"), None)
+    assert "own data" in source_problem(str(tmp_path / "home" / "reports"), None)
+
+
+def test_the_deployments_own_data_is_never_a_source_even_inside_an_allowed_root(layout, monkeypatch):
+    """The data folder (store, every run's reports) and $DAGSTER_HOME are refused as sources and
+    skipped inside a source folder (make dev's source root, the repository, holds .dagster_home)."""
+    home = layout["allowed"] / ".dagster_home"
+    (home / "batch_pipeline" / "reports" / "run-1").mkdir(parents=True)
+    (home / "batch_pipeline" / "reports" / "run-1" / "summary.md").write_text(MARKER)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("BATCH_PIPELINE_HOME", str(home / "batch_pipeline"))
+    assert "the deployment's own data" in source_problem(".dagster_home/batch_pipeline/reports", None)
+    contents = read_source(".", None, 1000)
+    assert MARKER not in str([d.content for d in contents.documents])
+    assert "the deployment's own data" in {s.name: s.reason for s in contents.skipped}[".dagster_home"]
+
+
+def test_a_file_swapped_for_a_link_after_the_listing_is_not_read(layout, monkeypatch):
+    """Between listing the folder and reading it, a file replaced by a link out of the allowed
+    folders (or a subfolder by a link to one) fails alone as unreadable; its target is not read."""
+    from batch_pipeline.documents import sources
+
+    docs = layout["allowed"] / "docs"
+    (docs / "sub").mkdir()
+    (docs / "sub" / "secret.md").write_text("# inside")
+    listed = sources.walk_folder
+
+    def list_then_swap(folder, rules=None):
+        found = listed(folder, rules)
+        (docs / "a.md").unlink()
+        (docs / "a.md").symlink_to(layout["outside"] / "secret.md")
+        (docs / "sub" / "secret.md").unlink()
+        (docs / "sub").rmdir()
+        (docs / "sub").symlink_to(layout["outside"])
+        return found
+
+    monkeypatch.setattr(sources, "walk_folder", list_then_swap)
+    documents = {d.filename: d for d in read_source("docs", None, 1000).documents}
+    assert set(documents) == {"a.md", "sub/secret.md"}
+    for document in documents.values():
+        assert document.content is None and "leads out" in document.reason
+    assert MARKER not in str(documents)
+
+
+def test_a_link_out_of_the_folder_is_skipped_without_revealing_its_target(layout):
+    docs = layout["allowed"] / "docs"
+    (docs / "passwd.md").symlink_to(layout["outside"] / "secret.md")
+    (docs / "gone.md").symlink_to(layout["outside"] / "no-such-file.md")
+    reasons = {s.name: s.reason for s in read_source("docs", None, 1000).skipped}
+    assert reasons["passwd.md"] == reasons["gone.md"]  # existence outside is not revealed
+    assert str(layout["outside"]) not in str(reasons)
+
+
+def test_a_link_planted_where_the_inbox_copies_a_batch_is_not_followed(tmp_path):
+    """The run key is foreseeable from the files: a link planted at .batches/<run key> pointing out
+    of the inbox receives nothing."""
+    from batch_pipeline.context import ModelKey, ProcessingContext
+    from batch_pipeline.documents.inbox import SNAPSHOT_DIR, InboxBatch, scan, snapshot
+
+    inbox, elsewhere = tmp_path / "inbox", tmp_path / "elsewhere"
+    inbox.mkdir()
+    elsewhere.mkdir()
+    (inbox / "a.md").write_text("# A")
+    scanned = scan(inbox)
+    batch = InboxBatch(
+        project="p",
+        context=ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local"),
+        priority="normal",
+        files=scanned.files,
+    )
+    (inbox / SNAPSHOT_DIR).mkdir()
+    (inbox / SNAPSHOT_DIR / batch.run_key).symlink_to(elsewhere)
+    copied = snapshot(inbox, batch, scanned.paths)
+    assert copied == (inbox / SNAPSHOT_DIR / batch.run_key).resolve() and (copied / "a.md").read_text() == "# A"
+    assert list(elsewhere.iterdir()) == []

@@ -15,7 +15,7 @@ from batch_pipeline.batch.registration import (
     read_batch,
     register_batch,
 )
-from batch_pipeline.context import ProcessingContext
+from batch_pipeline.context import RESUMED_FROM_TAG, ProcessingContext
 from batch_pipeline.costs.prices import PRICES_ENV, price_for, price_table
 from batch_pipeline.costs.spend import BUDGET_RUN_TAG, BudgetExceeded, SpendLimit
 from batch_pipeline.defs.config import BatchConfig
@@ -63,8 +63,8 @@ def create_document_records(
             "custom_instructions are recorded with every result, but the offline analysers (ai_model: local) "
             "do not interpret them."
         )
+    budget_run = _budget_run(context)  # before anything is written: a forged tag is refused
     batch, partitions = _register(document_store.store, context.run_id, request, read, llm.max_concurrent_requests)
-    budget_run = _budget_run(context)
     partitions = [p.model_copy(update={"budget_run_id": budget_run}) for p in partitions]
     seconds = time.monotonic() - started
     if not processing.is_local and needs_llm(document_store.store, context.run_id, partitions):
@@ -147,8 +147,23 @@ def _settle_response_format(
 
 
 def _budget_run(context: dg.OpExecutionContext) -> str:
-    """The run whose max_cost_usd budget this run draws on: its own, or (resumed) the first run's."""
-    return context.run.tags.get(BUDGET_RUN_TAG, context.run_id)
+    """The run whose max_cost_usd budget this run draws on: its own, or (resumed) the first run's.
+    Tags are the launcher's to set: the budget tag is honoured only when the chain of resumed runs
+    leads back to that run with this run's own config, as `batch-pipeline resume` leaves it."""
+    claimed = context.run.tags.get(BUDGET_RUN_TAG)
+    if claimed is None or claimed == context.run_id:
+        return context.run_id
+    run = context.run
+    while (parent_id := run.tags.get(RESUMED_FROM_TAG)) and (parent := context.instance.get_run_by_id(parent_id)):
+        if parent.run_config != context.run.run_config:
+            break
+        if parent.run_id == claimed:
+            return claimed
+        run = parent
+    raise dg.Failure(
+        f"{NOT_SENT}the run's {BUDGET_RUN_TAG} tag names a run this run does not resume; "
+        "only `batch-pipeline resume` sets it"
+    )
 
 
 def _probe_spend(store: DocumentStore, budget_run: str, ai_model: str, max_cost_usd: float) -> SpendLimit:
