@@ -93,10 +93,15 @@ class DocumentStore:
             if conn.dialect.name == "postgresql":
                 # Concurrent CREATE ... IF NOT EXISTS can still race in the catalog; serialize them.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7341002)"))
+            # Only what is missing: CREATE INDEX takes a lock on its table even when the index exists,
+            # and deadlocks against a run already registering into it.
+            inspector = sa.inspect(conn)
             for table in metadata.sorted_tables:
-                conn.execute(CreateTable(table, if_not_exists=True))
+                if not inspector.has_table(table.name):
+                    conn.execute(CreateTable(table, if_not_exists=True))
             for index in indexes:
-                conn.execute(CreateIndex(index, if_not_exists=True))
+                if index.name not in {i["name"] for i in sa.inspect(conn).get_indexes(index.table.name)}:
+                    conn.execute(CreateIndex(index, if_not_exists=True))
             move_context_to_batch_runs(conn)
             add_new_columns(conn)
 

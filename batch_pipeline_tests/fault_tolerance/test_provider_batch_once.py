@@ -345,7 +345,7 @@ def test_a_resume_while_the_original_run_is_still_alive_polls_its_batch(store, l
 def test_a_live_owner_keeps_its_lease_however_long_its_upload_takes(store):
     """Guarantee: an owner renews its lease while it lives, so a run that waits on its record
     never abandons it, however long the upload takes: several leases pass, and one batch is created."""
-    lease = 0.4
+    lease = 1.5  # renewed five times a lease: a stall of a second on a loaded machine still leaves it held
     with server_for() as server:
         ids = register(store, "run-a")
         register(store, "run-b")
@@ -355,7 +355,7 @@ def test_a_live_owner_keeps_its_lease_however_long_its_upload_takes(store):
             owner = asyncio.create_task(deliver(store, server, "run-a", ids, lease_seconds=lease))
             await reached(upload)
             waiting = asyncio.create_task(deliver(store, server, "run-b", ids, lease_seconds=lease))
-            await asyncio.sleep(5 * lease)  # time has to pass for a lease to run out: a sleep is the test
+            await asyncio.sleep(3 * lease)  # time has to pass for a lease to run out: a sleep is the test
             assert states(store, "run-a") == ["preparing"] and server.batch_creations == 0
             upload.open()
             return await owner, await waiting
