@@ -180,6 +180,18 @@ def llm_run(instance, server, corpus, raise_on_error=True, llm_options=None, **o
         return run_job(instance, run_config, raise_on_error=raise_on_error)
 
 
+def stored_document_count() -> int:
+    """Documents in the store of $BATCH_PIPELINE_HOME (or $BATCH_PIPELINE_DATABASE_URL)."""
+    from batch_pipeline import settings
+
+    store = DocumentStore(settings.database_url())
+    try:
+        store.create_schema()
+        return store.count_documents()
+    finally:
+        store.close()
+
+
 def rows_of(run_id: str):
     """A run's result rows from the store in $BATCH_PIPELINE_HOME, by filename."""
     from batch_pipeline import settings

@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 from faker import Faker
@@ -99,9 +100,10 @@ def main(argv: list[str] | None = None) -> dict:
         f"all_files_{cores}_processes_seconds": all_cores,
         "speed_up": round(one / all_cores, 2),
     }
-    with tempfile.TemporaryDirectory() as home:
-        os.environ["BATCH_PIPELINE_HOME"] = home
-        os.environ["BATCH_PIPELINE_SOURCE_ROOTS"] = home
+    with (
+        tempfile.TemporaryDirectory() as home,
+        mock.patch.dict(os.environ, {"BATCH_PIPELINE_HOME": home, "BATCH_PIPELINE_SOURCE_ROOTS": home}),
+    ):
         folder = Path(home) / "drive"
         folder.mkdir()
         for label, datas in files.items():

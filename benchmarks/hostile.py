@@ -9,6 +9,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 from batch_pipeline.analysis.content_compliance import analyse
 from batch_pipeline.documents.sources import read_source
@@ -25,8 +26,7 @@ def main() -> dict:
     urls = " ".join(f"https://example.com/p/{i}" for i in range(30_000))
     email_seconds, email_result = timed(lambda: analyse(emails))
     url_seconds, _ = timed(lambda: analyse(urls))
-    with tempfile.TemporaryDirectory() as folder:
-        os.environ["BATCH_PIPELINE_SOURCE_ROOTS"] = folder
+    with tempfile.TemporaryDirectory() as folder, mock.patch.dict(os.environ, {"BATCH_PIPELINE_SOURCE_ROOTS": folder}):
         with (Path(folder) / "huge.md").open("wb") as f:
             f.truncate(20 * 1024**3)
         sparse_seconds, contents = timed(lambda: read_source(folder, None, 1_000_000))

@@ -6,24 +6,22 @@ import pytest
 
 from batch_pipeline import settings
 from batch_pipeline.definitions import defs
-from batch_pipeline.store import DocumentStore
-from batch_pipeline_tests.conftest import batch_config, llm_endpoint, run_job, with_llm, write_corpus
+from batch_pipeline_tests.conftest import (
+    batch_config,
+    llm_endpoint,
+    run_job,
+    stored_document_count,
+    with_llm,
+    write_corpus,
+)
 from batch_pipeline_tests.fake_openai_server import FakeOpenAIServer
+from batch_pipeline_tests.trust_boundary.schema_fields import leaves
 
 
 @pytest.fixture
 def key(monkeypatch) -> str:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
     return "sk-test-key"
-
-
-def stored_documents() -> int:
-    store = DocumentStore(settings.database_url())
-    try:
-        store.create_schema()
-        return store.count_documents()
-    finally:
-        store.close()
 
 
 def test_run_config_cannot_name_the_key_or_where_the_store_lives(pipeline_home, instance, key, tmp_path):
@@ -61,7 +59,7 @@ def test_an_endpoint_the_deployment_did_not_allow_is_refused_before_any_request(
         assert attacker.requests == [] and deployment.requests == []
     for run in instance.get_runs():
         assert not any("sk-other-secret" in (e.message or "") for e in instance.all_logs(run.run_id))
-    assert stored_documents() == 0
+    assert stored_document_count() == 0
 
 
 def test_an_endpoint_the_deployment_allows_may_be_chosen(pipeline_home, instance, key, tmp_path, monkeypatch):
@@ -133,20 +131,8 @@ TEXT_FIELDS = {
 }
 
 
-def text_fields(config_type, path: tuple = ()) -> list[str]:
-    if isinstance(config_type, dg.Shape | dg.Permissive | dg.Selector):
-        assert not isinstance(config_type, dg.Permissive), f"{'.'.join(path)} takes any key"
-        return [
-            found
-            for name, field in config_type.fields.items()
-            for found in text_fields(field.config_type, (*path, name))
-        ]
-    if isinstance(config_type, dg.Noneable | dg.Map):
-        return text_fields(config_type.inner_type, path)
-    if isinstance(config_type, dg.Array):
-        return text_fields(config_type.inner_type, (*path, "[]"))
-    given = getattr(config_type, "given_name", None)
-    return [".".join(path)] if given == "String" else []
+def text_fields(config_type) -> list[str]:
+    return [".".join(path) for path, leaf in leaves(config_type) if getattr(leaf, "given_name", None) == "String"]
 
 
 def test_every_text_field_a_launcher_sets_is_known_to_name_no_host_or_path_of_its_choosing():
@@ -192,4 +178,4 @@ def test_a_budget_tag_set_by_hand_cannot_draw_on_another_runs_budget(pipeline_ho
         assert not forged.success
         failure = next(e for e in forged.all_events if e.is_step_failure)
         assert "only `batch-pipeline resume` sets it" in failure.event_specific_data.error.message
-    assert stored_documents() == 2  # the victim's, nothing of the forged runs
+    assert stored_document_count() == 2  # the victim's, nothing of the forged runs

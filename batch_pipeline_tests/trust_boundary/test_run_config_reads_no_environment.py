@@ -5,11 +5,10 @@ refuses ``{env: NAME}`` at launch, before a run is stored, without the value in 
 import dagster as dg
 import pytest
 
-from batch_pipeline import settings
 from batch_pipeline.definitions import defs
 from batch_pipeline.defs.launch_schema import reads_environment
-from batch_pipeline.store import DocumentStore
-from batch_pipeline_tests.conftest import batch_config, run_job, write_corpus
+from batch_pipeline_tests.conftest import batch_config, run_job, stored_document_count, write_corpus
+from batch_pipeline_tests.trust_boundary.schema_fields import ITEM, leaves
 
 SECRET_NAME = "BATCH_PIPELINE_TEST_DEPLOY_SECRET"
 SECRET_VALUE = "deploy-secret-7c1e"
@@ -19,24 +18,9 @@ def job() -> dg.JobDefinition:
     return defs.resolve_job_def("document_batch_job")
 
 
-ITEM = "[]"  # a path step into an array's items
-
-
-def environment_fields(config_type, path: tuple = ()) -> list[tuple]:
+def environment_fields(config_type) -> list[tuple]:
     """(path, type) of every place in a config schema whose value may be {env: NAME}."""
-    if reads_environment(config_type):
-        return [(path, config_type)]
-    if isinstance(config_type, dg.Shape | dg.Permissive | dg.Selector):
-        return [
-            found
-            for name, field in config_type.fields.items()
-            for found in environment_fields(field.config_type, (*path, name))
-        ]
-    if isinstance(config_type, dg.Noneable | dg.Map):
-        return environment_fields(config_type.inner_type, path)
-    if isinstance(config_type, dg.Array):
-        return environment_fields(config_type.inner_type, (*path, ITEM))
-    return []
+    return [(path, leaf) for path, leaf in leaves(config_type) if reads_environment(leaf)]
 
 
 def placed(path: tuple, value: object) -> object:
@@ -115,12 +99,7 @@ def test_a_secret_named_in_run_config_reaches_no_run_store_or_report(pipeline_ho
             run_job(instance, run_config)
         assert SECRET_VALUE not in str(refusal.value)
     assert instance.get_runs() == []
-    store = DocumentStore(settings.database_url())
-    try:
-        store.create_schema()
-        assert store.count_documents() == 0
-    finally:
-        store.close()
+    assert stored_document_count() == 0
     assert not any(
         SECRET_VALUE in path.read_text(errors="ignore") for path in pipeline_home.rglob("*") if path.is_file()
     )

@@ -9,8 +9,7 @@ import pytest
 
 from batch_pipeline import settings
 from batch_pipeline.documents.sources import SourceError, read_source, source_problem
-from batch_pipeline.store import DocumentStore
-from batch_pipeline_tests.conftest import batch_config, run_job
+from batch_pipeline_tests.conftest import batch_config, run_job, stored_document_count
 
 MARKER = "outside-content-5f2a"
 
@@ -65,12 +64,7 @@ def test_a_run_on_a_source_outside_the_roots_fails_at_launch_with_nothing_writte
     assert "BATCH_PIPELINE_SOURCE_ROOTS" in failure.event_specific_data.error.message
     logs = [e.message or "" for run in instance.get_runs() for e in instance.all_logs(run.run_id)]
     assert not any(MARKER in message for message in logs)
-    store = DocumentStore(settings.database_url())
-    try:
-        store.create_schema()
-        assert store.count_documents() == 0
-    finally:
-        store.close()
+    assert stored_document_count() == 0
 
 
 def test_follow_symlinks_follows_links_only_into_allowed_roots(layout, monkeypatch, tmp_path):
