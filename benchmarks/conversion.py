@@ -101,10 +101,13 @@ def main(argv: list[str] | None = None) -> dict:
         "speed_up": round(one / all_cores, 2),
     }
     with (
-        tempfile.TemporaryDirectory() as home,
-        mock.patch.dict(os.environ, {"BATCH_PIPELINE_HOME": home, "BATCH_PIPELINE_SOURCE_ROOTS": home}),
+        tempfile.TemporaryDirectory() as workdir,
+        # The data folder beside the files, not around them: no source reads the deployment's own data.
+        mock.patch.dict(
+            os.environ, {"BATCH_PIPELINE_HOME": f"{workdir}/pipeline_home", "BATCH_PIPELINE_SOURCE_ROOTS": workdir}
+        ),
     ):
-        folder = Path(home) / "drive"
+        folder = Path(workdir) / "drive"
         folder.mkdir()
         for label, datas in files.items():
             suffix = label.split()[-1]
