@@ -18,6 +18,11 @@ SOURCE_ROOTS_ENV = "BATCH_PIPELINE_SOURCE_ROOTS"
 INBOX_ENV = "BATCH_PIPELINE_INBOX"
 SWEEP_SOURCE_ENV = "BATCH_PIPELINE_SWEEP_SOURCE"
 EXCLUDE_ENV = "BATCH_PIPELINE_EXCLUDE"
+MAX_FINDINGS_ENV = "BATCH_PIPELINE_MAX_FINDINGS"
+DEFAULT_MAX_FINDINGS = 1000
+CONVERSION_MEMORY_ENV = "BATCH_PIPELINE_CONVERSION_MEMORY_MB"
+# One conversion worker per core: two of them on a 2-core, 24 GB host leave most of it to the rest.
+DEFAULT_CONVERSION_MEMORY_MB = 4096
 API_KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 ALLOWED_BASE_URLS_ENV = "BATCH_PIPELINE_LLM_BASE_URLS"
@@ -163,29 +168,21 @@ def celery_queue(requested: str | None = None) -> str:
     return requested or os.environ.get(CELERY_QUEUE_ENV) or DEFAULT_CELERY_QUEUE
 
 
-MAX_FINDINGS_ENV = "BATCH_PIPELINE_MAX_FINDINGS"
-DEFAULT_MAX_FINDINGS = 1000
-
-
 def max_findings() -> int:
     """How many items each list of a stored result keeps (content_compliance's findings,
     document_metadata's headings, links and dates), whatever analysed the document:
     ``$BATCH_PIPELINE_MAX_FINDINGS``, else 1,000. The result records how many more there were."""
-    value = os.environ.get(MAX_FINDINGS_ENV) or str(DEFAULT_MAX_FINDINGS)
-    if not value.strip().isdigit() or int(value) < 1:
-        raise ValueError(f"${MAX_FINDINGS_ENV} is {value!r}; it must be a whole number of at least 1")
-    return int(value)
-
-
-CONVERSION_MEMORY_ENV = "BATCH_PIPELINE_CONVERSION_MEMORY_MB"
-# One conversion worker per core: two of them on a 2-core, 24 GB host leave most of it to the rest.
-DEFAULT_CONVERSION_MEMORY_MB = 4096
+    return _whole_number(MAX_FINDINGS_ENV, DEFAULT_MAX_FINDINGS)
 
 
 def conversion_memory_mb() -> int:
     """The memory (address space) each conversion worker process may use, in MB:
     ``$BATCH_PIPELINE_CONVERSION_MEMORY_MB``, else 4096. A file that needs more fails alone."""
-    value = os.environ.get(CONVERSION_MEMORY_ENV) or str(DEFAULT_CONVERSION_MEMORY_MB)
+    return _whole_number(CONVERSION_MEMORY_ENV, DEFAULT_CONVERSION_MEMORY_MB, " of MB")
+
+
+def _whole_number(env: str, default: int, unit: str = "") -> int:
+    value = os.environ.get(env) or str(default)
     if not value.strip().isdecimal() or int(value) < 1:
-        raise ValueError(f"${CONVERSION_MEMORY_ENV} is {value!r}; it must be a whole number of MB, at least 1")
+        raise ValueError(f"${env} is {value!r}; it must be a whole number{unit}, at least 1")
     return int(value)

@@ -180,6 +180,29 @@ def llm_run(instance, server, corpus, raise_on_error=True, llm_options=None, **o
         return run_job(instance, run_config, raise_on_error=raise_on_error)
 
 
+def register_memos(store: DocumentStore, run_id: str, context, count: int, project: str = "p") -> list[str]:
+    """`count` short documents registered straight into the store for a run (as create_document_records
+    would), for tests of what comes after registration; their ids."""
+    from batch_pipeline.documents.vetting import PreparedDocument, document_id
+
+    texts = [f"Write to person{i}@example.com today." for i in range(count)]
+    docs = [
+        PreparedDocument(
+            document_id=document_id(project, f"h{i}"),
+            filename=f"{i}.md",
+            content_hash=f"h{i}",
+            size_bytes=len(text),
+            text=text,
+            encoding="utf-8",
+            problem=None,
+            reason="",
+        )  # fmt: skip
+        for i, text in enumerate(texts)
+    ]
+    store.register_batch(run_id, project, context, docs)
+    return [d.document_id for d in docs]
+
+
 def stored_document_count() -> int:
     """Documents in the store of $BATCH_PIPELINE_HOME (or $BATCH_PIPELINE_DATABASE_URL)."""
     from batch_pipeline import settings

@@ -100,7 +100,7 @@ class DocumentStore:
                 if not inspector.has_table(table.name):
                     conn.execute(CreateTable(table, if_not_exists=True))
             for index in indexes:
-                if index.name not in {i["name"] for i in sa.inspect(conn).get_indexes(index.table.name)}:
+                if index.name not in {i["name"] for i in inspector.get_indexes(index.table.name)}:
                     conn.execute(CreateIndex(index, if_not_exists=True))
             move_context_to_batch_runs(conn)
             add_new_columns(conn)

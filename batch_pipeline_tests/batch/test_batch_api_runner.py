@@ -13,7 +13,6 @@ from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.costs.prices import ModelPrice
 from batch_pipeline.costs.spend import SpendLimit
-from batch_pipeline.documents.vetting import PreparedDocument, document_id
 from batch_pipeline.llm.batch_api import KEY_FIELD, BatchApi
 from batch_pipeline.llm.batch_lines import request_line
 from batch_pipeline.llm.completions import completion_request, sent_body
@@ -24,6 +23,7 @@ from batch_pipeline.llm.settings import LlmApi, LlmSettings
 from batch_pipeline.store.provider_batches import batches_of_run, record_preparing, record_submitted
 from batch_pipeline.store.run_budgets import spend_of
 from batch_pipeline.store.schema import provider_batches
+from batch_pipeline_tests.conftest import register_memos
 from batch_pipeline_tests.fake_openai_server import FakeOpenAIServer
 
 CONTEXT = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="gpt-test")
@@ -45,21 +45,7 @@ def body_for(text: str) -> dict:
 
 
 def register(store, run_id: str, count: int) -> list[str]:
-    docs = [
-        PreparedDocument(
-            document_id=document_id("p", f"h{i}"),
-            filename=f"{i}.md",
-            content_hash=f"h{i}",
-            size_bytes=40,
-            text=f"Write to person{i}@example.com today.",
-            encoding="utf-8",
-            problem=None,
-            reason="",
-        )  # fmt: skip
-        for i in range(count)
-    ]
-    store.register_batch(run_id, "p", CONTEXT, docs)
-    return [d.document_id for d in docs]
+    return register_memos(store, run_id, CONTEXT, count)
 
 
 def finish(store, server, run_id: str, ids: list[str], spend=None) -> tuple[dict[str, int], list[str]]:

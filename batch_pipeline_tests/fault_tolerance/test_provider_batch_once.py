@@ -18,7 +18,6 @@ from batch_pipeline.batch import batch_api_runner
 from batch_pipeline.batch.batch_api_runner import BatchApiRun
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.context import ModelKey, ProcessingContext
-from batch_pipeline.documents.vetting import PreparedDocument, document_id
 from batch_pipeline.llm.batch_api import BatchApi
 from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
@@ -34,7 +33,7 @@ from batch_pipeline.store.provider_batches import (
     take_create_turn,
 )
 from batch_pipeline.store.schema import provider_batches
-from batch_pipeline_tests.conftest import _make_database
+from batch_pipeline_tests.conftest import _make_database, register_memos
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
 
 CONTEXT = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="gpt-test")
@@ -112,21 +111,7 @@ def settings_for(url: str) -> LlmSettings:
 
 
 def register(store: DocumentStore, run_id: str, count: int = DOCUMENTS) -> list[str]:
-    docs = [
-        PreparedDocument(
-            document_id=document_id("p", f"h{i}"),
-            filename=f"{i}.md",
-            content_hash=f"h{i}",
-            size_bytes=40,
-            text=f"Write to person{i}@example.com today.",
-            encoding="utf-8",
-            problem=None,
-            reason="",
-        )  # fmt: skip
-        for i in range(count)
-    ]
-    store.register_batch(run_id, "p", CONTEXT, docs)
-    return [d.document_id for d in docs]
+    return register_memos(store, run_id, CONTEXT, count)
 
 
 async def deliver(store, server, run_id: str, ids: list[str], dying_at: str | None = None, **options) -> dict:

@@ -15,12 +15,18 @@ import yaml
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.batch.runner import analyze_documents
 from batch_pipeline.context import ProcessingContext
-from batch_pipeline.documents.vetting import PreparedDocument, document_id
 from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.settings import LlmSettings
 from batch_pipeline.store import DocumentStore
-from batch_pipeline_tests.conftest import BATCH_PIPELINE, batch_config, dagster_execute, with_llm, write_corpus
+from batch_pipeline_tests.conftest import (
+    BATCH_PIPELINE,
+    batch_config,
+    dagster_execute,
+    register_memos,
+    with_llm,
+    write_corpus,
+)
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
 
 DOCUMENTS = 200
@@ -99,21 +105,7 @@ def _settings(base_url: str, grace: float) -> LlmSettings:
 
 
 def _register(store: DocumentStore, run_id: str, count: int) -> list[str]:
-    documents = [
-        PreparedDocument(
-            document_id=document_id("p", f"h{i}"),
-            filename=f"{i}.md",
-            content_hash=f"h{i}",
-            size_bytes=20,
-            text=f"# Memo {i}\n\nWrite to user{i}@example.com.",
-            encoding="utf-8",
-            problem=None,
-            reason="",
-        )
-        for i in range(count)
-    ]
-    store.register_batch(run_id, "p", CONTEXT, documents)
-    return [d.document_id for d in documents]
+    return register_memos(store, run_id, CONTEXT, count)
 
 
 def _analyse_and_stop(store, server, ids, grace: float, stop_after: float) -> tuple[float, int]:
