@@ -15,10 +15,9 @@ from collections.abc import AsyncIterator, Callable
 import openai
 from openai.types import Batch
 
-from batch_pipeline.batch.batch_spend import BatchSpend
+from batch_pipeline.batch.batch_spend import batch_budget, lines_cost, price_of
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
 from batch_pipeline.batch.runner import texts_to_analyse
-from batch_pipeline.costs.spend import BudgetExceeded
 from batch_pipeline.llm.analyser import LlmAnalyser
 from batch_pipeline.llm.batch_api import TERMINAL, BatchApi, CreateRefused
 from batch_pipeline.llm.batch_lines import LineResult, parse_results, request_line, split_lines
@@ -27,6 +26,7 @@ from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.provider_batches import (
     ABANDONED,
+    COLLECTED,
     LEASE_SECONDS,
     SUBMITTED,
     ProviderBatch,
@@ -39,6 +39,7 @@ from batch_pipeline.store.provider_batches import (
     record_progress,
     record_submitted,
     renew_lease,
+    take_collection,
     take_create_turn,
 )
 
@@ -72,7 +73,6 @@ class BatchApiRun:
         self.statuses: Counter[str] = Counter()
         self.texts: dict[str, str] = {}
         self.todo: set[str] = set()
-        self.spend = BatchSpend(analyser.spend)
         # A retried or redelivered step is another owner: it polls what this one creates, never creates it.
         self.owner = f"{run_id[:60]}/{uuid.uuid4().hex[:16]}"
         # A dead owner's last create request (timeout_seconds at most) ended well before its lease.
@@ -92,6 +92,7 @@ class BatchApiRun:
         self.texts = texts_to_analyse(self.store, self.run_id, sorted(self.todo))
         self.statuses.update([DocumentStatus.analysis_error.value] * len(self.todo - self.texts.keys()))
         self.todo &= self.texts.keys()
+        await self._repair_earlier_answers()
         await self._follow_all(self._place([d for d in self.partition.document_ids if d in self.todo], round_=0))
         return PartitionSummary(
             index=self.partition.index,
@@ -101,6 +102,20 @@ class BatchApiRun:
             skipped_already_done=already_done,
             seconds=round(time.monotonic() - started, 3),
         )
+
+    async def _repair_earlier_answers(self) -> None:
+        """Documents whose answer a stopped run got but did not repair: repaired online from that
+        answer, not sent again."""
+        earlier = self.store.unrepaired_answers(self.run_id, self.context_key, sorted(self.todo))
+        slots = asyncio.Semaphore(max(1, self.analyser.max_concurrency))
+
+        async def repair(document_id: str) -> None:
+            async with slots:
+                outcome = await self.analyser.analyse(self.texts[document_id], self.context, earlier[document_id])
+            self._record(document_id, outcome)
+
+        await asyncio.gather(*(repair(d) for d in earlier))
+        self.todo -= earlier.keys()
 
     def _body(self, document_id: str) -> dict:
         return self.analyser.request_body(self.texts[document_id], self.context)
@@ -129,34 +144,29 @@ class BatchApiRun:
                 f"partition {self.partition.index}: {len(theirs)} documents are already in batch "
                 f"{batch.batch_id or '(being created)'} of run {batch.run_id}: polling it instead of sending them again"
             )
-            for document_id in theirs:  # already sent: counted, fitting or not
-                self.spend.reserve_sent(document_id, self._body(document_id))
         return adopted
 
     def _record_batches(self, document_ids: list[str], round_: int) -> list[ProviderBatch]:
-        """Record batches (this run the owner) for those of the documents that fit the budget and
-        that no other open batch has claimed meanwhile."""
-        lines = []
-        for document_id in document_ids:
-            body = self._body(document_id)
-            if document_id not in self.spend.reserved:
-                try:
-                    self.spend.reserve(document_id, body)
-                except BudgetExceeded as e:
-                    self.refused.add(document_id)
-                    self._record(document_id, AnalysisOutcome(status=DocumentStatus.budget_exceeded, error=str(e)))
-                    continue
-            lines.append((document_id, request_line(document_id, body)))
+        """Record batches (this run the owner) for those of the documents that no other open batch
+        has claimed meanwhile and whose worst case fits the budget (reserved with the record)."""
+        bodies = {d: self._body(d) for d in document_ids}
+        lines = [(d, request_line(d, body)) for d, body in bodies.items()]
         recorded = []
         for chunk in split_lines(lines):
             ids = [custom_id for custom_id, _ in chunk]
-            row = record_preparing(
-                self.store, self.endpoint, self.context_key, self.run_id, round_, ids, self.owner, self.lease_seconds
-            )
-            if row is not None:
-                claimed = set(row.document_ids)
+            budget = batch_budget(self.analyser.spend, {d: bodies[d] for d in ids})
+            done = record_preparing(
+                self.store, self.endpoint, self.context_key, self.run_id, round_, ids, self.owner, self.lease_seconds,
+                budget,
+            )  # fmt: skip
+            for document_id in done.over_budget:
+                self.refused.add(document_id)
+                reason = self.analyser.spend.exceeded(budget.worst_case_usd[document_id])
+                self._record(document_id, AnalysisOutcome(status=DocumentStatus.budget_exceeded, error=reason))
+            if done.batch is not None:
+                claimed = set(done.batch.document_ids)
                 self.lines.update((d, line) for d, line in chunk if d in claimed)
-                recorded.append(row)
+                recorded.append(done.batch)
         return recorded
 
     def _still_to_send(self, document_ids: list[str]) -> list[str]:
@@ -167,10 +177,8 @@ class BatchApiRun:
         pending = self.store.pending_document_ids(self.run_id, document_ids)
         hits = {} if self.partition.force else self.store.find_cached(self.run_id, self.context_key, pending)
         self.store.record_cached(self.run_id, hits.values())
-        for document_id in hits:
-            if document_id in self.spend.reserved:
-                self.spend.settle(document_id, None)  # never sent: released
-            self.statuses[DocumentStatus.ok.value] += 1
+        if hits:
+            self.statuses[DocumentStatus.ok.value] += len(hits)
         return [d for d in pending if d not in hits]
 
     async def _follow_all(self, batches: list[ProviderBatch]) -> None:
@@ -193,7 +201,7 @@ class BatchApiRun:
                 return
             row = submitted
         batch = await self._wait_until_done(row)
-        unanswered = await self._collect(row, batch)
+        unanswered = await self._collect_once(row, batch)
         if not unanswered:
             return
         if row.round >= self.analyser.settings.batch_resubmissions:
@@ -315,37 +323,55 @@ class BatchApiRun:
             await asyncio.sleep(wait)
             wait = min(wait * POLL_GROWTH, self.analyser.settings.batch_poll_max_seconds)
 
-    async def _collect(self, row: ProviderBatch, batch: Batch) -> list[str]:
-        """Store the batch's answers (for this run's documents, and for a dead run's that are in it:
-        they were paid for); return this run's documents it left unanswered."""
-        mine = [d for d in row.document_ids if d in self.todo]
+    async def _collect_once(self, row: ProviderBatch, batch: Batch) -> list[str]:
+        """This run's documents the batch left unanswered, once one process has collected it: this
+        one, or another (a redelivery of this step, another run adopting it) that took the
+        collection first. Then what that one stored is taken from the cache, and any answer
+        still to judge here is judged without a repair (the collector paid for repairs)."""
+        while True:
+            if take_collection(self.store, row.batch_key, self.owner, self.lease_seconds):
+                async with self._lease_kept(row.batch_key):
+                    return await self._collect(row, batch, collector=True)
+            if load_batch(self.store, row.batch_key).state == COLLECTED:
+                return await self._collect(row, batch, collector=False)
+            await asyncio.sleep(PREPARING_RECHECK_SECONDS)
+
+    async def _collect(self, row: ProviderBatch, batch: Batch, collector: bool) -> list[str]:
+        """Store the batch's answers (for this run's documents, and, collecting, for a dead run's
+        that are in it: they were paid for); return this run's documents it left unanswered."""
+        candidates = [d for d in row.document_ids if d in self.todo]
+        pending = self.store.pending_document_ids(self.run_id, candidates)
+        # Concluded by another delivery of this step that collected (some of) the batch first.
+        self.statuses.update(self.store.statuses(self.run_id, sorted(set(candidates) - set(pending))))
+        mine = self._still_to_send(pending)
         if batch.status == "failed":
             errors = (batch.errors.data if batch.errors and batch.errors.data else None) or []
             detail = "; ".join(f"{e.code} (line {e.line}): {e.message}" for e in errors[:5]) or "no reason given"
             reason = f"the Batch API refused batch {batch.id}: {detail}"[:1000]
             for document_id in mine:
-                self.spend.settle(document_id, None)
                 self._record(document_id, AnalysisOutcome(status=DocumentStatus.request_error, error=reason))
-            mark_collected(self.store, row.batch_key)
+            if collector:
+                mark_collected(self.store, row.batch_key, self.owner, 0.0)
             return []
         results = parse_results(
             await self.api.download(batch.output_file_id), await self.api.download(batch.error_file_id)
         )
         ended_early = batch.status in UNFINISHED_STATUSES
         unanswered = [d for d in mine if (d not in results and ended_early) or (d in results and results[d].unfinished)]
-        for document_id in mine:
-            self.spend.settle(document_id, results.get(document_id))
         answered = [(self.run_id, d) for d in mine if d not in unanswered]
-        answered += self._answered_for_their_run(row, results, mine)
+        if collector:
+            answered += self._answered_for_their_run(row, results, mine)
         slots = asyncio.Semaphore(max(1, self.analyser.max_concurrency))
 
         async def conclude(run_id: str, document_id: str) -> None:
             async with slots:
-                outcome = await self._outcome(document_id, results.get(document_id), batch.id)
+                outcome = await self._outcome(document_id, results.get(document_id), batch.id, repair=collector)
             self._record(document_id, outcome, run_id)
 
         await asyncio.gather(*(conclude(run_id, d) for run_id, d in answered))
-        mark_collected(self.store, row.batch_key)
+        if collector:
+            cost = lines_cost(price_of(self.analyser.spend, self.context.ai_model), results)
+            mark_collected(self.store, row.batch_key, self.owner, cost)
         return unanswered
 
     def _answered_for_their_run(
@@ -360,7 +386,9 @@ class BatchApiRun:
         self.texts.update(self.store.document_texts(unfinished))
         return [(row.run_id, d) for d in unfinished]
 
-    async def _outcome(self, document_id: str, result: LineResult | None, batch_id: str) -> AnalysisOutcome:
+    async def _outcome(
+        self, document_id: str, result: LineResult | None, batch_id: str, repair: bool
+    ) -> AnalysisOutcome:
         if result is None:
             reason = f"missing from both the output and the error file of batch {batch_id}"
             return AnalysisOutcome(status=DocumentStatus.provider_error, error=reason, llm_api="batch")
@@ -369,7 +397,7 @@ class BatchApiRun:
             status = DocumentStatus.request_error if failed else DocumentStatus.provider_error
             return AnalysisOutcome(status=status, error=result.problem(), llm_api="batch")
         text = self.texts[document_id]
-        return await self.analyser.analyse_batch_answer(text, self.context, result.body, result.request_id)
+        return await self.analyser.analyse_batch_answer(text, self.context, result.body, result.request_id, repair)
 
     def _record(self, document_id: str, outcome: AnalysisOutcome, run_id: str | None = None) -> None:
         self.store.record_outcome(run_id or self.run_id, document_id, outcome)

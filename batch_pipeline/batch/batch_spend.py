@@ -1,35 +1,41 @@
-"""max_cost_usd in batch mode: each document is reserved at its worst case at the Batch API's price
-when its batch is submitted (or adopted from a run that died: already sent, so reserved whatever
-the budget says), and settled at what its line really cost when the batch is collected."""
+"""max_cost_usd in batch mode: a provider batch's documents are reserved at their worst case at the
+Batch API's price when it is recorded, in the same transaction that claims them; the reservation
+stays with the record (a run that dies leaves it there, and whichever run collects the batch
+settles it at what its lines really cost, once; an abandoned record releases it)."""
 
+from collections.abc import Mapping
+
+from batch_pipeline.costs.prices import ModelPrice, estimate_cost, price_for, price_table
 from batch_pipeline.costs.spend import SpendLimit
 from batch_pipeline.llm.batch_lines import LineResult
 from batch_pipeline.llm.tokens import estimate_request_tokens
+from batch_pipeline.store.provider_batches import BatchBudget
 
 
-class BatchSpend:
-    def __init__(self, spend: SpendLimit | None):
-        self.spend = spend
-        self.reserved: dict[str, float] = {}  # USD held per document sent
+def batch_budget(spend: SpendLimit | None, bodies: Mapping[str, dict]) -> BatchBudget | None:
+    """What record_preparing reserves these documents in (None: the run has no max_cost_usd)."""
+    if spend is None:
+        return None
+    worst = {d: spend.worst_case(estimate_request_tokens(body), "batch") for d, body in bodies.items()}
+    return BatchBudget(spend.run_id, spend.max_cost_usd, worst)
 
-    def reserve(self, document_id: str, body: dict) -> None:
-        """Raises BudgetExceeded when this document's worst case does not fit."""
-        if self.spend is not None:
-            self.reserved[document_id] = self.spend.reserve(estimate_request_tokens(body), "batch")
 
-    def reserve_sent(self, document_id: str, body: dict) -> None:
-        if self.spend is not None and document_id not in self.reserved:
-            self.reserved[document_id] = self.spend.reserve(estimate_request_tokens(body), "batch", force=True)
+def price_of(spend: SpendLimit | None, ai_model: str) -> ModelPrice | None:
+    """The price a batch's lines are settled at: the run's budget's, else the price table's (a
+    run without max_cost_usd may collect a batch that a run with one sent)."""
+    return spend.price if spend is not None else price_for(ai_model, price_table())
 
-    def settle(self, document_id: str, result: LineResult | None) -> None:
-        """What the line really cost replaces its reservation (lines never executed cost nothing)."""
-        if self.spend is None:
-            return
-        reserved = self.reserved.pop(document_id, 0.0)
-        usage = (result.body or {}).get("usage") if result and result.status_code == 200 else None
-        if usage is None:
-            self.spend.release(reserved)
-            return
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        input_tokens, output_tokens = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
-        self.spend.settle(reserved, input_tokens, cached, output_tokens, "batch")
+
+def lines_cost(price: ModelPrice | None, results: Mapping[str, LineResult]) -> float | None:
+    """What the batch's lines cost at the Batch API's price (lines never executed cost nothing);
+    None when the model has no price."""
+    if price is None:
+        return None
+    total = 0.0
+    for result in results.values():
+        usage = (result.body or {}).get("usage") if result.status_code == 200 else None
+        if usage:
+            cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+            input_tokens, output_tokens = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+            total += estimate_cost(price, input_tokens, cached, output_tokens, "batch") or 0.0
+    return total

@@ -80,7 +80,10 @@ class OfflineAnalyser:
         self._characters = 0
         self._chunks: set[asyncio.Task] = set()
 
-    async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome:
+    async def analyse(
+        self, text: str, context: ProcessingContext, earlier_answer: str | None = None
+    ) -> AnalysisOutcome:
+        """(earlier_answer: never given; the offline analysers are never stopped mid-repair.)"""
         loop = asyncio.get_running_loop()
         outcome: asyncio.Future = loop.create_future()
         if len(text) >= CHUNK_CHARACTERS:

@@ -20,7 +20,11 @@ class Analyser(Protocol):
 
     max_concurrency: int
 
-    async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome: ...
+    async def analyse(
+        self, text: str, context: ProcessingContext, earlier_answer: str | None = None
+    ) -> AnalysisOutcome:
+        """earlier_answer: the answer a stopped run got for this document and did not repair."""
+        ...
 
 
 class NothingToSend:
@@ -29,7 +33,9 @@ class NothingToSend:
 
     max_concurrency = 1
 
-    async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome:
+    async def analyse(
+        self, text: str, context: ProcessingContext, earlier_answer: str | None = None
+    ) -> AnalysisOutcome:
         return AnalysisOutcome(
             status=DocumentStatus.request_error,
             error="not sent: its cached result vanished during the run; run the batch again",
@@ -74,6 +80,7 @@ async def analyze_documents(
     texts = texts_to_analyse(store, run_id, todo)
     without_text = len(todo) - len(texts)
     todo = [d for d in todo if d in texts]
+    earlier = store.unrepaired_answers(run_id, context.cache_key(), todo)
 
     statuses: Counter[str] = Counter({DocumentStatus.ok.value: len(hits)} if hits else {})
     statuses.update([DocumentStatus.analysis_error.value] * without_text)
@@ -87,7 +94,10 @@ async def analyze_documents(
         async with semaphore:
             if stopping is not None and stopping.is_set():
                 return
-            outcome = await analyser.analyse(texts[document_id], context)
+            if document_id in earlier:
+                outcome = await analyser.analyse(texts[document_id], context, earlier[document_id])
+            else:
+                outcome = await analyser.analyse(texts[document_id], context)
         await writes.write(document_id, outcome)
         statuses[outcome.status] += 1
         if time.monotonic() - last_report >= PROGRESS_INTERVAL_SECONDS:

@@ -49,7 +49,11 @@ class SpendLimit:
         return usd
 
     def _exceeded(self, usd: float) -> BudgetExceeded:
-        return BudgetExceeded(
+        return BudgetExceeded(self.exceeded(usd))
+
+    def exceeded(self, usd: float) -> str:
+        """Why a request whose worst case is usd was not sent."""
+        return (
             f"not sent: at its worst case (${usd:.6f}) it could take the run's spend past max_cost_usd "
             f"(${self.max_cost_usd}); run the batch again with a higher max_cost_usd to finish it from the cache"
         )

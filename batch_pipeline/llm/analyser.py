@@ -209,19 +209,31 @@ class LlmAnalyser:
         max_tokens = self.settings.max_output_tokens
         return sent_body(completion_request(context.model, context.ai_model, messages, self.mode, max_tokens))
 
-    async def analyse(self, text: str, context: ProcessingContext) -> AnalysisOutcome:
-        return await self._analyse(text, context, batch_answer=None)
+    async def analyse(
+        self, text: str, context: ProcessingContext, earlier_answer: str | None = None
+    ) -> AnalysisOutcome:
+        """earlier_answer: the model's answer to this document in a run stopped before repairing it:
+        repaired from there, not asked again."""
+        if earlier_answer is None:
+            return await self._analyse(text, context, first=None, repair=True)
+        return await self._analyse(text, context, first=_Answer(earlier_answer, None, "stop", None, None), repair=True)
 
     async def analyse_batch_answer(
-        self, text: str, context: ProcessingContext, body: dict, request_id: str | None
+        self, text: str, context: ProcessingContext, body: dict, request_id: str | None, repair: bool = True
     ) -> AnalysisOutcome:
         """An answer the Batch API gave for this document, judged as an online one; a repair, if it
-        needs one, goes online."""
-        return await self._analyse(text, context, batch_answer=(body, request_id))
+        needs one and repair is on, goes online."""
+        return await self._analyse(text, context, first=(body, request_id), repair=repair)
 
     async def _analyse(
-        self, text: str, context: ProcessingContext, batch_answer: tuple[dict, str | None] | None
+        self,
+        text: str,
+        context: ProcessingContext,
+        first: tuple[dict, str | None] | _Answer | None,
+        repair: bool,
     ) -> AnalysisOutcome:
+        """first: the answer to judge before asking anything (a Batch API line's body, or an earlier
+        run's answer); None: ask."""
         started = time.perf_counter()
         usage = _Usage()
         answer: _Answer | None = None
@@ -241,22 +253,24 @@ class LlmAnalyser:
                 attempts=usage.attempts,
                 request_id=answer.request_id if answer else None,
                 answered_by_model=answer.model if answer else None,
-                llm_api="batch" if batch_answer else "online",
+                llm_api="batch" if isinstance(first, tuple) else "online",
             )
 
         try:
             messages = build_messages(context.model, context.custom_instructions, text, self.mode)
-            if batch_answer is None:
+            if first is None:
                 answer = await self._request(messages, context.ai_model, context.model, usage)
+            elif isinstance(first, _Answer):
+                answer = first
             else:
-                body, request_id = batch_answer
+                body, request_id = first
                 completion = ChatCompletion.model_validate(body)
                 usage.add(completion.usage)
                 usage.attempts += 1
                 answer = _answer_of(completion, request_id)
             verdict = self._judge(context.model, answer)
             repairs = 0
-            while verdict.problem is not None and verdict.repairable and repairs < self.settings.max_repairs:
+            while repair and verdict.problem is not None and verdict.repairable and repairs < self.settings.max_repairs:
                 repairs += 1
                 repair = repair_messages(messages, answer.content or "", verdict.problem)
                 answer = await self._request(repair, context.ai_model, context.model, usage)
@@ -268,8 +282,9 @@ class LlmAnalyser:
         except _NotSent:
             if answer is None:
                 return outcome(DocumentStatus.interrupted, NOT_SENT_STOPPED)
-            problem = f"{verdict.problem}; not repaired: the run was stopped"
-            return outcome(verdict.status, problem, raw=answer.content or answer.refusal)
+            # The answer was paid for: kept, for resume to repair instead of asking again.
+            problem = f"{verdict.problem}; not repaired: the run was stopped; `batch-pipeline resume` repairs it"
+            return outcome(DocumentStatus.interrupted, problem, raw=answer.content)
         except NoSlotInTime as e:
             return outcome(DocumentStatus.rate_limited, str(e))
         except BudgetExceeded as e:

@@ -5,6 +5,7 @@ content takes the content a later read found), and every result row is keyed by 
 document_id), so a run only ever updates its own rows.
 """
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -231,6 +232,15 @@ class DocumentStore:
                 found.update(conn.scalars(query))
         return [d for d in document_ids if d in found]
 
+    def statuses(self, run_id: str, document_ids: Sequence[str]) -> Counter[str]:
+        """How many of the documents are in each status in the run."""
+        counts: Counter[str] = Counter()
+        r = analysis_results.c
+        with self.engine.connect() as conn:
+            for chunk in in_chunks(document_ids, 500):
+                counts.update(conn.scalars(sa.select(r.status).where(r.run_id == run_id, r.document_id.in_(chunk))))
+        return counts
+
     def document_texts(self, document_ids: Sequence[str]) -> dict[str, str]:
         texts: dict[str, str] = {}
         with self.engine.connect() as conn:
@@ -278,6 +288,28 @@ class DocumentStore:
                             result=row.result,
                         ),
                     )
+        return found
+
+    def unrepaired_answers(self, run_id: str, context_key: str, document_ids: Sequence[str]) -> dict[str, str]:
+        """The model's answer per document that another run under the same full context was stopped
+        before repairing (interrupted, its paid-for answer kept), the latest first."""
+        r = analysis_results.c
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in in_chunks(document_ids, 500):
+                query = (
+                    sa.select(r.document_id, r.raw_output)
+                    .where(
+                        r.document_id.in_(chunk),
+                        r.context_key == context_key,
+                        r.status == DocumentStatus.interrupted,
+                        r.raw_output.is_not(None),
+                        r.run_id != run_id,
+                    )
+                    .order_by(r.finished_at.desc())
+                )
+                for row in conn.execute(query):
+                    found.setdefault(row.document_id, row.raw_output)
         return found
 
     def record_cached(self, run_id: str, hits: Iterable[CachedResult]) -> None:

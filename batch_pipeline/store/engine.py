@@ -1,9 +1,11 @@
 """The SQLAlchemy engine: PostgreSQL with many-row statements batched; SQLite tuned so concurrent runs wait
 instead of failing."""
 
+import sqlite3
 from pathlib import Path
 
 import sqlalchemy as sa
+import tenacity
 from sqlalchemy.engine import make_url
 
 
@@ -22,9 +24,9 @@ def create_engine(url: str) -> sa.Engine:
         # Autocommit at the driver level so that "begin" below decides how transactions start.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=60000")
+        _use_write_ahead_log(cursor)
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: bulk registration touches many pages
         cursor.close()
 
@@ -35,3 +37,16 @@ def create_engine(url: str) -> sa.Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+# Switching a new file to WAL, or opening one while another process recovers its log, can answer
+# "database is locked" at once, without waiting on busy_timeout; a few short retries ride it out.
+@tenacity.retry(
+    retry=tenacity.retry_if_exception_type(sqlite3.OperationalError),
+    wait=tenacity.wait_random(0.05, 0.5),
+    stop=tenacity.stop_after_delay(60),
+    reraise=True,
+)
+def _use_write_ahead_log(cursor) -> None:
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        cursor.execute("PRAGMA journal_mode=WAL")

@@ -2,6 +2,8 @@
 run draws on one budget. Each change is one conditional UPDATE: two requests can never both take
 the last of it."""
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 
 from batch_pipeline.store.document_store import DocumentStore
@@ -50,16 +52,39 @@ def fits(store: DocumentStore, run_id: str, usd: float, cap: float | None = None
         return conn.scalar(query) == 1
 
 
+def reserve_each(conn: sa.Connection, run_id: str, cap: float, amounts: Sequence[tuple[str, float]]) -> list[str]:
+    """Within the caller's transaction: reserve, in order, each of the amounts that still fits (the
+    budget's row locked meanwhile); the keys of those that did."""
+    b = run_budgets.c
+    row = conn.execute(sa.select(run_budgets).where(b.run_id == run_id).with_for_update()).one()
+    limit = min(row.max_cost_usd, cap)
+    if row.spent_usd >= limit:
+        return []
+    room = limit - row.spent_usd - row.reserved_usd + TOLERANCE_USD
+    taken, total = [], 0.0
+    for key, usd in amounts:
+        if total + usd <= room:
+            taken.append(key)
+            total += usd
+    conn.execute(run_budgets.update().where(b.run_id == run_id).values(reserved_usd=b.reserved_usd + total))
+    return taken
+
+
 def settle(store: DocumentStore, run_id: str, reserved_usd: float, spent_usd: float) -> None:
     """A request's reservation becomes what it really cost."""
+    with store.engine.begin() as conn:
+        settle_in(conn, run_id, reserved_usd, spent_usd)
+
+
+def settle_in(conn: sa.Connection, run_id: str, reserved_usd: float, spent_usd: float) -> None:
+    """settle, within the caller's transaction."""
     b = run_budgets.c
     statement = (
         run_budgets.update()
         .where(b.run_id == run_id)
         .values(reserved_usd=b.reserved_usd - reserved_usd, spent_usd=b.spent_usd + spent_usd)
     )
-    with store.engine.begin() as conn:
-        conn.execute(statement)
+    conn.execute(statement)
 
 
 def spend_of(store: DocumentStore, run_id: str) -> tuple[float, float, float] | None:

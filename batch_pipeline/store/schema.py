@@ -88,7 +88,9 @@ provider_batches = sa.Table(
     sa.Column("round", sa.Integer, nullable=False),  # 0, then 1, 2, ... for documents re-submitted after expiry
     sa.Column("input_file_id", sa.String(200)),
     sa.Column("batch_id", sa.String(200)),
-    sa.Column("state", sa.String(20), nullable=False),  # preparing | creating | submitted | collected | abandoned
+    sa.Column(
+        "state", sa.String(20), nullable=False
+    ),  # preparing | creating | submitted | collecting | collected | abandoned
     sa.Column("provider_status", sa.String(40)),
     sa.Column("request_counts", sa.String(200)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -96,6 +98,10 @@ provider_batches = sa.Table(
     # Who may create it, until when (renewed while that process lives); NULL in stores from before leases.
     sa.Column("owner", sa.String(100)),
     sa.Column("lease_until", sa.DateTime(timezone=True)),
+    # What its lines may cost at worst, held in budget_run_id's budget until it is collected or
+    # abandoned (NULL: sent without a max_cost_usd, or before reservations were kept here).
+    sa.Column("reserved_usd", sa.Float),
+    sa.Column("budget_run_id", sa.String(64)),
 )
 
 provider_batch_documents = sa.Table(

@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from batch_pipeline.batch.batch_api_runner import BatchApiRun
+from batch_pipeline.batch.batch_spend import batch_budget
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.costs.prices import ModelPrice
@@ -80,7 +81,7 @@ def create_at_provider(server, store, key: str, ids: list[str]) -> str:
 def test_a_batch_recorded_before_its_create_is_created_exactly_once(store, owner):
     with FakeOpenAIServer() as server:
         ids = register(store, "first-run", 6)
-        row = record_preparing(store, server.url, CONTEXT.cache_key(), "first-run", 0, ids, "first-run/owner")
+        row = record_preparing(store, server.url, CONTEXT.cache_key(), "first-run", 0, ids, "first-run/owner").batch
         if owner == "died_after_create":
             create_at_provider(server, store, row.batch_key, ids)
         if owner == "died_before_create":  # and its lease has run out
@@ -107,17 +108,29 @@ def test_a_batch_recorded_before_its_create_is_created_exactly_once(store, owner
         assert batch.state == "collected" and batch.batch_id == next(iter(server.batches))
 
 
-def test_a_resumed_run_counts_the_batch_it_adopts_against_its_budget(store):
+def test_a_batch_in_flight_when_its_run_died_is_counted_once_in_the_budget_its_resume_shares(store):
+    """Guarantee: a batch's worst case is reserved with its record, in the run's budget. A run that
+    dies with the batch in flight leaves the reservation there (not lost, not leaked); its resume,
+    drawing on the same budget, adopts the batch without reserving it again, and collecting it
+    settles the reservation at what the lines cost, once. (Before, the reservation lived in the dead
+    process: the budget read it reserved for good, and the resume reserved the batch a second time.)"""
     price = ModelPrice(input=100.0, output=400.0, batch_input=50.0, batch_output=200.0)
     with FakeOpenAIServer() as server:
         ids = register(store, "first-run", 4)
-        row = record_preparing(store, server.url, CONTEXT.cache_key(), "first-run", 0, ids, "first-run/owner")
+        first = SpendLimit(store, "first-run", 1.0, price, max_output_tokens=512)
+        texts = store.document_texts(ids)
+        budget = batch_budget(first, {d: body_for(texts[d]) for d in ids})
+        row = record_preparing(
+            store, server.url, CONTEXT.cache_key(), "first-run", 0, ids, "first-run/owner", budget=budget
+        ).batch
         create_at_provider(server, store, row.batch_key, ids)
+        worst = sum(budget.worst_case_usd.values())
+        assert spend_of(store, "first-run")[2] == pytest.approx(worst), "the dead run's batch stays reserved"
         register(store, "second-run", 4)
-        spend = SpendLimit(store, "second-run", 0.001, price, max_output_tokens=512)  # less than the batch costs
-        counts, _ = finish(store, server, "second-run", ids, spend)
+        resumed = SpendLimit(store, "first-run", 1.0, price, max_output_tokens=512)  # the resume's shared budget
+        counts, _ = finish(store, server, "second-run", ids, resumed)
     assert counts == {"ok": 4} and server.batch_creations == 1
-    budget, spent, in_flight = spend_of(store, "second-run")
+    _, spent, in_flight = spend_of(store, "first-run")
     rows = store.results("second-run")
     paid = (rows["input_tokens"].sum() * 50.0 + rows["output_tokens"].sum() * 200.0) / 1e6
-    assert spent == pytest.approx(paid) and spent > budget and in_flight == pytest.approx(0)
+    assert spent == pytest.approx(paid) and 0 < spent < worst and in_flight == pytest.approx(0)

@@ -18,20 +18,27 @@ from batch_pipeline.batch import batch_api_runner
 from batch_pipeline.batch.batch_api_runner import BatchApiRun
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.costs.prices import ModelPrice
+from batch_pipeline.costs.spend import SpendLimit
 from batch_pipeline.llm.batch_api import BatchApi
 from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.settings import LlmApi, LlmSettings
 from batch_pipeline.store import DocumentStore
+from batch_pipeline.store import provider_batches as provider_batches_module
 from batch_pipeline.store.provider_batches import (
+    BatchBudget,
     abandon_expired,
+    give_up,
     load_batch,
     mark_collected,
     record_preparing,
     record_submitted,
     renew_lease,
+    take_collection,
     take_create_turn,
 )
+from batch_pipeline.store.run_budgets import spend_of
 from batch_pipeline.store.schema import provider_batches
 from batch_pipeline_tests.conftest import _make_database, register_memos
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
@@ -114,13 +121,16 @@ def register(store: DocumentStore, run_id: str, count: int = DOCUMENTS) -> list[
     return register_memos(store, run_id, CONTEXT, count)
 
 
-async def deliver(store, server, run_id: str, ids: list[str], dying_at: str | None = None, **options) -> dict:
+async def deliver(
+    store, server, run_id: str, ids: list[str], dying_at: str | None = None, spend=None, **options
+) -> dict:
     """One delivery of the partition's analysis step, as analyze_partition runs it: its own client,
     and so its own owner. The step's status counts."""
     partition = Partition(index=0, project="p", context=CONTEXT, document_ids=ids,
                           response_format=ResponseFormatMode.json_schema, llm_api=LlmApi.batch)  # fmt: skip
     log: list[str] = []
-    analyser = LlmProvider(settings_for(server.url)).analyser(ResponseFormatMode.json_schema, "gpt-test", log.append)
+    provider = LlmProvider(settings_for(server.url))
+    analyser = provider.analyser(ResponseFormatMode.json_schema, "gpt-test", log.append, spend)
     api = DyingApi(analyser.client, dying_at) if dying_at else BatchApi(analyser.client, 3, 0.1)
     try:
         run = BatchApiRun(store, run_id, partition, analyser, api, server.url, log.append, **options)
@@ -355,7 +365,7 @@ def test_an_abandoned_record_never_moves_again(any_store):
     its lease holds, may move it to creating. Only a record whose lease has run out can be
     abandoned, and only once. Nothing moves an abandoned record again: no create turn, no batch id,
     no collection. Its documents are free for the next record at once."""
-    row = record_preparing(any_store, "http://provider/v1", "context", "run-a", 0, ["d1", "d2"], "owner-a", 60)
+    row = record_preparing(any_store, "http://provider/v1", "context", "run-a", 0, ["d1", "d2"], "owner-a", 60).batch
     key = row.batch_key
     assert not take_create_turn(any_store, key, "owner-b", "file-b", 60), "only the owner may create"
     assert not abandon_expired(any_store, key), "the owner's lease holds"
@@ -367,10 +377,11 @@ def test_an_abandoned_record_never_moves_again(any_store):
     assert abandon_expired(any_store, key)
     assert not abandon_expired(any_store, key), "abandoned by one caller only"
     assert not record_submitted(any_store, key, "batch_1", "validating")
-    mark_collected(any_store, key)
+    assert not take_collection(any_store, key, "owner-a", 60)
+    assert not mark_collected(any_store, key, "owner-a", 0.0)
     now = load_batch(any_store, key)
     assert (now.state, now.batch_id, now.input_file_id) == ("abandoned", None, "file-a")
-    again = record_preparing(any_store, "http://provider/v1", "context", "run-a", 0, ["d1", "d2"], "owner-b", 60)
+    again = record_preparing(any_store, "http://provider/v1", "context", "run-a", 0, ["d1", "d2"], "owner-b", 60).batch
     assert again is not None and again.batch_key != key and sorted(again.document_ids) == ["d1", "d2"]
 
 
@@ -385,7 +396,9 @@ def test_records_made_at_the_same_moment_never_share_a_document(any_store):
 
     def record(ids: list[str]):
         together.wait()
-        return record_preparing(any_store, "http://provider/v1", "context", "run-a", 0, ids, f"owner-{ids[0]}", 60)
+        return record_preparing(
+            any_store, "http://provider/v1", "context", "run-a", 0, ids, f"owner-{ids[0]}", 60
+        ).batch
 
     with ThreadPoolExecutor(len(wanted)) as pool:
         made = [row for row in pool.map(record, wanted) if row is not None]
@@ -393,6 +406,9 @@ def test_records_made_at_the_same_moment_never_share_a_document(any_store):
     assert set(held) == set(documents) and set(held.values()) == {1}
     for row in made:
         assert sorted(load_batch(any_store, row.batch_key).document_ids) == sorted(row.document_ids)
+
+
+NEWER_COLUMNS = ("owner", "lease_until", "reserved_usd", "budget_run_id")
 
 
 def test_a_store_from_before_leases_gets_them_and_its_records_still_expire(tmp_path, request):
@@ -411,7 +427,7 @@ def test_a_store_from_before_leases_gets_them_and_its_records_still_expire(tmp_p
             "provider_batches",
             sa.MetaData(),
             *(sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable) for c in provider_batches.c
-              if c.name not in ("owner", "lease_until")),
+              if c.name not in NEWER_COLUMNS),
         )  # fmt: skip
         now = datetime.now(UTC)
         with engine.begin() as conn:
@@ -426,9 +442,85 @@ def test_a_store_from_before_leases_gets_them_and_its_records_still_expire(tmp_p
         store.create_schema()
         store.create_schema()
         columns = {c["name"] for c in sa.inspect(store.engine).get_columns("provider_batches")}
-        assert {"owner", "lease_until"} <= columns
+        assert set(NEWER_COLUMNS) <= columns
         assert "provider_batch_claims" in sa.inspect(store.engine).get_table_names()
         assert abandon_expired(store, "stale", lease_seconds=600) and not abandon_expired(store, "fresh", 600)
         store.close()
         if drop:
             drop()
+
+
+def test_two_deliveries_that_both_reach_a_batchs_end_collect_it_once(store):
+    """Guarantee: collecting a batch costs money too (each answer that needs a repair gets an online
+    request) and settles its reservation; one process collects it, holding a lease (submitted ->
+    collecting -> collected). A second delivery of the step that reaches the batch's end meanwhile
+    waits, then takes what the collector stored. Here every answer needs a repair: each document
+    is repaired once, and the budget settled once (before, both deliveries repaired every document
+    and both settled the batch)."""
+    price = ModelPrice(input=100.0, output=400.0, batch_input=100.0, batch_output=400.0)  # one rate: one sum
+    with server_for(malformed_rate=1.0) as server:
+        ids = register(store, "run-a")
+
+        async def scenario():
+            budgets = [SpendLimit(store, "run-a", 10.0, price, max_output_tokens=512) for _ in range(2)]
+            return await asyncio.gather(*(deliver(store, server, "run-a", ids, spend=b) for b in budgets))
+
+        first, second = asyncio.run(scenario())
+        repairs = Counter(r.document for r in server.requests if r.is_repair)
+    assert_created_once(server, ids)
+    assert first == second == {"invalid_output": DOCUMENTS}
+    assert len(repairs) == DOCUMENTS and set(repairs.values()) == {1}, repairs
+    rows = store.results("run-a")
+    paid = (rows["input_tokens"].sum() * 100.0 + rows["output_tokens"].sum() * 400.0) / 1e6
+    _, spent, reserved = spend_of(store, "run-a")
+    assert spent == pytest.approx(paid) and reserved == pytest.approx(0)
+    assert states(store, "run-a") == ["collected"]
+
+
+def test_one_collector_at_a_time_and_a_records_reservation_is_settled_or_released_once(any_store):
+    """Guarantee: only one owner collects a batch; another takes over only once the collector's lease
+    has run out, and the one that lost it can no longer mark it collected. A record's reservation
+    (taken with its claims) is settled at the batch's cost when it is collected, released when it is
+    abandoned: once either way."""
+    SpendLimit(any_store, "run-a", 1.0, ModelPrice(input=1.0, output=1.0), max_output_tokens=1)
+    budget = BatchBudget("run-a", 1.0, {"d1": 0.3, "d2": 0.3, "d3": 0.3, "d4": 0.3})
+    made = record_preparing(any_store, "e", "c", "run-a", 0, ["d1", "d2", "d3", "d4"], "owner-a", 60, budget)
+    assert sorted(made.batch.document_ids) == ["d1", "d2", "d3"] and made.over_budget == ["d4"]
+    assert spend_of(any_store, "run-a") == (1.0, 0.0, pytest.approx(0.9))
+    key = made.batch.batch_key
+    assert not take_collection(any_store, key, "owner-b", 60), "no batch id yet"
+    assert record_submitted(any_store, key, "batch_1", "validating")
+    assert take_collection(any_store, key, "owner-b", 60)
+    assert not take_collection(any_store, key, "owner-c", 60), "owner-b collects"
+    assert renew_lease(any_store, key, "owner-b", 60)
+    with any_store.engine.begin() as conn:
+        conn.execute(provider_batches.update().values(lease_until=datetime.now(UTC) - timedelta(seconds=1)))
+    assert take_collection(any_store, key, "owner-c", 60), "owner-b's lease ran out"
+    assert not mark_collected(any_store, key, "owner-b", 0.2)
+    assert mark_collected(any_store, key, "owner-c", 0.25)
+    assert not mark_collected(any_store, key, "owner-c", 0.25)
+    assert spend_of(any_store, "run-a") == (1.0, pytest.approx(0.25), pytest.approx(0.0))
+
+    dropped = record_preparing(
+        any_store, "e", "c", "run-a", 0, ["d5"], "owner-d", 60, BatchBudget("run-a", 1.0, {"d5": 0.5})
+    )
+    assert spend_of(any_store, "run-a")[2] == pytest.approx(0.5)
+    assert give_up(any_store, dropped.batch.batch_key, "owner-d")
+    assert not give_up(any_store, dropped.batch.batch_key, "owner-d")
+    assert spend_of(any_store, "run-a") == (1.0, pytest.approx(0.25), pytest.approx(0.0))
+
+
+def test_leases_are_read_on_the_databases_clock(postgres_store_url, monkeypatch):
+    """Guarantee: on PostgreSQL a lease's end is set and compared with the database's now(), so a
+    worker whose clock runs an hour fast neither takes over a live lease nor loses its own. (On
+    SQLite the store is a file on one machine: its clock is the host's.)"""
+    store = DocumentStore(postgres_store_url)
+    store.create_schema()
+    key = record_preparing(store, "e", "c", "run-a", 0, ["d1"], "owner-a", 60).batch.batch_key
+    real_now = provider_batches_module._now
+    monkeypatch.setattr(provider_batches_module, "_now", lambda: real_now() + timedelta(hours=1))
+    assert not abandon_expired(store, key, 60), "a fast clock took over a live lease"
+    assert take_create_turn(store, key, "owner-a", "file-a", 60), "a fast clock lost its own lease"
+    monkeypatch.setattr(provider_batches_module, "_now", lambda: real_now() - timedelta(hours=1))
+    assert renew_lease(store, key, "owner-a", 60)
+    store.close()

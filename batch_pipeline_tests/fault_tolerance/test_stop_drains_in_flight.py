@@ -144,15 +144,36 @@ def test_answers_slower_than_the_grace_period_are_given_up_and_left_to_resume(st
     assert set(store.status_counts("r1")) <= {"pending", "interrupted"}
 
 
-def test_an_answer_that_needs_a_repair_after_the_stop_is_kept_unrepaired(store, key):
-    """Guarantee: a repair is a new request: after the stop an answer that needs one is stored as it
-    is (invalid_output, saying the stop prevented the repair, its raw output kept), and the requests
-    waiting for their slot are not sent (interrupted)."""
+def test_an_answer_stopped_before_its_repair_is_kept_and_resume_repairs_it_without_asking_again(store, key):
+    """Guarantee: a repair is a new request: after the stop an answer that needs one is not repaired
+    but kept (interrupted, its paid-for raw output stored, the reason saying so), and the requests
+    waiting for their slot are not sent (interrupted). The resumed run repairs that answer from
+    the stored output: one repair request, the document never sent from scratch again."""
     ids = _register(store, "r1", 8)
     with FakeOpenAIServer(Behaviour(latency=1.0, malformed_rate=1.0)) as server:
         _analyse_and_stop(store, server, ids, grace=10.0, stop_after=0.5)  # the lone first request in flight
         assert server.received == 1 and not [r for r in server.requests if r.is_repair]
+        (stopped_document,) = [r.document for r in server.requests]
     rows = store.results("r1")
-    (answered,) = rows[rows["status"] == "invalid_output"].itertuples()
-    assert answered.error.endswith("; not repaired: the run was stopped") and answered.raw_output
-    assert (rows["status"] == "interrupted").sum() == 7
+    assert set(rows["status"]) == {"interrupted"}
+    (answered,) = rows[rows["raw_output"].notna()].itertuples()
+    assert "not repaired: the run was stopped" in answered.error and answered.raw_output.endswith('"oops')
+
+    _register(store, "r2", 8)
+    with FakeOpenAIServer(Behaviour()) as server:
+        partition = Partition(index=0, project="p", context=CONTEXT, document_ids=ids)
+
+        async def resume() -> None:
+            analyser = LlmProvider(_settings(server.url, 10.0)).analyser(
+                ResponseFormatMode.json_schema, "gpt-test", print
+            )
+            try:
+                await analyze_documents(store, "r2", partition, analyser)
+            finally:
+                await analyser.close()
+
+        asyncio.run(resume())
+        sent = collections.Counter((r.document, r.is_repair) for r in server.requests)
+    assert store.status_counts("r2") == {"ok": 8}
+    assert sent[(stopped_document, True)] == 1 and sent[(stopped_document, False)] == 0, sent
+    assert server.received == 8
