@@ -13,19 +13,8 @@ from batch_pipeline import settings
 from batch_pipeline.analysis import REGISTRY, AnalysisModel
 
 LOCAL_AI_MODEL = "local"
-MODEL_KEY_TAG = "batch_pipeline/model_key"
-AI_MODEL_TAG = "batch_pipeline/ai_model"
-TRIGGER_TAG = "batch_pipeline/trigger"  # which sensor or schedule launched the run
-RESUMED_FROM_TAG = "batch_pipeline/resumed_from"  # the run `batch-pipeline resume` finished
-# A run's priority orders it twice: in Dagster's run queue (`dagster/priority`: higher starts first)
-# and, on the Celery executor, on the broker (`dagster-celery/run_priority`, added to each step's
-# default of 5: RabbitMQ hands a high run's steps (9) to workers before a normal (5) or low (1) one's).
-PRIORITY_TAG = "dagster/priority"
-BROKER_PRIORITY_TAG = "dagster-celery/run_priority"
-PRIORITIES = {"high": "10", "normal": "0", "low": "-10"}
-BROKER_PRIORITIES = {"high": "4", "normal": "0", "low": "-4"}
-# Seconds after which the daemon's run monitoring stops a run (instance config: run_monitoring.enabled).
-MAX_RUNTIME_TAG = "dagster/max_runtime"
+# How soon a run should start and its steps be worked on (defs/tags.py says how Dagster and the broker are told).
+PRIORITY_NAMES = ("high", "normal", "low")
 
 # Built from the registry so Dagster refuses an unknown key at launch and the Launchpad offers the choices.
 ModelKey = enum.Enum("ModelKey", {key: key for key in REGISTRY}, type=str)
@@ -64,11 +53,3 @@ class ProcessingContext(BaseModel):
             "ai_model": self.ai_model,
             "custom_instructions": self.custom_instructions,
         }
-
-    def run_tags(self, priority: str | None = None) -> dict[str, str]:
-        """Tags for a run of this context: filterable in the UI, matched by the queue's per-model limits."""
-        tags = {MODEL_KEY_TAG: self.model_key.value, AI_MODEL_TAG: self.ai_model}
-        if priority is not None:
-            tags[PRIORITY_TAG] = PRIORITIES[priority]
-            tags[BROKER_PRIORITY_TAG] = BROKER_PRIORITIES[priority]
-        return tags

@@ -1,8 +1,5 @@
 """The code location: ``batch_pipeline.definitions:defs``."""
 
-import atexit
-import gc
-
 import dagster as dg
 
 from batch_pipeline.defs.assets import analysed_documents
@@ -23,11 +20,3 @@ defs = dg.Definitions(
 def resolve_document_batch_job() -> dg.JobDefinition:
     """The job with its resources, for dagster.build_reconstructable_job (used by `batch-pipeline resume`)."""
     return defs.resolve_job_def(document_batch_job.name)
-
-
-# Every Dagster process of this code location has loaded Dagster's, openai's and pandas' modules
-# by now: hundreds of thousands of objects that live as long as the process. Frozen, the garbage
-# collector stops scanning them during runs, and at exit it skips them instead of spending one to
-# two seconds on them after every `dagster job execute` (docs/benchmarks.md); the OS frees them.
-gc.freeze()
-atexit.register(gc.freeze)

@@ -5,6 +5,14 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 
+class LlmApi(StrEnum):
+    """How documents reach the provider: one request each, or in Batch API files (about half price,
+    answered within 24 h)."""
+
+    online = "online"
+    batch = "batch"
+
+
 class DocumentStatus(StrEnum):
     """A document's status in a run (the README's "Failed documents" table explains each)."""
 
@@ -55,4 +63,4 @@ class AnalysisOutcome(BaseModel):
     attempts: int | None = None
     request_id: str | None = None
     answered_by_model: str | None = None
-    llm_api: str | None = None  # online | batch (the Batch API's price), for an LLM answer
+    llm_api: LlmApi | None = None  # the Batch API's price or the online one, for an LLM answer

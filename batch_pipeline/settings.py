@@ -136,7 +136,7 @@ def _normal(url: str) -> str:
 
 
 def rate_limit_url() -> str | None:
-    """The Redis (``redis://``, ``rediss://``, ``unix://``) that holds the rate budget shared by every
+    """The Redis (``redis://``, ``rediss://``, ``unix://``) that holds the pace shared by every
     process: ``$BATCH_PIPELINE_RATE_LIMIT_URL``; None: each process keeps its own."""
     url = os.environ.get(RATE_LIMIT_URL_ENV) or None
     if url is not None and urlsplit(url).scheme not in ("redis", "rediss", "unix"):

@@ -21,6 +21,14 @@ DAGSTER = str(Path(sys.executable).with_name("dagster"))
 BATCH_PIPELINE = str(Path(sys.executable).with_name("batch-pipeline"))
 
 
+# A subprocess that root runs without root's right to read any file (the tests run as root in CI).
+WITHOUT_READ_OVERRIDE = (
+    ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"]
+    if os.geteuid() == 0
+    else []
+)
+
+
 def _required_service_missing(message: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(message + " (CI=true: tests of real services must run)")
@@ -46,16 +54,34 @@ def source_roots(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def own_rate_budgets(monkeypatch):
-    """Each test starts with no rate budget or learned limit left in this process by another."""
-    from batch_pipeline.rate_limits import store as budget_store
+def own_paces(monkeypatch):
+    """Each test starts with no pace or learned limit left in this process by another."""
+    from batch_pipeline.rate_limits import pace_state
 
-    monkeypatch.setattr(budget_store, "_LOCAL_STORES", {})
+    monkeypatch.setattr(pace_state, "_LOCAL_STATES", {})
     monkeypatch.delenv("BATCH_PIPELINE_RATE_LIMIT_URL", raising=False)
 
 
 # The tests' own Redis database; only it is ever flushed.
 REDIS_TEST_URL = os.environ.get("BATCH_PIPELINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+BROKER_URL = os.environ.get("BATCH_PIPELINE_TEST_BROKER_URL", "pyamqp://guest:guest@127.0.0.1:5672//")
+
+
+@pytest.fixture
+def broker() -> str:
+    """The RabbitMQ the Celery tests and benchmarks use."""
+    import kombu
+
+    connection = kombu.Connection(BROKER_URL, connect_timeout=3)
+    try:
+        connection.ensure_connection(max_retries=1, timeout=3)
+    except Exception as e:
+        _required_service_missing(f"RabbitMQ is not reachable at {BROKER_URL}: {e}")
+    finally:
+        connection.release()
+    return BROKER_URL
 
 
 @pytest.fixture
@@ -322,3 +348,25 @@ def postgres_dagster_url(postgres_server) -> str:
     url, drop = _make_database(postgres_server, "dagster")
     yield url
     drop()
+
+
+@pytest.fixture(scope="module")
+def dagster_services(tmp_path_factory):
+    """dagster-webserver and dagster-daemon on a DAGSTER_HOME of their own, for one test module."""
+    import shutil
+
+    from dagster_graphql import DagsterGraphQLClient
+
+    from batch_pipeline_tests.dagster_services import Services, webserver_and_daemon
+
+    tmp_path = tmp_path_factory.mktemp("services")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home)
+    env = environment_without_settings()
+    env["DAGSTER_HOME"] = str(home)
+    env["BATCH_PIPELINE_INBOX"] = str(tmp_path / "inbox")
+    env["BATCH_PIPELINE_INBOX_INTERVAL_SECONDS"] = "1"
+    with webserver_and_daemon(env, tmp_path) as url:
+        port = int(url.rsplit(":", 1)[1])
+        yield Services(DagsterGraphQLClient("127.0.0.1", port_number=port), port, home, env, tmp_path / "inbox")

@@ -5,7 +5,6 @@ import os
 
 import pytest
 
-from batch_pipeline_tests.test_celery_workers import broker  # noqa: F401 (a fixture)
 from benchmarks.run import main
 
 

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from batch_pipeline_tests.conftest import EXAMPLE_DOCS, _required_service_missing, batch_config
-from batch_pipeline_tests.test_webserver import dagster_services, wait_for_status  # noqa: F401 (fixture)
+from batch_pipeline_tests.dagster_services import wait_for_status
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need the test extra (playwright)")
 
@@ -23,7 +23,7 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def finished_run(dagster_services) -> str:  # noqa: F811
+def finished_run(dagster_services) -> str:
     run_id = dagster_services.client.submit_job_execution(
         "document_batch_job", run_config=batch_config(str(EXAMPLE_DOCS), project="browser")
     )
@@ -33,7 +33,7 @@ def finished_run(dagster_services) -> str:  # noqa: F811
 
 def test_the_asset_page_has_a_definition_partitions_and_the_runs_materialization(
     browser,
-    dagster_services,  # noqa: F811
+    dagster_services,
     finished_run,
 ):
     page = browser.new_page()
@@ -47,7 +47,7 @@ def test_the_asset_page_has_a_definition_partitions_and_the_runs_materialization
     page.get_by_text(finished_run[:8], exact=False).first.wait_for(timeout=30_000)  # the run that produced it
 
 
-def test_report_html_opens_from_disk_with_its_charts_and_fetches_nothing(browser, dagster_services, finished_run):  # noqa: F811
+def test_report_html_opens_from_disk_with_its_charts_and_fetches_nothing(browser, dagster_services, finished_run):
     report = dagster_services.home / "batch_pipeline" / "reports" / finished_run / "report.html"
     page = browser.new_page()
     requested = []

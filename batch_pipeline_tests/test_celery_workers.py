@@ -16,40 +16,24 @@ import dagster as dg
 import pytest
 import yaml
 
-from batch_pipeline.context import BROKER_PRIORITIES, BROKER_PRIORITY_TAG, ModelKey, ProcessingContext
+from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.defs.tags import BROKER_PRIORITIES, BROKER_PRIORITY_TAG, run_tags
 from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import (
     BATCH_PIPELINE,
     REPO_ROOT,
     _make_database,
-    _required_service_missing,
     batch_config,
     dagster_execute,
     environment_without_settings,
     with_llm,
     write_corpus,
 )
+from batch_pipeline_tests.dagster_services import postgres_home, webserver_and_daemon
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
-from batch_pipeline_tests.test_postgres import postgres_home
-from batch_pipeline_tests.test_webserver import webserver_and_daemon
 
-BROKER_URL = os.environ.get("BATCH_PIPELINE_TEST_BROKER_URL", "pyamqp://guest:guest@127.0.0.1:5672//")
 BACKEND_URL = os.environ.get("BATCH_PIPELINE_TEST_CELERY_BACKEND_URL", "redis://127.0.0.1:6379/12")
 CELERY_WORKER_KEY = "Celery worker"  # dagster-celery's engine event metadata: which worker took a step
-
-
-@pytest.fixture
-def broker() -> str:
-    import kombu
-
-    connection = kombu.Connection(BROKER_URL, connect_timeout=3)
-    try:
-        connection.ensure_connection(max_retries=1, timeout=3)
-    except Exception as e:
-        _required_service_missing(f"RabbitMQ is not reachable at {BROKER_URL}: {e}")
-    finally:
-        connection.release()
-    return BROKER_URL
 
 
 @pytest.fixture
@@ -195,7 +179,7 @@ def test_high_priority_run_steps_are_taken_before_those_of_a_low_one_queued_earl
     context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
     low = execute(
         celery_env, batch_config(str(corpus), project="low", partition_size=2), tmp_path / "low.yaml",
-        tags=context.run_tags("low"),
+        tags=run_tags(context, "low"),
     )  # fmt: skip
     with instance_of(celery_env) as instance:
         deadline = time.monotonic() + 120
@@ -204,7 +188,7 @@ def test_high_priority_run_steps_are_taken_before_those_of_a_low_one_queued_earl
             time.sleep(0.2)
         high = execute(
             celery_env, batch_config(str(corpus), project="high", partition_size=10), tmp_path / "high.yaml",
-            tags=context.run_tags("high"),
+            tags=run_tags(context, "high"),
         )  # fmt: skip
         for process in (high, low):
             output, _ = process.communicate(timeout=300)

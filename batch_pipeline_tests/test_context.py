@@ -6,6 +6,7 @@ import pytest
 from batch_pipeline.analysis import REGISTRY, distribution_version
 from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.defs.config import ProcessingContextConfig
+from batch_pipeline.defs.tags import run_tags
 
 
 def make(**overrides) -> ProcessingContext:
@@ -36,7 +37,7 @@ def test_ai_model_has_no_default():
 
 
 def test_run_tags_name_the_model_key_and_ai_model():
-    assert make(ai_model="gpt-x").run_tags() == {
+    assert run_tags(make(ai_model="gpt-x")) == {
         "batch_pipeline/model_key": "content_compliance",
         "batch_pipeline/ai_model": "gpt-x",
     }

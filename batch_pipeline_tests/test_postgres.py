@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.defs.tags import run_tags
 from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import (
     EXAMPLE_COUNT,
@@ -26,22 +27,10 @@ from batch_pipeline_tests.conftest import (
     with_llm,
     write_corpus,
 )
+from batch_pipeline_tests.dagster_services import postgres_home
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
 
 BIN = Path(sys.executable).parent
-DEPLOY_CONFIG = REPO_ROOT / "deploy" / "postgres" / "dagster.yaml"
-
-
-def postgres_home(path: Path, max_concurrent_runs: int | None = None, per_model_limit: int | None = None) -> Path:
-    """A DAGSTER_HOME holding the shipped PostgreSQL instance config, optionally with other limits."""
-    config = yaml.safe_load(DEPLOY_CONFIG.read_text())
-    if max_concurrent_runs is not None:
-        config["concurrency"]["runs"]["max_concurrent_runs"] = max_concurrent_runs
-    if per_model_limit is not None:
-        config["concurrency"]["runs"]["tag_concurrency_limits"][0]["limit"] = per_model_limit
-    path.mkdir()
-    (path / "dagster.yaml").write_text(yaml.safe_dump(config))
-    return path
 
 
 @pytest.fixture
@@ -129,7 +118,7 @@ def test_queue_orders_by_priority_limits_runs_per_ai_model_and_contexts_never_cr
                 max_concurrent_requests=8,
             )  # fmt: skip
             context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model=ai_model)
-            tags = {**context.run_tags(priority), "test_batch": "queue", "letter": letter}
+            tags = {**run_tags(context, priority), "test_batch": "queue", "letter": letter}
             launch_queued(home, pg_env, config, tags, tmp_path / f"queue_{letter}.yaml")
         run_ids = queued_run_ids(instance, "queue")
         assert len(run_ids) == 4

@@ -1,22 +1,12 @@
 """The UI path: dagster-webserver and dagster-daemon load workspace.yaml; a run launched through
 the webserver's GraphQL API (what the Launchpad does) is queued, started and succeeds."""
 
-import contextlib
-import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
 import yaml
 from dagster_graphql import DagsterGraphQLClient
 
@@ -26,107 +16,8 @@ from batch_pipeline_tests.conftest import (
     EXAMPLE_DOCS,
     REPO_ROOT,
     batch_config,
-    environment_without_settings,
 )
-
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)["data"]
-
-
-def wait_for_webserver(port: int, process: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "dagster-webserver exited"
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError("dagster-webserver did not answer")
-
-
-@contextlib.contextmanager
-def webserver_and_daemon(env: dict, tmp_path: Path) -> Iterator[str]:
-    """dagster-webserver (what submit talks to) and dagster-daemon (queue, run monitoring); their URL."""
-    # The instance's storage first, as README says for several processes on a new DAGSTER_HOME: the
-    # webserver and the daemon starting together on empty SQLite storage race to stamp its schema.
-    init = subprocess.run([str(BIN / "batch-pipeline"), "init"], env=env, capture_output=True, text=True, timeout=120)
-    assert init.returncode == 0, init.stdout + init.stderr
-    port = free_port()
-    logs = (tmp_path / "webserver.log").open("w"), (tmp_path / "daemon.log").open("w")
-    processes = [
-        subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO_ROOT, env=env, stdout=logs[0], stderr=subprocess.STDOUT,
-        ),
-        subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=REPO_ROOT, env=env, stdout=logs[1], stderr=subprocess.STDOUT,
-        ),
-    ]  # fmt: skip
-    try:
-        wait_for_webserver(port, processes[0])
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in logs:
-            log.close()
-
-
-@pytest.fixture(scope="module")
-def dagster_services(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("services")
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", home)
-    env = environment_without_settings()
-    env["DAGSTER_HOME"] = str(home)
-    env["BATCH_PIPELINE_INBOX"] = str(tmp_path / "inbox")
-    env["BATCH_PIPELINE_INBOX_INTERVAL_SECONDS"] = "1"
-    with webserver_and_daemon(env, tmp_path) as url:
-        port = int(url.rsplit(":", 1)[1])
-        yield Services(DagsterGraphQLClient("127.0.0.1", port_number=port), port, home, env, tmp_path / "inbox")
-
-
-@dataclass
-class Services:
-    client: DagsterGraphQLClient
-    port: int
-    home: Path
-    env: dict
-    inbox: Path
-
-
-def wait_for_status(get_status, timeout: float = 180) -> str:
-    deadline = time.monotonic() + timeout
-    status = None
-    while time.monotonic() < deadline:
-        status = get_status()
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            return status
-        time.sleep(1)
-    return status
+from batch_pipeline_tests.dagster_services import BIN, Services, free_port, graphql, wait_for_status, wait_for_webserver
 
 
 def test_code_location_loads_and_a_launched_run_succeeds(dagster_services):

@@ -7,7 +7,6 @@ are sent again, up to batch_resubmissions times)."""
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -17,12 +16,12 @@ from openai.types import Batch
 
 from batch_pipeline.batch.batch_spend import batch_budget, lines_cost, price_of
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
-from batch_pipeline.batch.runner import texts_to_analyse
+from batch_pipeline.batch.runner import start_partition
 from batch_pipeline.llm.analyser import LlmAnalyser
 from batch_pipeline.llm.batch_api import TERMINAL, BatchApi, CreateRefused
 from batch_pipeline.llm.batch_lines import LineResult, parse_results, request_line, split_lines
 from batch_pipeline.llm.completions import retryable
-from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
+from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus, LlmApi
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.provider_batches import (
     ABANDONED,
@@ -82,40 +81,25 @@ class BatchApiRun:
         self.following: set[str] = set()  # batch keys
 
     async def analyse(self) -> PartitionSummary:
-        started = time.monotonic()
-        todo = self.store.pending_document_ids(self.run_id, self.partition.document_ids)
-        already_done = len(self.partition.document_ids) - len(todo)
-        hits = {} if self.partition.force else self.store.find_cached(self.run_id, self.context_key, todo)
-        self.store.record_cached(self.run_id, hits.values())
-        self.statuses.update({DocumentStatus.ok.value: len(hits)} if hits else {})
-        self.todo = {d for d in todo if d not in hits}
-        self.texts = texts_to_analyse(self.store, self.run_id, sorted(self.todo))
-        self.statuses.update([DocumentStatus.analysis_error.value] * len(self.todo - self.texts.keys()))
-        self.todo &= self.texts.keys()
-        await self._repair_earlier_answers()
-        await self._follow_all(self._place([d for d in self.partition.document_ids if d in self.todo], round_=0))
-        return PartitionSummary(
-            index=self.partition.index,
-            documents=len(self.partition.document_ids),
-            status_counts=dict(self.statuses),
-            cached=len(hits),
-            skipped_already_done=already_done,
-            seconds=round(time.monotonic() - started, 3),
-        )
+        start = start_partition(self.store, self.run_id, self.partition)
+        self.statuses, self.texts, self.todo = start.statuses, start.texts, set(start.todo)
+        await self._repair(start.earlier_answers)
+        self.todo -= start.earlier_answers.keys()
+        await self._follow_all(self._place([d for d in start.todo if d in self.todo], round_=0))
+        return start.summary()
 
-    async def _repair_earlier_answers(self) -> None:
+    async def _repair(self, earlier_answers: dict[str, str]) -> None:
         """Documents whose answer a stopped run got but did not repair: repaired online from that
         answer, not sent again."""
-        earlier = self.store.unrepaired_answers(self.run_id, self.context_key, sorted(self.todo))
         slots = asyncio.Semaphore(max(1, self.analyser.max_concurrency))
 
         async def repair(document_id: str) -> None:
             async with slots:
-                outcome = await self.analyser.analyse(self.texts[document_id], self.context, earlier[document_id])
+                text = self.texts[document_id]
+                outcome = await self.analyser.analyse(text, self.context, earlier_answers[document_id])
             self._record(document_id, outcome)
 
-        await asyncio.gather(*(repair(d) for d in earlier))
-        self.todo -= earlier.keys()
+        await asyncio.gather(*(repair(d) for d in earlier_answers))
 
     def _body(self, document_id: str) -> dict:
         return self.analyser.request_body(self.texts[document_id], self.context)
@@ -391,11 +375,11 @@ class BatchApiRun:
     ) -> AnalysisOutcome:
         if result is None:
             reason = f"missing from both the output and the error file of batch {batch_id}"
-            return AnalysisOutcome(status=DocumentStatus.provider_error, error=reason, llm_api="batch")
+            return AnalysisOutcome(status=DocumentStatus.provider_error, error=reason, llm_api=LlmApi.batch)
         if result.status_code != 200 or result.body is None:
             failed = result.status_code is not None and result.status_code < 500
             status = DocumentStatus.request_error if failed else DocumentStatus.provider_error
-            return AnalysisOutcome(status=status, error=result.problem(), llm_api="batch")
+            return AnalysisOutcome(status=status, error=result.problem(), llm_api=LlmApi.batch)
         text = self.texts[document_id]
         return await self.analyser.analyse_batch_answer(text, self.context, result.body, result.request_id, repair)
 

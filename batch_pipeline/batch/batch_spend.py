@@ -7,8 +7,10 @@ from collections.abc import Mapping
 
 from batch_pipeline.costs.prices import ModelPrice, estimate_cost, price_for, price_table
 from batch_pipeline.costs.spend import SpendLimit
+from batch_pipeline.costs.usage import BilledTokens
 from batch_pipeline.llm.batch_lines import LineResult
 from batch_pipeline.llm.tokens import estimate_request_tokens
+from batch_pipeline.outcome import LlmApi
 from batch_pipeline.store.provider_batches import BatchBudget
 
 
@@ -16,7 +18,7 @@ def batch_budget(spend: SpendLimit | None, bodies: Mapping[str, dict]) -> BatchB
     """What record_preparing reserves these documents in (None: the run has no max_cost_usd)."""
     if spend is None:
         return None
-    worst = {d: spend.worst_case(estimate_request_tokens(body), "batch") for d, body in bodies.items()}
+    worst = {d: spend.worst_case(estimate_request_tokens(body), LlmApi.batch) for d, body in bodies.items()}
     return BatchBudget(spend.run_id, spend.max_cost_usd, worst)
 
 
@@ -34,8 +36,9 @@ def lines_cost(price: ModelPrice | None, results: Mapping[str, LineResult]) -> f
     total = 0.0
     for result in results.values():
         usage = (result.body or {}).get("usage") if result.status_code == 200 else None
-        if usage:
-            cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-            input_tokens, output_tokens = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
-            total += estimate_cost(price, input_tokens, cached, output_tokens, "batch") or 0.0
+        if billed := BilledTokens.of(usage):
+            cost = estimate_cost(
+                price, billed.input_tokens, billed.cached_input_tokens, billed.output_tokens, LlmApi.batch
+            )
+            total += cost or 0.0
     return total

@@ -14,8 +14,9 @@ from batch_pipeline.costs.prices import estimate_cost, price_for, price_table
 from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.response_format import ResponseFormatMode, response_format
 from batch_pipeline.llm.tokens import estimate_request_tokens, estimate_tokens
+from batch_pipeline.outcome import LlmApi
 from batch_pipeline.store import DocumentStore
-from batch_pipeline.store.response_formats import remembered_response_format
+from batch_pipeline.store.remembered import remembered_response_format
 from batch_pipeline.store.schema import analysis_results, batch_runs, documents
 
 CALIBRATION_ROWS = 500
@@ -92,9 +93,9 @@ def estimate_batch(
     output_tokens = round(output_per_document * len(to_send))
 
     price = price_for(context.ai_model, price_table())
-    online = estimate_cost(price, input_tokens, 0, output_tokens, "online")
+    online = estimate_cost(price, input_tokens, 0, output_tokens, LlmApi.online)
     has_batch_price = price is not None and price.batch_input is not None and price.batch_output is not None
-    batch = estimate_cost(price, input_tokens, 0, output_tokens, "batch") if has_batch_price else None
+    batch = estimate_cost(price, input_tokens, 0, output_tokens, LlmApi.batch) if has_batch_price else None
     return CostEstimate(
         ai_model=context.ai_model,
         llm_api=request.llm_api.value,

@@ -13,11 +13,10 @@ from batch_pipeline.costs.prices import price_for, price_table
 from batch_pipeline.costs.spend import SpendLimit
 from batch_pipeline.llm.batch_api import BatchApi
 from batch_pipeline.llm.provider import LlmProvider
-from batch_pipeline.llm.settings import LlmApi
+from batch_pipeline.outcome import LlmApi
 from batch_pipeline.rate_limits.limits import ProviderLimits
 from batch_pipeline.store import DocumentStore
-from batch_pipeline.store.provider_limits import remember_limits, remembered_limits
-from batch_pipeline.store.response_formats import forget_response_format
+from batch_pipeline.store.remembered import forget_response_format, remember_limits, remembered_limits
 
 
 @dataclass
@@ -60,11 +59,11 @@ async def analyse_partition_with_llm(
         else:
             grace = provider.settings.stop_grace_seconds
             summary = await analyze_documents(store, run_id, partition, analyser, log, stopping, grace)
-        if learned := (await analyser.budget.learned_limits()).to_stored():
+        if learned := (await analyser.pacer.learned_limits()).to_stored():
             remember_limits(store, fingerprint, learned)
     finally:
         await analyser.close()
     if analyser.format_rejected:
         forget_response_format(store, provider.settings.base_url, ai_model)
-    budget = analyser.budget
-    return LlmPartitionResult(summary, budget.limits(), budget.pauses, analyser.format_rejected, budget.store.failure)
+    pacer = analyser.pacer
+    return LlmPartitionResult(summary, pacer.limits(), pacer.pauses, analyser.format_rejected, pacer.failure)

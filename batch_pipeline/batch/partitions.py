@@ -4,7 +4,7 @@ from pydantic import BaseModel
 
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.llm.response_format import ResponseFormatMode
-from batch_pipeline.llm.settings import LlmApi
+from batch_pipeline.outcome import LlmApi
 
 
 class Partition(BaseModel):

@@ -16,7 +16,7 @@ from batch_pipeline.documents.sources import MAX_FILE_BYTES, RawDocument, read_s
 from batch_pipeline.documents.vetting import PreparedDocument, document_id, prepare
 from batch_pipeline.llm.batch_lines import MAX_REQUESTS_PER_BATCH
 from batch_pipeline.llm.response_format import ResponseFormatMode
-from batch_pipeline.llm.settings import LlmApi
+from batch_pipeline.outcome import LlmApi
 from batch_pipeline.store import DocumentStore
 
 

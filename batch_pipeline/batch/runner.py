@@ -5,6 +5,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
@@ -58,6 +59,59 @@ def texts_to_analyse(store: DocumentStore, run_id: str, document_ids: Sequence[s
     return texts
 
 
+@dataclass
+class PartitionStart:
+    """A partition's documents once the cache and the store have had their say: what is left to
+    analyse (with its text, and an earlier run's unrepaired answer where there is one), and the
+    statuses of the rest."""
+
+    partition: Partition
+    started: float
+    already_done: int  # finished in this run by an earlier delivery of the step
+    cached: int
+    todo: list[str]
+    texts: dict[str, str]
+    earlier_answers: dict[str, str]
+    statuses: Counter[str]
+
+    def summary(self) -> PartitionSummary:
+        return PartitionSummary(
+            index=self.partition.index,
+            documents=len(self.partition.document_ids),
+            status_counts=dict(self.statuses),
+            cached=self.cached,
+            skipped_already_done=self.already_done,
+            seconds=round(time.monotonic() - self.started, 3),
+        )
+
+
+def start_partition(store: DocumentStore, run_id: str, partition: Partition) -> PartitionStart:
+    """Skip what this run finished, serve what the result cache holds, fail alone what has no text."""
+    started = time.monotonic()
+    context_key = partition.context.cache_key()
+    pending = store.pending_document_ids(run_id, partition.document_ids)
+    hits = {} if partition.force else store.find_cached(run_id, context_key, pending)
+    store.record_cached(run_id, hits.values())
+    todo = [d for d in pending if d not in hits]
+    texts = texts_to_analyse(store, run_id, todo)
+    statuses: Counter[str] = Counter()
+    if hits:
+        statuses[DocumentStatus.ok.value] = len(hits)
+    if without_text := len(todo) - len(texts):
+        statuses[DocumentStatus.analysis_error.value] = without_text
+    todo = [d for d in todo if d in texts]
+    return PartitionStart(
+        partition=partition,
+        started=started,
+        already_done=len(partition.document_ids) - len(pending),
+        cached=len(hits),
+        todo=todo,
+        texts=texts,
+        earlier_answers=store.unrepaired_answers(run_id, context_key, todo),
+        statuses=statuses,
+    )
+
+
 async def analyze_documents(
     store: DocumentStore,
     run_id: str,
@@ -69,21 +123,15 @@ async def analyze_documents(
 ) -> PartitionSummary:
     """Once ``stopping`` is set, no document starts; those under way get grace_seconds to finish
     (the LLM analyser sends nothing new meanwhile), then are cancelled and left pending."""
-    started = time.monotonic()
-    context = partition.context
-    todo = store.pending_document_ids(run_id, partition.document_ids)
-    already_done = len(partition.document_ids) - len(todo)
-
-    hits = {} if partition.force else store.find_cached(run_id, context.cache_key(), todo)
-    store.record_cached(run_id, hits.values())
-    todo = [d for d in todo if d not in hits]
-    texts = texts_to_analyse(store, run_id, todo)
-    without_text = len(todo) - len(texts)
-    todo = [d for d in todo if d in texts]
-    earlier = store.unrepaired_answers(run_id, context.cache_key(), todo)
-
-    statuses: Counter[str] = Counter({DocumentStatus.ok.value: len(hits)} if hits else {})
-    statuses.update([DocumentStatus.analysis_error.value] * without_text)
+    start = start_partition(store, run_id, partition)
+    context, todo, texts, earlier, statuses = (
+        partition.context,
+        start.todo,
+        start.texts,
+        start.earlier_answers,
+        start.statuses,
+    )
+    counted_before = statuses.total()
     semaphore = asyncio.Semaphore(max(1, analyser.max_concurrency))
     last_report = time.monotonic()
 
@@ -102,22 +150,15 @@ async def analyze_documents(
         statuses[outcome.status] += 1
         if time.monotonic() - last_report >= PROGRESS_INTERVAL_SECONDS:
             last_report = time.monotonic()
-            done = statuses.total() - len(hits) - without_text
-            rate = done / (last_report - started)
+            done = statuses.total() - counted_before
+            rate = done / (last_report - start.started)
             log(f"partition {partition.index}: {done}/{len(todo)} analysed, {rate:.1f} docs/s")
 
     try:
         await _finish([asyncio.ensure_future(run_one(d)) for d in todo], stopping, grace_seconds)
     finally:
         writes.flush()  # a stopped run keeps every outcome already known before its rows are marked
-    return PartitionSummary(
-        index=partition.index,
-        documents=len(partition.document_ids),
-        status_counts=dict(statuses),
-        cached=len(hits),
-        skipped_already_done=already_done,
-        seconds=round(time.monotonic() - started, 3),
-    )
+    return start.summary()
 
 
 async def _finish(tasks: list[asyncio.Task], stopping: asyncio.Event | None, grace_seconds: float) -> None:

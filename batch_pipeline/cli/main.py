@@ -12,7 +12,8 @@ from pathlib import Path
 import yaml
 
 from batch_pipeline.analysis import REGISTRY
-from batch_pipeline.context import MAX_RUNTIME_TAG, ModelKey, ProcessingContext
+from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.defs.tags import MAX_RUNTIME_TAG
 
 
 def cmd_results(args: argparse.Namespace) -> int:

@@ -5,9 +5,7 @@ import os
 
 import dagster as dg
 
-from batch_pipeline.context import PRIORITY_TAG, RESUMED_FROM_TAG
-from batch_pipeline.costs.spend import BUDGET_RUN_TAG
-from batch_pipeline.defs.ops.analysis import STOPPED_TAG
+from batch_pipeline.defs.tags import BUDGET_RUN_TAG, PRIORITY_TAG, RESUMED_FROM_TAG, STOPPED_TAG
 from batch_pipeline.store import DocumentStore
 
 IN_PROGRESS = {dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING}

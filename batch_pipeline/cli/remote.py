@@ -11,6 +11,7 @@ from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.defs.config import batch_run_config
 from batch_pipeline.defs.job import document_batch_job
+from batch_pipeline.defs.tags import run_tags
 
 REACHABILITY_TIMEOUT_SECONDS = 10
 
@@ -74,7 +75,7 @@ def submission(
     project: str, path: str, context: ProcessingContext, priority: str, executor: str | None = None
 ) -> tuple[dict, dict[str, str]]:
     """The run config and tags of a submitted batch."""
-    return batch_run_config(project, path, context, executor), context.run_tags(priority)
+    return batch_run_config(project, path, context, executor), run_tags(context, priority)
 
 
 def submit(url: str, run_config: dict, tags: dict[str, str]) -> str:

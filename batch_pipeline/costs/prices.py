@@ -12,6 +12,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel
 
+from batch_pipeline.outcome import LlmApi
+
 PRICES_ENV = "BATCH_PIPELINE_PRICES"
 
 
@@ -24,10 +26,10 @@ class ModelPrice(BaseModel):
     batch_cached_input: float | None = None  # None: cached input costs batch_input in the Batch API
     batch_output: float | None = None
 
-    def rates(self, llm_api: str = "online") -> tuple[float, float, float]:
+    def rates(self, llm_api: LlmApi = LlmApi.online) -> tuple[float, float, float]:
         """USD per million (uncached input, cached input, output) tokens through this API."""
         cached = self.input if self.cached_input is None else self.cached_input
-        if llm_api != "batch" or self.batch_input is None or self.batch_output is None:
+        if llm_api is not LlmApi.batch or self.batch_input is None or self.batch_output is None:
             return self.input, cached, self.output
         batch_cached = self.batch_input if self.batch_cached_input is None else self.batch_cached_input
         return self.batch_input, batch_cached, self.batch_output
@@ -58,7 +60,11 @@ def price_for(model: str, table: dict[str, ModelPrice]) -> ModelPrice | None:
 
 
 def estimate_cost(
-    price: ModelPrice | None, input_tokens: int, cached_input_tokens: int, output_tokens: int, llm_api: str = "online"
+    price: ModelPrice | None,
+    input_tokens: int,
+    cached_input_tokens: int,
+    output_tokens: int,
+    llm_api: LlmApi = LlmApi.online,
 ) -> float | None:
     if price is None:
         return None

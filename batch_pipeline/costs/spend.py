@@ -8,10 +8,12 @@ request's rate-limit slot has come (requests waiting for theirs hold nothing): h
 ends — answered, refused, timed out, cancelled — it is settled, released or kept; none is left
 behind to starve the rest of the run.
 
-A resumed run draws on the budget of the run it resumes (BUDGET_RUN_TAG names it): a run and its
+A resumed run draws on the budget of the run it resumes (the run's budget_of_run tag names it): a run and its
 resumes share one max_cost_usd."""
 
 from batch_pipeline.costs.prices import ModelPrice, estimate_cost
+from batch_pipeline.costs.usage import BilledTokens
+from batch_pipeline.outcome import LlmApi
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.run_budgets import fits, open_run_budget, reserve, settle
 
@@ -19,8 +21,6 @@ from batch_pipeline.store.run_budgets import fits, open_run_budget, reserve, set
 # differences): the worst case takes a margin on top of the messages and the response format.
 INPUT_MARGIN = 1.25
 INPUT_MARGIN_TOKENS = 64
-# The run whose budget a run draws on, when not its own: `batch-pipeline resume` sets it.
-BUDGET_RUN_TAG = "batch_pipeline/budget_of_run"
 
 
 class BudgetExceeded(Exception):
@@ -36,15 +36,14 @@ class SpendLimit:
         self.price, self.max_output_tokens = price, max_output_tokens
         open_run_budget(store, run_id, max_cost_usd)
 
-    def worst_case(self, estimated_input_tokens: int, llm_api: str = "online") -> float:
+    def worst_case(self, estimated_input_tokens: int, llm_api: LlmApi = LlmApi.online) -> float:
         input_tokens = int(estimated_input_tokens * INPUT_MARGIN) + INPUT_MARGIN_TOKENS
         return estimate_cost(self.price, input_tokens, 0, self.max_output_tokens, llm_api) or 0.0
 
-    def reserve(self, estimated_input_tokens: int, llm_api: str = "online", force: bool = False) -> float:
-        """The USD reserved for one request; raises BudgetExceeded when it does not fit (force: a
-        request already sent, reserved whether it fits or not)."""
+    def reserve(self, estimated_input_tokens: int, llm_api: LlmApi = LlmApi.online) -> float:
+        """The USD reserved for one request; raises BudgetExceeded when it does not fit."""
         usd = self.worst_case(estimated_input_tokens, llm_api)
-        if not reserve(self.store, self.run_id, usd, force, cap=self.max_cost_usd):
+        if not reserve(self.store, self.run_id, usd, cap=self.max_cost_usd):
             raise self._exceeded(usd)
         return usd
 
@@ -58,37 +57,21 @@ class SpendLimit:
             f"(${self.max_cost_usd}); run the batch again with a higher max_cost_usd to finish it from the cache"
         )
 
-    def check_fits(self, estimated_input_tokens: int, llm_api: str = "online") -> None:
+    def check_fits(self, estimated_input_tokens: int, llm_api: LlmApi = LlmApi.online) -> None:
         """Raises BudgetExceeded when the request's worst case does not fit now (reserves nothing)."""
         usd = self.worst_case(estimated_input_tokens, llm_api)
         if not fits(self.store, self.run_id, usd, cap=self.max_cost_usd):
             raise self._exceeded(usd)
 
-    def hold(self, estimated_input_tokens: int, llm_api: str = "online") -> "Hold":
+    def hold(self, estimated_input_tokens: int, llm_api: LlmApi = LlmApi.online) -> "Hold":
         """One request's reservation, for a with block around sending it; raises BudgetExceeded."""
         return Hold(self, self.reserve(estimated_input_tokens, llm_api), llm_api)
 
-    def cost(self, input_tokens: int, cached_input_tokens: int, output_tokens: int, llm_api: str = "online") -> float:
-        return estimate_cost(self.price, input_tokens, cached_input_tokens, output_tokens, llm_api) or 0.0
-
-    def settle(
-        self,
-        reserved_usd: float,
-        input_tokens: int,
-        cached_input_tokens: int,
-        output_tokens: int,
-        llm_api: str = "online",
-    ) -> None:
-        cost = self.cost(input_tokens, cached_input_tokens, output_tokens, llm_api)
-        settle(self.store, self.run_id, reserved_usd, cost)
-
-    def release(self, reserved_usd: float) -> None:
-        """The request was refused (HTTP 429, 5xx): nothing was billed."""
-        settle(self.store, self.run_id, reserved_usd, 0.0)
-
-    def keep(self, reserved_usd: float) -> None:
-        """No answer came back (timeout, lost connection): it may have been billed, at worst this much."""
-        settle(self.store, self.run_id, reserved_usd, reserved_usd)
+    def cost_of(self, billed: BilledTokens, llm_api: LlmApi = LlmApi.online) -> float:
+        return (
+            estimate_cost(self.price, billed.input_tokens, billed.cached_input_tokens, billed.output_tokens, llm_api)
+            or 0.0
+        )
 
 
 class Hold:
@@ -96,7 +79,7 @@ class Hold:
     the provider refused it or it was never sent, kept at its worst case when it was sent and no
     usage is known (it may have been billed). Hold(None): no budget, nothing to do."""
 
-    def __init__(self, spend: SpendLimit | None, usd: float = 0.0, llm_api: str = "online"):
+    def __init__(self, spend: SpendLimit | None, usd: float = 0.0, llm_api: LlmApi = LlmApi.online):
         self._spend, self._usd, self._llm_api = spend, usd, llm_api
         self._open = spend is not None
         self.sent = False  # set just before the request goes out: from then on it may be billed
@@ -112,13 +95,11 @@ class Hold:
 
     def settle(self, usage) -> None:
         """What the answer cost, from its ``usage`` (openai's CompletionUsage); None: the worst case."""
-        if not self._open or usage is None:
+        billed = BilledTokens.of(usage)
+        if not self._open or billed is None:
             self.keep()
             return
-        details = getattr(usage, "prompt_tokens_details", None)
-        cached = (getattr(details, "cached_tokens", None) or 0) if details else 0
-        input_tokens, output_tokens = usage.prompt_tokens or 0, usage.completion_tokens or 0
-        self._close(self._spend.cost(input_tokens, cached, output_tokens, self._llm_api))
+        self._close(self._spend.cost_of(billed, self._llm_api))
 
     def release(self) -> None:
         """Not billed: never sent, or refused (HTTP 429, 5xx, 4xx)."""

@@ -9,7 +9,7 @@ from batch_pipeline.batch.registration import BatchRequest, FailurePolicy
 from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.conversion.limits import ConversionLimits
 from batch_pipeline.documents.sources import MAX_FILE_BYTES
-from batch_pipeline.llm.settings import LlmApi
+from batch_pipeline.outcome import LlmApi
 
 BATCH_OP = "create_document_records"
 

@@ -68,7 +68,7 @@ class OfflineAnalysisResource(dg.ConfigurableResource):
 
 class LlmResource(dg.ConfigurableResource):
     """An OpenAI-compatible chat-completions provider. The key is always $OPENAI_API_KEY (never run
-    config); the endpoint is $OPENAI_BASE_URL or one the deployment allows; the shared rate budget's
+    config); the endpoint is $OPENAI_BASE_URL or one the deployment allows; the shared pace's
     Redis is $BATCH_PIPELINE_RATE_LIMIT_URL."""
 
     base_url: str | None = Field(

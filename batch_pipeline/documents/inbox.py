@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from batch_pipeline import settings
-from batch_pipeline.context import PRIORITIES, ModelKey, ProcessingContext
+from batch_pipeline.context import PRIORITY_NAMES, ModelKey, ProcessingContext
 from batch_pipeline.conversion.suffixes import READ_SUFFIXES, reading_suffix
 from batch_pipeline.documents.folder import SkippedEntry, WalkRules, walk_folder
 from batch_pipeline.documents.sources import open_regular
@@ -103,8 +103,8 @@ def read_batch_settings(folder: Path, defaults: InboxDefaults) -> tuple[str, Pro
         )
     if not values["ai_model"]:
         raise InvalidBatchFile(f"no ai_model: set it in {BATCH_FILE} or the sensor's configuration")
-    if values["priority"] not in PRIORITIES:
-        raise InvalidBatchFile(f"priority {values['priority']!r} is not one of {', '.join(PRIORITIES)}")
+    if values["priority"] not in PRIORITY_NAMES:
+        raise InvalidBatchFile(f"priority {values['priority']!r} is not one of {', '.join(PRIORITY_NAMES)}")
     try:
         context = ProcessingContext(
             model_key=ModelKey[values["model_key"]],

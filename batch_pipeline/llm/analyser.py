@@ -20,7 +20,9 @@ from batch_pipeline.analysis import AnalysisModel
 from batch_pipeline.analysis.stored_result import stored_json
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.costs.spend import BudgetExceeded, Hold, SpendLimit
+from batch_pipeline.costs.usage import BilledTokens
 from batch_pipeline.llm.completions import (
+    StillRateLimited,
     completion_request,
     describe,
     failure_status,
@@ -32,10 +34,10 @@ from batch_pipeline.llm.prompts import build_messages, extract_json, repair_mess
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.settings import LlmSettings
 from batch_pipeline.llm.tokens import estimate_request_tokens
-from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
-from batch_pipeline.rate_limits.budget import RATE_LIMIT_FALLBACK_PAUSE_SECONDS, NoSlotInTime, RateBudget
+from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus, LlmApi
 from batch_pipeline.rate_limits.limits import retry_after_seconds
-from batch_pipeline.rate_limits.store import RateLimitStoreUnavailable
+from batch_pipeline.rate_limits.pace_state import RateLimitStoreUnavailable
+from batch_pipeline.rate_limits.pacer import RATE_LIMIT_FALLBACK_PAUSE_SECONDS, NoSlotInTime, Pacer
 
 DEFAULT_OUTPUT_TOKEN_ESTIMATE = 300
 T = TypeVar("T")
@@ -47,7 +49,7 @@ class _NotSent(Exception):
 
 
 async def _unless_stopped(stopping: asyncio.Event | None, waiting: Awaitable[T]) -> T:
-    """What waiting gives (a slot in the rate budget, a pause between attempts), unless the run is
+    """What waiting gives (a slot in the pace, a pause between attempts), unless the run is
     stopped first: then _NotSent."""
     if stopping is None:
         return await waiting
@@ -94,13 +96,13 @@ class _Usage:
     seen_usage: bool = False
 
     def add(self, usage) -> None:
-        if usage is None:
+        billed = BilledTokens.of(usage)
+        if billed is None:
             return
         self.seen_usage = True
-        self.input_tokens += usage.prompt_tokens or 0
-        self.output_tokens += usage.completion_tokens or 0
-        details = getattr(usage, "prompt_tokens_details", None)
-        self.cached_input_tokens += (getattr(details, "cached_tokens", None) or 0) if details else 0
+        self.input_tokens += billed.input_tokens
+        self.cached_input_tokens += billed.cached_input_tokens
+        self.output_tokens += billed.output_tokens
 
 
 class LlmAnalyser:
@@ -111,7 +113,7 @@ class LlmAnalyser:
         client: openai.AsyncOpenAI,
         settings: LlmSettings,
         mode: ResponseFormatMode,
-        budget: RateBudget,
+        pacer: Pacer,
         spend: SpendLimit | None = None,
         stopping: asyncio.Event | None = None,
     ):
@@ -121,7 +123,7 @@ class LlmAnalyser:
         self.settings = settings
         self.mode = mode
         self.max_concurrency = settings.max_concurrent_requests
-        self.budget = budget
+        self.pacer = pacer
         self.spend = spend  # the run's max_cost_usd, when it has one
         self.format_rejected = False  # the server refused the response format it took before
         self.stopping = stopping  # set: send nothing more (what is in flight still gets its answer)
@@ -131,7 +133,7 @@ class LlmAnalyser:
         try:
             await self.client.close()
         finally:
-            await self.budget.store.close()
+            await self.pacer.close()
 
     async def _sleep(self, seconds: float) -> None:
         await _unless_stopped(self.stopping, asyncio.sleep(seconds))
@@ -139,33 +141,38 @@ class LlmAnalyser:
     def _wait(self, retry_state) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(error, openai.RateLimitError):
-            return 0.0  # the budget's shared pause does the waiting, for every request at once
+            return 0.0  # the pacer's shared pause does the waiting, for every request at once
         return wait_random_exponential(multiplier=0.5, max=self.settings.retry_max_wait_seconds)(retry_state)
 
     async def _request(self, messages, ai_model: str, model: AnalysisModel, usage: _Usage) -> _Answer:
         # Token estimates feed a tokens-per-minute limit and max_cost_usd; without them they are not worth their CPU.
         kwargs = completion_request(model, ai_model, messages, self.mode, self.settings.max_output_tokens)
-        prompt_tokens = estimate_request_tokens(sent_body(kwargs)) if self.budget.limits_tokens or self.spend else 0
-        estimate = prompt_tokens + self._output_estimate if self.budget.limits_tokens else 0
+        prompt_tokens = estimate_request_tokens(sent_body(kwargs)) if self.pacer.limits_tokens or self.spend else 0
+        estimate = prompt_tokens + self._output_estimate if self.pacer.limits_tokens else 0
         stop = _AttemptsOrRateLimitWait(self.settings.max_attempts, self.settings.rate_limit_wait_seconds)
-        async for attempt in AsyncRetrying(
-            stop=stop,
-            wait=self._wait,
-            sleep=self._sleep,
-            retry=retry_if_exception(retryable),
-            reraise=True,
-        ):
-            with attempt:
-                if self.spend:
-                    self.spend.check_fits(prompt_tokens)  # a budget already spent is not worth a rate-limit slot
-                slot = self.budget.acquire(estimate, may_wait=stop.rate_limit_wait_left())
-                await _unless_stopped(self.stopping, slot)
-                with await self._hold(prompt_tokens) as hold:
-                    usage.attempts += 1
-                    raw, completion = await self._send(kwargs, hold)
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop,
+                wait=self._wait,
+                sleep=self._sleep,
+                retry=retry_if_exception(retryable),
+                reraise=True,
+            ):
+                with attempt:
+                    if self.spend:
+                        self.spend.check_fits(prompt_tokens)  # a budget already spent is not worth a rate-limit slot
+                    slot = self.pacer.acquire(estimate, may_wait=stop.rate_limit_wait_left())
+                    await _unless_stopped(self.stopping, slot)
+                    with await self._hold(prompt_tokens) as hold:
+                        usage.attempts += 1
+                        raw, completion = await self._send(kwargs, hold)
+        except openai.RateLimitError as e:
+            if stop.gave_up_after_429s is not None:
+                raise StillRateLimited(stop.gave_up_after_429s, e) from e
+            raise
         usage.add(completion.usage)
         if completion.usage is not None:
-            await self.budget.settle(estimate, completion.usage.total_tokens or 0)
+            await self.pacer.settle(estimate, completion.usage.total_tokens or 0)
             self._output_estimate = max(
                 50, int(0.8 * self._output_estimate + 0.2 * (completion.usage.completion_tokens or 0))
             )
@@ -179,7 +186,7 @@ class LlmAnalyser:
         try:
             return self.spend.hold(prompt_tokens)
         except BudgetExceeded:
-            await self.budget.failed()  # its slot goes unused: for the pacing, an attempt without an answer
+            await self.pacer.failed()  # its slot goes unused: for the pacing, an attempt without an answer
             raise
 
     async def _send(self, kwargs: dict, hold: Hold):
@@ -189,16 +196,16 @@ class LlmAnalyser:
             raw = await self.client.chat.completions.with_raw_response.create(**kwargs)
         except openai.RateLimitError as e:
             hold.release()
-            await self.budget.rate_limited(e.response.headers)
+            await self.pacer.rate_limited(e.response.headers)
             raise
         except openai.APIStatusError as e:
             hold.release()
-            await self.budget.failed(e.response.headers)
+            await self.pacer.failed(e.response.headers)
             raise
         except BaseException:
-            await self.budget.failed()  # no answer: the hold keeps its worst case, it may have been billed
+            await self.pacer.failed()  # no answer: the hold keeps its worst case, it may have been billed
             raise
-        await self.budget.answered(raw.headers)
+        await self.pacer.answered(raw.headers)
         completion = raw.parse()
         hold.settle(completion.usage)
         return raw, completion
@@ -253,7 +260,7 @@ class LlmAnalyser:
                 attempts=usage.attempts,
                 request_id=answer.request_id if answer else None,
                 answered_by_model=answer.model if answer else None,
-                llm_api="batch" if isinstance(first, tuple) else "online",
+                llm_api=LlmApi.batch if isinstance(first, tuple) else LlmApi.online,
             )
 
         try:
@@ -275,6 +282,8 @@ class LlmAnalyser:
                 repair = repair_messages(messages, answer.content or "", verdict.problem)
                 answer = await self._request(repair, context.ai_model, context.model, usage)
                 verdict = self._judge(context.model, answer)
+        except StillRateLimited as e:
+            return outcome(DocumentStatus.rate_limited, str(e))
         except openai.APIError as e:
             if isinstance(e, openai.APIStatusError) and rejects_format(e):
                 self.format_rejected = True
@@ -332,6 +341,7 @@ class _AttemptsOrRateLimitWait:
         self.rate_limit_wait_seconds = rate_limit_wait_seconds
         self.failures = 0
         self.rate_limited_since: float | None = None
+        self.gave_up_after_429s: float | None = None  # seconds waited, once 429s made it give up
 
     def rate_limit_wait_left(self) -> float:
         if self.rate_limited_since is None:
@@ -346,9 +356,9 @@ class _AttemptsOrRateLimitWait:
         now = time.monotonic()
         self.rate_limited_since = self.rate_limited_since or now
         asked = retry_after_seconds(error.response.headers) or RATE_LIMIT_FALLBACK_PAUSE_SECONDS
-        # Stop now rather than wait for an answer that would come after the budget anyway.
+        # Stop now rather than wait for an answer that would come after rate_limit_wait_seconds anyway.
         if now + asked - self.rate_limited_since > self.rate_limit_wait_seconds:
-            error.rate_limited_for = now - self.rate_limited_since
+            self.gave_up_after_429s = now - self.rate_limited_since
             return True
         return False
 

@@ -51,11 +51,16 @@ def failure_status(error: BaseException) -> DocumentStatus:
     return DocumentStatus.request_error
 
 
+class StillRateLimited(Exception):
+    """HTTP 429s kept a request waiting longer than rate_limit_wait_seconds: given up."""
+
+    def __init__(self, waited_seconds: float, last: openai.RateLimitError):
+        super().__init__(
+            f"still HTTP 429 after {waited_seconds:.0f} s of waiting (rate_limit_wait_seconds): {last.message}"[:1000]
+        )
+
+
 def describe(error: BaseException) -> str:
-    if isinstance(error, openai.RateLimitError) and hasattr(error, "rate_limited_for"):
-        return f"still HTTP 429 after {error.rate_limited_for:.0f} s of waiting (rate_limit_wait_seconds): {error.message}"[
-            :1000
-        ]
     if isinstance(error, openai.APIStatusError):
         return f"HTTP {error.status_code} from the provider: {error.message}"[:1000]
     return f"{type(error).__name__}: {error}"[:1000]

@@ -15,15 +15,15 @@ from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.response_format import FALLBACK_ORDER, ResponseFormatMode
 from batch_pipeline.llm.settings import LlmSettings
 from batch_pipeline.llm.tokens import estimate_request_tokens
-from batch_pipeline.rate_limits.budget import RateBudget
 from batch_pipeline.rate_limits.limits import ProviderLimits
-from batch_pipeline.rate_limits.store import (
-    LocalBudgetStore,
+from batch_pipeline.rate_limits.pace_state import (
+    LocalPaceState,
     RateLimitStoreUnavailable,
     check_reachable,
-    open_budget_store,
+    open_pace_state,
     provider_fingerprint,
 )
+from batch_pipeline.rate_limits.pacer import Pacer
 
 
 class LlmUnavailable(Exception):
@@ -132,7 +132,7 @@ class LlmProvider:
         raise LlmUnavailable(f"The provider rejected every response format for {ai_model!r}")
 
     def fingerprint(self, ai_model: str) -> str:
-        """What the rate budget of this endpoint, model and key is known by (the key only as a digest)."""
+        """What the pace of this endpoint, model and key is known by (the key only as a digest)."""
         return provider_fingerprint(self.settings.base_url or "", ai_model, self._client_options()["api_key"])
 
     def analyser(
@@ -144,7 +144,7 @@ class LlmProvider:
         remembered_limits: ProviderLimits | None = None,
         stopping: asyncio.Event | None = None,
     ) -> LlmAnalyser:
-        """A new analyser with its own connection pool, drawing on the rate budget shared by every
+        """A new analyser with its own connection pool, drawing on the pace shared by every
         analyser of this provider, model and key (in Redis when rate_limit_url is set, else in this
         process, which starts from remembered_limits); it sends nothing more once stopping is set.
         Close it when done."""
@@ -153,8 +153,8 @@ class LlmProvider:
         # and the analysis step is CPU-bound on one core at high concurrency (docs/benchmarks.md).
         client = openai.AsyncOpenAI(**options, http_client=openai.DefaultAioHttpClient(timeout=options["timeout"]))
         configured = ProviderLimits(self.settings.requests_per_minute, self.settings.tokens_per_minute)
-        store = open_budget_store(self.settings.rate_limit_url, self.fingerprint(ai_model))
-        if remembered_limits is not None and isinstance(store, LocalBudgetStore):
-            store.recall(remembered_limits)
-        budget = RateBudget(store, configured, log)
-        return LlmAnalyser(client, self.settings, mode, budget, spend, stopping)
+        state = open_pace_state(self.settings.rate_limit_url, self.fingerprint(ai_model))
+        if remembered_limits is not None and isinstance(state, LocalPaceState):
+            state.recall(remembered_limits)
+        pacer = Pacer(state, configured, log)
+        return LlmAnalyser(client, self.settings, mode, pacer, spend, stopping)

@@ -1,8 +1,6 @@
 """LlmSettings: everything the LLM backend is configured with, as the `llm` resource passes it down
 (the resource holds the defaults and their descriptions)."""
 
-from enum import StrEnum
-
 from pydantic import BaseModel, SecretStr
 
 from batch_pipeline.llm.response_format import ResponseFormatMode
@@ -28,11 +26,3 @@ class LlmSettings(BaseModel):
     batch_poll_max_seconds: float
     batch_resubmissions: int
     stop_grace_seconds: float = STOP_GRACE_SECONDS
-
-
-class LlmApi(StrEnum):
-    """How documents reach the provider: one request each, or in Batch API files (about half price,
-    answered within 24 h)."""
-
-    online = "online"
-    batch = "batch"

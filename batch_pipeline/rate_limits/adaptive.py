@@ -1,7 +1,7 @@
 """The requests-per-minute pace for a provider whose requests limit is unknown, found from its 429s
 by additive increase and multiplicative decrease (AIMD): an overshoot multiplies the pace by 0.7,
 then it grows by 1 % of that pace per second (not per answer: a fast pace would climb back over the
-overshoot within seconds). The pace lives in the budget store (SharedPace), so every process using
+overshoot within seconds). The pace lives in the pace state (SharedPace), so every process using
 the same provider, model and key adapts one pace."""
 
 import collections

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from batch_pipeline.analysis import AnalysisModel, SummarySections
 from batch_pipeline.costs.prices import estimate_cost, price_for, price_table
-from batch_pipeline.outcome import DocumentStatus, count_failed
+from batch_pipeline.outcome import DocumentStatus, LlmApi, count_failed
 from batch_pipeline.report.csv_cells import write_csv
 
 CSV_NAME = "results.csv"
@@ -23,7 +23,7 @@ class ModelUsage(BaseModel):
     """Tokens this run spent with one model through one API (cached results cost nothing and are not counted)."""
 
     model: str
-    llm_api: str  # online | batch
+    llm_api: LlmApi
     requests: int
     input_tokens: int
     cached_input_tokens: int
@@ -106,15 +106,15 @@ def token_usage(rows: pd.DataFrame) -> list[ModelUsage]:
         return []
     table = price_table()
     models = spent["answered_by_model"].fillna(spent["ai_model"])
-    apis = spent["llm_api"].fillna("online")
+    apis = spent["llm_api"].fillna(LlmApi.online.value)
     usage = []
     for (model, llm_api), group in spent.groupby([models, apis]):
         input_tokens, cached, output = (
             int(group[c].fillna(0).sum()) for c in ("input_tokens", "cached_input_tokens", "output_tokens")
         )
         price = price_for(str(model), table)
-        cost = estimate_cost(price, input_tokens, cached, output, str(llm_api))
-        online = estimate_cost(price, input_tokens, cached, output, "online")
+        cost = estimate_cost(price, input_tokens, cached, output, LlmApi(llm_api))
+        online = estimate_cost(price, input_tokens, cached, output, LlmApi.online)
         usage.append(
             ModelUsage(
                 model=str(model),

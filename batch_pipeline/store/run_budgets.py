@@ -32,15 +32,15 @@ def _within(statement, usd: float, cap: float | None):
     return statement
 
 
-def reserve(store: DocumentStore, run_id: str, usd: float, force: bool = False, cap: float | None = None) -> bool:
+def reserve(store: DocumentStore, run_id: str, usd: float, cap: float | None = None) -> bool:
     """Take usd out of the run's budget for a request about to be sent; False when it does not fit, and
     always once the spend has reached the budget (an answer can cost more than its reservation).
-    force: for requests already sent (by a run that died), whether they fit or not. cap: the
-    reserving run's own max_cost_usd, which it never passes either (its budget may be an earlier run's)."""
+    cap: the reserving run's own max_cost_usd, which it never passes either (its budget may be an
+    earlier run's)."""
     b = run_budgets.c
-    statement = run_budgets.update().where(b.run_id == run_id).values(reserved_usd=b.reserved_usd + usd)
-    if not force:
-        statement = _within(statement, usd, cap)
+    statement = _within(
+        run_budgets.update().where(b.run_id == run_id).values(reserved_usd=b.reserved_usd + usd), usd, cap
+    )
     with store.engine.begin() as conn:
         return conn.execute(statement).rowcount == 1
 

@@ -3,7 +3,7 @@ on another broker, or declaring the queue differently, leaves a run's steps wait
 
 from batch_pipeline import settings
 
-# A run's priority (context.PRIORITIES) is added to this on the broker: RabbitMQ hands out 9 before 5 before 1.
+# A run's priority (defs/tags.py) is added to this on the broker: RabbitMQ hands out 9 before 5 before 1.
 DEFAULT_STEP_PRIORITY = 5
 MAX_PRIORITY = 10
 

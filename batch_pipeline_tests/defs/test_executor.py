@@ -9,6 +9,7 @@ from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.definitions import defs
 from batch_pipeline.defs.config import batch_run_config
 from batch_pipeline.defs.executor import CELERY_POLL_SECONDS, celery_executor_config, runs_steps_in_its_own_process
+from batch_pipeline.defs.tags import run_tags
 from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import batch_config, dagster_execute, write_corpus
 
@@ -59,7 +60,7 @@ def test_triggered_runs_take_the_deployments_executor(monkeypatch):
 
 
 def test_run_priority_orders_the_run_queue_and_the_broker():
-    tags = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local").run_tags("high")
+    tags = run_tags(ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local"), "high")
     assert tags["dagster/priority"] == "10" and tags["dagster-celery/run_priority"] == "4"
 
 

@@ -16,14 +16,10 @@ from batch_pipeline.documents.folder import walk_folder
 from batch_pipeline.documents.sources import SourceError, read_file, read_source
 from batch_pipeline.documents.vetting import prepare
 from batch_pipeline.outcome import DocumentStatus
+from batch_pipeline_tests.conftest import WITHOUT_READ_OVERRIDE
 
 # Tests run as root on CI, and root reads any file whatever its mode: dropping the two
 # capabilities that let it (setpriv, from util-linux) makes a chmod 000 file unreadable to it too.
-WITHOUT_READ_OVERRIDE = (
-    ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"]
-    if os.geteuid() == 0
-    else []
-)
 
 
 def by_name(contents) -> dict:

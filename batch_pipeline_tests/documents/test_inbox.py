@@ -59,7 +59,7 @@ def test_scan_skips_links_out_of_the_inbox_fifos_and_unreadable_files_and_snapsh
 
     from batch_pipeline.context import ModelKey, ProcessingContext
     from batch_pipeline.documents.inbox import InboxBatch, snapshot
-    from batch_pipeline_tests.documents.test_hostile_sources import WITHOUT_READ_OVERRIDE
+    from batch_pipeline_tests.conftest import WITHOUT_READ_OVERRIDE
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()

@@ -12,9 +12,9 @@ import uuid
 import pytest
 
 from batch_pipeline.rate_limits.adaptive import SharedPace, next_overshoot
-from batch_pipeline.rate_limits.budget import RateBudget
 from batch_pipeline.rate_limits.limits import ProviderLimits
-from batch_pipeline.rate_limits.store import LocalBudgetStore, RedisBudgetStore
+from batch_pipeline.rate_limits.pace_state import LocalPaceState, RedisPaceState
+from batch_pipeline.rate_limits.pacer import Pacer
 
 FOREVER = 3600.0
 OPENAI = {"x-ratelimit-limit-requests": "5000", "x-ratelimit-remaining-requests": "4999",
@@ -26,17 +26,17 @@ GROQ = {"x-ratelimit-limit-requests": "14400", "x-ratelimit-remaining-requests":
         "x-ratelimit-remaining-tokens": "5500", "x-ratelimit-reset-tokens": "5s"}  # fmt: skip
 
 
-def budget(store, configured: ProviderLimits | None = None) -> RateBudget:
-    return RateBudget(store, configured or ProviderLimits(), lambda message: None)
+def pacer_on(state, configured: ProviderLimits | None = None) -> Pacer:
+    return Pacer(state, configured or ProviderLimits(), lambda message: None)
 
 
-async def overshoot_after_ten_answers(rate_budget: RateBudget, headers: dict) -> float:
+async def overshoot_after_ten_answers(pacer: Pacer, headers: dict) -> float:
     """Ten answers at once, then a 429: the pace it sets."""
     for _ in range(10):
-        await rate_budget.acquire(0, FOREVER)
-        await rate_budget.answered(headers)
-    await rate_budget.rate_limited({"retry-after-ms": "1"})
-    return rate_budget.limits().requests_per_minute
+        await pacer.acquire(0, FOREVER)
+        await pacer.answered(headers)
+    await pacer.rate_limited({"retry-after-ms": "1"})
+    return pacer.limits().requests_per_minute
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_with_a_daily_limit_announced_429s_still_set_the_pace():
     a (daily) requests limit: its 429s set the pace, under the tokens limit it announces per minute."""
 
     async def run() -> ProviderLimits:
-        groq = budget(LocalBudgetStore())
+        groq = pacer_on(LocalPaceState())
         await overshoot_after_ten_answers(groq, GROQ)
         return groq.limits()
 
@@ -82,7 +82,7 @@ def test_a_known_limit_is_the_pace_and_its_429s_only_pause():
     pace; a 429 pauses every request as long as it asks, and does not lower the pace."""
 
     async def run() -> tuple[ProviderLimits, ProviderLimits]:
-        announced, configured = budget(LocalBudgetStore()), budget(LocalBudgetStore(), ProviderLimits(1200))
+        announced, configured = pacer_on(LocalPaceState()), pacer_on(LocalPaceState(), ProviderLimits(1200))
         for known in (announced, configured):
             await overshoot_after_ten_answers(known, OPENAI)
         return announced.limits(), configured.limits()
@@ -97,7 +97,7 @@ def test_after_an_overshoot_the_pace_grows_per_second_not_per_answer():
     climb back over the overshoot within seconds because many answers arrive."""
 
     async def run() -> tuple[float, float, float, float, float]:
-        adaptive = budget(LocalBudgetStore())
+        adaptive = pacer_on(LocalPaceState())
         after_429 = await overshoot_after_ten_answers(adaptive, {})
         started = time.monotonic()
         for _ in range(300):  # at 3,000 a minute: six seconds' answers
@@ -133,8 +133,8 @@ def _pace_in_another_process(
     """A second process on the same Redis: the pace it finds, then the pace after its own 429 (with when)."""
 
     async def run() -> tuple[ProviderLimits, float, float, float]:
-        store = RedisBudgetStore(url, fingerprint)
-        other = budget(store)
+        store = RedisPaceState(url, fingerprint)
+        other = pacer_on(store)
         await other.acquire(0, FOREVER)
         found, found_at = other.limits(), time.time()
         await asyncio.sleep(max(0.0, decrease_after - time.time()))
@@ -153,8 +153,8 @@ def test_two_processes_adapt_one_pace_in_redis(redis_url):
     fingerprint = f"test-{uuid.uuid4().hex}"  # its own keys, whatever else uses the tests' database
 
     async def run() -> tuple[float, float, tuple, float, float]:
-        store = RedisBudgetStore(redis_url, fingerprint)
-        first = budget(store)
+        store = RedisPaceState(redis_url, fingerprint)
+        first = pacer_on(store)
         set_by_first, set_at = await overshoot_after_ten_answers(first, {}), time.time()
         decrease_after = set_at + 2.5  # past the 2 s in which 429s are one overshoot
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:

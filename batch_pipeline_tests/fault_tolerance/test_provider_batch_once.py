@@ -23,7 +23,8 @@ from batch_pipeline.costs.spend import SpendLimit
 from batch_pipeline.llm.batch_api import BatchApi
 from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
-from batch_pipeline.llm.settings import LlmApi, LlmSettings
+from batch_pipeline.llm.settings import LlmSettings
+from batch_pipeline.outcome import LlmApi
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store import provider_batches as provider_batches_module
 from batch_pipeline.store.provider_batches import (

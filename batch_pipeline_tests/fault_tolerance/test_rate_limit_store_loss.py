@@ -23,14 +23,14 @@ from batch_pipeline.context import ProcessingContext
 from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.settings import LlmSettings
-from batch_pipeline.rate_limits.budget import RateBudget
 from batch_pipeline.rate_limits.limits import ProviderLimits
-from batch_pipeline.rate_limits.store import (
+from batch_pipeline.rate_limits.pace_state import (
     STORE_RETRIES,
     STORE_TIMEOUT_SECONDS,
     RateLimitStoreUnavailable,
-    RedisBudgetStore,
+    RedisPaceState,
 )
+from batch_pipeline.rate_limits.pacer import Pacer
 from batch_pipeline_tests.conftest import llm_endpoint, llm_run, rows_of, write_corpus
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
 
@@ -206,7 +206,7 @@ def test_every_call_into_a_silent_store_fails_fast_with_its_own_error_naming_it_
     not raise."""
 
     async def run(url: str) -> tuple[float, float, list[str]]:
-        store = RedisBudgetStore(url, "test-fingerprint")
+        store = RedisPaceState(url, "test-fingerprint")
         started = time.monotonic()
         with pytest.raises(RateLimitStoreUnavailable) as first:
             await store.reserve("requests", 0.1, 1)
@@ -239,15 +239,15 @@ def test_bookkeeping_after_an_answer_survives_a_lost_store_and_the_next_request_
                  "x-ratelimit-reset-requests": "100ms", "x-ratelimit-limit-tokens": "100000"}  # fmt: skip
 
     async def run(url: str) -> ProviderLimits:
-        budget = RateBudget(RedisBudgetStore(url, "test-fingerprint"), ProviderLimits(), lambda message: None)
-        await budget.answered(announced)
-        await budget.rate_limited({"retry-after-ms": "10"})
-        await budget.failed()
-        await budget.settle(100, 250)
-        learned = await budget.learned_limits()
+        pacer = Pacer(RedisPaceState(url, "test-fingerprint"), ProviderLimits(), lambda message: None)
+        await pacer.answered(announced)
+        await pacer.rate_limited({"retry-after-ms": "10"})
+        await pacer.failed()
+        await pacer.settle(100, 250)
+        learned = await pacer.learned_limits()
         with pytest.raises(RateLimitStoreUnavailable):
-            await budget.acquire(100, may_wait=60)
-        await budget.store.close()
+            await pacer.acquire(100, may_wait=60)
+        await pacer.close()
         return learned
 
     port = free_port()  # nothing listens: connection refused
@@ -256,7 +256,7 @@ def test_bookkeeping_after_an_answer_survives_a_lost_store_and_the_next_request_
 
 def test_a_password_in_the_stores_url_query_is_never_shown():
     """redis-py also takes ?password=: a message naming the store shows neither form."""
-    from batch_pipeline.rate_limits.store import redacted
+    from batch_pipeline.rate_limits.pace_state import redacted
 
     assert redacted("redis://cache:6379/0?password=hunter2&db=1") == "redis://cache:6379/0"
     assert redacted("redis://:hunter2@cache:6379/0") == "redis://:***@cache:6379/0"

@@ -18,12 +18,12 @@ from fpdf import FPDF
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.batch.runner import NO_STORED_TEXT, analyze_documents
 from batch_pipeline.cli.recovery import resume
-from batch_pipeline.context import RESUMED_FROM_TAG
+from batch_pipeline.defs.tags import RESUMED_FROM_TAG
 from batch_pipeline.documents import sources
 from batch_pipeline.outcome import DocumentStatus
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.schema import documents
-from batch_pipeline_tests.batch.test_batch_api_runner import finish, register
+from batch_pipeline_tests.batch.provider_batch_runs import finish, register
 from batch_pipeline_tests.conftest import _make_database, batch_config, llm_run, rows_of, run_job, write_corpus
 from batch_pipeline_tests.conversion import fixtures
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer

@@ -15,7 +15,8 @@ from batch_pipeline.analysis import REGISTRY
 from batch_pipeline.cli.recovery import resume
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.costs.prices import ModelPrice
-from batch_pipeline.costs.spend import BUDGET_RUN_TAG, SpendLimit
+from batch_pipeline.costs.spend import SpendLimit
+from batch_pipeline.defs.tags import BUDGET_RUN_TAG
 from batch_pipeline.llm.completions import completion_request, sent_body
 from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.provider import LlmProvider

@@ -165,8 +165,7 @@ def test_hosts_and_folders_are_refused_in_run_config_at_launch(section, instance
 def test_a_budget_tag_set_by_hand_cannot_draw_on_another_runs_budget(pipeline_home, instance, tmp_path):
     """Tags are the launcher's too: batch_pipeline/budget_of_run naming a run this run does not
     resume is refused before anything is written (only `batch-pipeline resume` sets it)."""
-    from batch_pipeline.context import RESUMED_FROM_TAG
-    from batch_pipeline.costs.spend import BUDGET_RUN_TAG
+    from batch_pipeline.defs.tags import BUDGET_RUN_TAG, RESUMED_FROM_TAG
 
     corpus = write_corpus(tmp_path / "corpus", 2)
     victim = run_job(instance, batch_config(str(corpus), project="victim"))

@@ -11,6 +11,7 @@ from batch_pipeline.batch.partitions import PartitionSummary
 from batch_pipeline.batch.registration import FailurePolicy, RegisteredBatch
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.defs.assets import analysed_documents, record_project
+from batch_pipeline.defs.process import freeze_loaded_objects
 from batch_pipeline.defs.resources import DocumentStoreResource
 from batch_pipeline.outcome import DocumentStatus
 
@@ -26,6 +27,7 @@ def aggregate(
     document_store: DocumentStoreResource,
 ) -> None:
     """Summarise the run's stored results into a report (CSV + Markdown) and record the batch's lineage."""
+    freeze_loaded_objects()
     # Imported here: pandas loads only in the process that writes the report, not at every start.
     from batch_pipeline.report.report import build_report, write_report
 

@@ -11,9 +11,10 @@ import dagster as dg
 from batch_pipeline.batch.llm_partition import analyse_partition_with_llm
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
 from batch_pipeline.batch.runner import NothingToSend, analyze_documents
+from batch_pipeline.defs.process import freeze_loaded_objects
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource, OfflineAnalysisResource
-from batch_pipeline.llm.settings import LlmApi
-from batch_pipeline.outcome import DocumentStatus
+from batch_pipeline.defs.tags import STOPPED_TAG
+from batch_pipeline.outcome import DocumentStatus, LlmApi
 from batch_pipeline.store import DocumentStore
 
 ANALYSIS_RETRY_POLICY = dg.RetryPolicy(
@@ -22,7 +23,6 @@ ANALYSIS_RETRY_POLICY = dg.RetryPolicy(
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-STOPPED_TAG = "batch_pipeline/stopped_by_signal"
 
 
 # Pool "llm": the instance's pool limit caps how many partitions are analysed at once across runs.
@@ -35,6 +35,7 @@ async def analyze_partition(
     offline: OfflineAnalysisResource,
 ) -> PartitionSummary:
     """Analyse one partition's documents concurrently; every result is stored as soon as it is known."""
+    freeze_loaded_objects()
     store = document_store.store
     if STOPPED_TAG in context.instance.get_run_by_id(context.run_id).tags:
         raise dg.Failure("not started: the run was stopped by a signal", allow_retries=False)

@@ -15,17 +15,19 @@ from batch_pipeline.batch.registration import (
     read_batch,
     register_batch,
 )
-from batch_pipeline.context import RESUMED_FROM_TAG, ProcessingContext
+from batch_pipeline.context import ProcessingContext
 from batch_pipeline.costs.prices import PRICES_ENV, price_for, price_table
-from batch_pipeline.costs.spend import BUDGET_RUN_TAG, BudgetExceeded, SpendLimit
+from batch_pipeline.costs.spend import BudgetExceeded, SpendLimit
 from batch_pipeline.defs.config import BatchConfig
+from batch_pipeline.defs.process import freeze_loaded_objects
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource
+from batch_pipeline.defs.tags import BUDGET_RUN_TAG, RESUMED_FROM_TAG, run_tags
 from batch_pipeline.documents.sources import SourceError
 from batch_pipeline.llm.provider import LlmUnavailable
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.settings import NotAllowed
 from batch_pipeline.store import DocumentStore
-from batch_pipeline.store.response_formats import remember_response_format, remembered_response_format
+from batch_pipeline.store.remembered import remember_response_format, remembered_response_format
 
 REFUSED = "Refused before writing anything: "
 NOT_SENT = "Refused before sending any document: "
@@ -43,6 +45,7 @@ def create_document_records(
     context: dg.OpExecutionContext, config: BatchConfig, document_store: DocumentStoreResource, llm: LlmResource
 ):
     """Read the batch, register one record per distinct document and split the analysable ones into partitions."""
+    freeze_loaded_objects()
     request = config.to_request()
     if problems := request.problems():
         listed = "".join(f"\n- {problem}" for problem in problems)
@@ -57,7 +60,7 @@ def create_document_records(
             llm.provider().check_serves(processing.ai_model)
         except (LlmUnavailable, NotAllowed) as e:
             raise dg.Failure(NOT_SENT + str(e)) from e
-    context.instance.add_run_tags(context.run_id, processing.run_tags())
+    context.instance.add_run_tags(context.run_id, run_tags(processing))
     if processing.is_local and processing.custom_instructions:
         context.log.warning(
             "custom_instructions are recorded with every result, but the offline analysers (ai_model: local) "

@@ -6,9 +6,9 @@ import os
 import dagster as dg
 
 from batch_pipeline import settings
-from batch_pipeline.context import TRIGGER_TAG
 from batch_pipeline.defs.config import batch_run_config
 from batch_pipeline.defs.job import document_batch_job
+from batch_pipeline.defs.tags import TRIGGER_TAG, run_tags
 from batch_pipeline.documents.inbox import (
     InboxBatch,
     InboxDefaults,
@@ -76,5 +76,5 @@ def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxConfig):
     return dg.RunRequest(
         run_key=batch.run_key,
         run_config=batch_run_config(batch.project, str(source), batch.context, settings.triggered_run_executor()),
-        tags={**processing.run_tags(priority), TRIGGER_TAG: "inbox_sensor"},
+        tags={**run_tags(processing, priority), TRIGGER_TAG: "inbox_sensor"},
     )

@@ -3,9 +3,10 @@
 import dagster as dg
 
 from batch_pipeline import settings
-from batch_pipeline.context import LOCAL_AI_MODEL, TRIGGER_TAG, ModelKey, ProcessingContext
+from batch_pipeline.context import LOCAL_AI_MODEL, ModelKey, ProcessingContext
 from batch_pipeline.defs.config import batch_run_config
 from batch_pipeline.defs.job import document_batch_job
+from batch_pipeline.defs.tags import TRIGGER_TAG, run_tags
 
 
 @dg.schedule(
@@ -26,5 +27,5 @@ def nightly_compliance_sweep(context: dg.ScheduleEvaluationContext):
         run_config=batch_run_config(
             "nightly-sweep", str(folder.resolve()), processing, settings.triggered_run_executor()
         ),
-        tags={**processing.run_tags("low"), TRIGGER_TAG: "nightly_compliance_sweep"},
+        tags={**run_tags(processing, "low"), TRIGGER_TAG: "nightly_compliance_sweep"},
     )

@@ -1,4 +1,4 @@
-"""Several processes, one provider limit: the budget in the tests' own Redis database, the provider
+"""Several processes, one provider limit: the pace in the tests' own Redis database, the provider
 the loopback server (which counts every request it gets)."""
 
 import asyncio
@@ -63,7 +63,7 @@ def busiest(times: list[float], window: float) -> int:
 
 
 def test_processes_sharing_a_configured_limit_never_exceed_it_together(redis_url):
-    # Each process is told 600/min, the provider's limit. Without a shared budget they would send 1,800.
+    # Each process is told 600/min, the provider's limit. Without a shared pace they would send 1,800.
     with FakeOpenAIServer(Behaviour(rpm=600, latency=0.05)) as server:
         statuses = analyse_in_processes(settings_for(server.url, redis_url, requests_per_minute=600))
     assert statuses == ["ok"] * PROCESSES * DOCUMENTS_EACH
@@ -85,7 +85,7 @@ def test_processes_learn_the_announced_limit_and_share_it(redis_url):
     assert statuses == ["ok"] * PROCESSES * DOCUMENTS_EACH
     assert len(server.completions(status=429)) <= 0.02 * len(server.requests)
     stored = redis.Redis.from_url(redis_url)
-    keys = stored.keys("batch_pipeline:rate_budget:*")
+    keys = stored.keys("batch_pipeline:pace:*")
     limits = [k for k in keys if k.endswith(b":limits")]
     assert len(limits) == 1 and stored.hgetall(limits[0])[b"requests_per_minute"] == b"600.0"
     everything = b" ".join(keys + [stored.dump(k) or b"" for k in keys])

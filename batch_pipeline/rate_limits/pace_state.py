@@ -1,7 +1,7 @@
-"""Where a provider's rate budget lives: in this process, or in Redis for every process that uses
+"""Where a provider's pace lives: in this process, or in Redis for every process that uses
 the same provider, model and API key.
 
-A budget is a GCRA schedule (the generic cell rate algorithm): for each of "requests" and
+A pace is a GCRA schedule (the generic cell rate algorithm): for each of "requests" and
 "tokens" one number, the theoretical arrival time (TAT) of the next unit. A request reserves its
 units by moving the TAT on and waits until its own slot; so requests go out evenly spaced, with
 no polling and no herd after a pause, and the rate can change with every call (limits learned
@@ -28,7 +28,7 @@ from batch_pipeline.rate_limits.adaptive import (
 )
 from batch_pipeline.rate_limits.limits import ProviderLimits
 
-KEY_PREFIX = "batch_pipeline:rate_budget"
+KEY_PREFIX = "batch_pipeline:pace"
 LEARNED_LIMITS_TTL_SECONDS = 24 * 3600
 # Redis answers within milliseconds: a store silent this long is gone or frozen. One retry rides out
 # a dropped connection (a restart, a fail-over); more would only delay the verdict.
@@ -76,10 +76,10 @@ return {stored, '0'}
 
 
 class RateLimitStoreUnavailable(Exception):
-    """The Redis that holds the shared budget does not answer."""
+    """The Redis that holds the shared pace does not answer."""
 
 
-class BudgetStore(Protocol):
+class PaceState(Protocol):
     failure: str | None  # why the store stopped answering, once it has (then every call raises)
 
     async def reserve(self, name: str, seconds_per_unit: float, units: float) -> float:
@@ -159,7 +159,7 @@ def _connection_options(retry_type: type) -> dict:
 
 def check_reachable(url: str) -> None:
     """Raise RateLimitStoreUnavailable, naming the URL (redacted), unless the Redis answers."""
-    import redis  # only deployments that share a budget load it
+    import redis  # only deployments that share a pace load it
     from redis.retry import Retry
 
     try:
@@ -172,12 +172,12 @@ def check_reachable(url: str) -> None:
         raise RateLimitStoreUnavailable(_unanswered(url, e)) from None
 
 
-def open_budget_store(url: str | None, fingerprint: str) -> BudgetStore:
-    return RedisBudgetStore(url, fingerprint) if url else local_budget_store(fingerprint)
+def open_pace_state(url: str | None, fingerprint: str) -> PaceState:
+    return RedisPaceState(url, fingerprint) if url else local_pace_state(fingerprint)
 
 
-class LocalBudgetStore:
-    """The budget of every run and step in this process (no Redis configured). Thread-safe and
+class LocalPaceState:
+    """The pace of every run and step in this process (no Redis configured). Thread-safe and
     tied to no event loop: each step runs its own loop."""
 
     failure = None  # in this process: it cannot be lost
@@ -229,23 +229,23 @@ class LocalBudgetStore:
         pass
 
 
-_LOCAL_STORES: dict[str, LocalBudgetStore] = {}
-_LOCAL_STORES_LOCK = threading.Lock()
+_LOCAL_STATES: dict[str, LocalPaceState] = {}
+_LOCAL_STATES_LOCK = threading.Lock()
 
 
-def local_budget_store(fingerprint: str) -> LocalBudgetStore:
+def local_pace_state(fingerprint: str) -> LocalPaceState:
     # Process-wide on purpose: a provider's limit is shared by every run and step of the process,
-    # so its budget must outlive each of them. It holds pacing state, never a run's parameters.
-    with _LOCAL_STORES_LOCK:
-        return _LOCAL_STORES.setdefault(fingerprint, LocalBudgetStore())
+    # so its pace must outlive each of them. It holds pacing state, never a run's parameters.
+    with _LOCAL_STATES_LOCK:
+        return _LOCAL_STATES.setdefault(fingerprint, LocalPaceState())
 
 
-class RedisBudgetStore:
-    """The budget of every process using this Redis; one connection pool per event loop (step).
+class RedisPaceState:
+    """The pace of every process using this Redis; one connection pool per event loop (step).
     Any failure of Redis raises RateLimitStoreUnavailable, at once after the first (StoreBreaker)."""
 
     def __init__(self, url: str, fingerprint: str):
-        import redis.asyncio  # only deployments that share a budget load it
+        import redis.asyncio  # only deployments that share a pace load it
         from redis.asyncio.retry import Retry
 
         self._redis = redis.asyncio.Redis.from_url(url, **_connection_options(Retry))

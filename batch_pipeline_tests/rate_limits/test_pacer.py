@@ -1,13 +1,13 @@
-"""RateBudget over both stores: this process's, and the tests' own Redis database."""
+"""Pacer over both stores: this process's, and the tests' own Redis database."""
 
 import asyncio
 import time
 
 import pytest
 
-from batch_pipeline.rate_limits.budget import NoSlotInTime, RateBudget
 from batch_pipeline.rate_limits.limits import ProviderLimits
-from batch_pipeline.rate_limits.store import LocalBudgetStore, RedisBudgetStore
+from batch_pipeline.rate_limits.pace_state import LocalPaceState, RedisPaceState
+from batch_pipeline.rate_limits.pacer import NoSlotInTime, Pacer
 
 ANNOUNCED_600 = {"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "599",
                  "x-ratelimit-reset-requests": "100ms"}  # fmt: skip
@@ -16,23 +16,23 @@ FOREVER = 3600.0
 
 @pytest.fixture(params=["local", "redis"])
 def open_store(request):
-    """A factory of stores sharing one budget: in-process, or in Redis (one store per event loop)."""
+    """A factory of stores sharing one pace: in-process, or in Redis (one store per event loop)."""
     if request.param == "local":
-        shared = LocalBudgetStore()
+        shared = LocalPaceState()
         return lambda: shared
     url = request.getfixturevalue("redis_url")
-    return lambda: RedisBudgetStore(url, "test-fingerprint")
+    return lambda: RedisPaceState(url, "test-fingerprint")
 
 
-def budget(store, configured: ProviderLimits | None = None, log=None) -> RateBudget:
-    return RateBudget(store, configured or ProviderLimits(), log or (lambda message: None))
+def pacer_on(state, configured: ProviderLimits | None = None, log=None) -> Pacer:
+    return Pacer(state, configured or ProviderLimits(), log or (lambda message: None))
 
 
-async def stamps_of(rate_budget: RateBudget, count: int, tokens: int = 0) -> list[float]:
+async def stamps_of(pacer: Pacer, count: int, tokens: int = 0) -> list[float]:
     stamps = []
 
     async def one():
-        await rate_budget.acquire(tokens, FOREVER)
+        await pacer.acquire(tokens, FOREVER)
         stamps.append(time.monotonic())
 
     await asyncio.gather(*(one() for _ in range(count)))
@@ -46,7 +46,7 @@ def per_minute(stamps: list[float]) -> float:
 def test_requests_are_spaced_evenly_at_the_configured_limit(open_store):
     async def run():
         store = open_store()
-        stamps = await stamps_of(budget(store, ProviderLimits(1200)), 30)
+        stamps = await stamps_of(pacer_on(store, ProviderLimits(1200)), 30)
         await store.close()
         return stamps
 
@@ -55,9 +55,9 @@ def test_requests_are_spaced_evenly_at_the_configured_limit(open_store):
     assert min(b - a for a, b in zip(stamps, stamps[1:], strict=False)) > 0.03  # no bursts: one per 50 ms
 
 
-def test_a_429_holds_back_every_request_of_every_budget_on_the_store(open_store):
+def test_a_429_holds_back_every_request_of_every_pacer_on_the_state(open_store):
     async def run() -> float:
-        first, second = budget(open_store(), ProviderLimits(6000)), budget(open_store(), ProviderLimits(6000))
+        first, second = pacer_on(open_store(), ProviderLimits(6000)), pacer_on(open_store(), ProviderLimits(6000))
         await first.rate_limited({"retry-after-ms": "400"})
         started = time.monotonic()
         await asyncio.gather(*(b.acquire(0, FOREVER) for b in (first, second) for _ in range(3)))
@@ -68,7 +68,7 @@ def test_a_429_holds_back_every_request_of_every_budget_on_the_store(open_store)
 
 def test_tokens_are_paced_and_an_overestimate_is_given_back(open_store):
     async def run() -> tuple[float, float]:
-        tokens = budget(open_store(), ProviderLimits(tokens_per_minute=60_000))  # 1,000 tokens a second
+        tokens = pacer_on(open_store(), ProviderLimits(tokens_per_minute=60_000))  # 1,000 tokens a second
         started = time.monotonic()
         for _ in range(3):
             await tokens.acquire(500, FOREVER)
@@ -88,7 +88,7 @@ def test_one_request_goes_alone_until_an_answer_announces_the_limit(open_store):
     logged = []
 
     async def run() -> list[float]:
-        learning = budget(open_store(), log=logged.append)
+        learning = pacer_on(open_store(), log=logged.append)
         await learning.acquire(0, FOREVER)  # the first goes at once
         waiting = asyncio.create_task(learning.acquire(0, FOREVER))
         await asyncio.sleep(0.2)
@@ -104,8 +104,8 @@ def test_one_request_goes_alone_until_an_answer_announces_the_limit(open_store):
 
 def test_limits_learned_by_one_run_pace_the_next_from_its_first_request(open_store):
     async def run() -> list[float]:
-        await budget(open_store()).answered(ANNOUNCED_600)
-        return await stamps_of(budget(open_store()), 6)
+        await pacer_on(open_store()).answered(ANNOUNCED_600)
+        return await stamps_of(pacer_on(open_store()), 6)
 
     stamps = asyncio.run(run())
     assert 500 <= per_minute(stamps) <= 600  # no lone first request, no burst
@@ -113,7 +113,7 @@ def test_limits_learned_by_one_run_pace_the_next_from_its_first_request(open_sto
 
 def test_a_configured_limit_wins_over_the_announced_one(open_store):
     async def run() -> list[float]:
-        configured = budget(open_store(), ProviderLimits(1200))
+        configured = pacer_on(open_store(), ProviderLimits(1200))
         await configured.answered(ANNOUNCED_600)
         return await stamps_of(configured, 11)
 
@@ -122,7 +122,7 @@ def test_a_configured_limit_wins_over_the_announced_one(open_store):
 
 def test_without_announced_limits_429s_slow_down_and_time_speeds_up_again(open_store, monkeypatch):
     async def run() -> list[float]:
-        adaptive = budget(open_store())
+        adaptive = pacer_on(open_store())
         for _ in range(10):  # ten answers within the first second: about 600 a minute got through
             await adaptive.acquire(0, FOREVER)
             await adaptive.answered({})
@@ -144,7 +144,7 @@ def test_without_announced_limits_429s_slow_down_and_time_speeds_up_again(open_s
 
 def test_a_slot_too_far_away_fails_fast_and_reserves_nothing(open_store):
     async def run() -> float:
-        slow = budget(open_store(), ProviderLimits(60))  # one a second
+        slow = pacer_on(open_store(), ProviderLimits(60))  # one a second
         await slow.acquire(0, FOREVER)
         with pytest.raises(NoSlotInTime, match="no slot for 1 s"):
             await slow.acquire(0, may_wait=0.5)
@@ -157,7 +157,7 @@ def test_a_slot_too_far_away_fails_fast_and_reserves_nothing(open_store):
 
 def test_a_scout_without_an_answer_hands_scouting_to_one_other_request(open_store):
     async def run():
-        learning = budget(open_store())
+        learning = pacer_on(open_store())
         await learning.acquire(0, FOREVER)
         waiting = [asyncio.create_task(learning.acquire(0, FOREVER)) for _ in range(3)]
         await asyncio.sleep(0.1)
@@ -173,10 +173,10 @@ def test_a_scout_without_an_answer_hands_scouting_to_one_other_request(open_stor
 
 def test_a_provider_that_announces_nothing_is_not_scouted_again(open_store):
     async def run() -> float:
-        first = budget(open_store())
+        first = pacer_on(open_store())
         await first.acquire(0, FOREVER)
         await first.answered({"x-request-id": "req_1"})  # no limits announced
-        later = budget(open_store())
+        later = pacer_on(open_store())
         started = time.monotonic()
         await asyncio.gather(*(later.acquire(0, FOREVER) for _ in range(20)))  # no answer needed
         return time.monotonic() - started

@@ -1,14 +1,14 @@
-"""RateBudget: paces one analyser's requests to its provider's limit, drawing on the budget that
-every run, step and process using the same provider, model and key shares (budget_store).
+"""Pacer: paces one analyser's requests to its provider's limit, drawing on the pace that every
+run, step and process using the same provider, model and key shares (pace_state).
 
 Which limit: configured values win; else what the provider's answers announce per minute
-(x-ratelimit-*, read by limits.per_minute_limit), remembered in the store for later steps and runs;
+(x-ratelimit-*, read by limits.per_minute_limit), remembered in the pace state for later steps and runs;
 else additive increase / multiplicative decrease on its 429s (adaptive), one pace shared in the
-store. A known requests limit is the pace: its 429s pause everyone as they ask, and do not lower it.
+pace state. A known requests limit is the pace: its 429s pause everyone as they ask, and do not lower it.
 Until the first answer shows which of these applies, one request goes out alone, so a run neither
 starts slow nor in a 429 storm.
 
-A store that stops answering (RateLimitStoreUnavailable) fails acquire: nothing is sent unpaced.
+A pace state (Redis) that stops answering (RateLimitStoreUnavailable) fails acquire: nothing is sent unpaced.
 What happens after a request (an answer's limits, a pause, a token correction) is bookkeeping: a lost
 store then costs the pacing state, never the answer.
 """
@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from batch_pipeline.rate_limits.adaptive import DECREASE_FACTOR, RecentAnswers, SharedPace
 from batch_pipeline.rate_limits.limits import ProviderLimits, exhausted_for_seconds, retry_after_seconds
-from batch_pipeline.rate_limits.store import BudgetStore, RateLimitStoreUnavailable
+from batch_pipeline.rate_limits.pace_state import PaceState, RateLimitStoreUnavailable
 
 RATE_LIMIT_FALLBACK_PAUSE_SECONDS = 1.0
 PACE_STEP = 1.1  # waiting requests re-take their slots once the pace has grown by this much
@@ -41,14 +41,14 @@ class NoSlotInTime(Exception):
         )
 
 
-class RateBudget:
-    def __init__(self, store: BudgetStore, configured: ProviderLimits, log: Callable[[str], None]):
-        self.store = store
+class Pacer:
+    def __init__(self, state: PaceState, configured: ProviderLimits, log: Callable[[str], None]):
+        self.state = state
         self.configured = configured
         self._log = log
         self._learned = ProviderLimits()
         self._recent = RecentAnswers()
-        self._shared: SharedPace | None = None  # the pace 429s set, as last read from the store
+        self._shared: SharedPace | None = None  # the pace 429s set, as last read from the pace state
         self._shared_read_at = 0.0
         self._next_read = 0.0  # of the shared pace (monotonic)
         self._paced_rpm: float | None = None
@@ -67,6 +67,14 @@ class RateBudget:
         self._estimated = asyncio.Event()  # replaced while estimating: nothing more goes out until set
         self.pauses = 0
 
+    @property
+    def failure(self) -> str | None:
+        """Why the pace state (Redis) stopped answering, once it has."""
+        return self.state.failure
+
+    async def close(self) -> None:
+        await self.state.close()
+
     def limits(self) -> ProviderLimits:
         limits = self.configured.over(self._learned)
         if not limits.requests_per_minute and self._shared:
@@ -75,9 +83,9 @@ class RateBudget:
         return limits
 
     async def learned_limits(self) -> ProviderLimits:
-        """What the store holds for later steps and runs; nothing once it has stopped answering."""
+        """What the pace state holds for later steps and runs; nothing once it has stopped answering."""
         try:
-            return await self.store.learned_limits()
+            return await self.state.learned_limits()
         except RateLimitStoreUnavailable:
             return ProviderLimits()
 
@@ -95,7 +103,7 @@ class RateBudget:
         async with self._load_lock:
             if self._loaded:
                 return
-            remembered = await self.store.learned_limits()
+            remembered = await self.state.learned_limits()
             if remembered.source == "429s":
                 self._learned = ProviderLimits(tokens_per_minute=remembered.tokens_per_minute, source="headers")
                 await self._recall_pace(remembered.requests_per_minute)
@@ -169,9 +177,9 @@ class RateBudget:
 
     async def _reserve(self, rpm: float | None, tpm: float | None, tokens: int, give_back: bool = False) -> float:
         sign = -1 if give_back else 1
-        wait = await self.store.reserve("requests", _seconds_per_unit(rpm), sign)
+        wait = await self.state.reserve("requests", _seconds_per_unit(rpm), sign)
         if tokens:
-            wait = max(wait, await self.store.reserve("tokens", _seconds_per_unit(tpm), sign * tokens))
+            wait = max(wait, await self.state.reserve("tokens", _seconds_per_unit(tpm), sign * tokens))
         return wait
 
     def _new_pace(self) -> None:
@@ -184,7 +192,7 @@ class RateBudget:
         """Charge (or give back) the difference between the estimate and what the server counted."""
         tpm = self.limits().tokens_per_minute
         if tpm and actual_tokens != estimated_tokens:
-            await _bookkeeping(self.store.reserve("tokens", _seconds_per_unit(tpm), actual_tokens - estimated_tokens))
+            await _bookkeeping(self.state.reserve("tokens", _seconds_per_unit(tpm), actual_tokens - estimated_tokens))
 
     async def answered(self, headers) -> None:
         """Every answer: learn the limits it announces, and pause when one is used up."""
@@ -196,7 +204,7 @@ class RateBudget:
             self._follow_pace()
         if not self._first_answer.is_set() and not self.limits():
             # The first answer announces nothing: later steps and runs need no lone first request.
-            await _bookkeeping(self.store.learn_limits(ProviderLimits(source="none")))
+            await _bookkeeping(self.state.learn_limits(ProviderLimits(source="none")))
         await self._resolved_one()
 
     async def rate_limited(self, headers) -> None:
@@ -244,13 +252,13 @@ class RateBudget:
         if not announced or announced.over(self._learned) == self._learned:
             return
         self._learned = announced.over(self._learned)
-        await _bookkeeping(self.store.learn_limits(self._learned))
+        await _bookkeeping(self.state.learn_limits(self._learned))
         self._new_pace()
         self._log(f"rate limits: {self.limits().describe()} (the provider announces {announced.describe()})")
 
     async def _pause(self, seconds: float) -> None:
         self.pauses += 1
-        await _bookkeeping(self.store.pause(seconds))
+        await _bookkeeping(self.state.pause(seconds))
         self._new_pace()
 
     async def _refresh_pace(self, at_once: bool = False) -> None:
@@ -258,7 +266,7 @@ class RateBudget:
             return
         if at_once or time.monotonic() >= self._next_read:
             self._next_read = time.monotonic() + PACE_REFRESH_SECONDS  # one reader at a time
-            self._follow(await self.store.shared_pace())
+            self._follow(await self.state.shared_pace())
 
     def _follow(self, shared: SharedPace | None) -> None:
         self._shared, self._shared_read_at = shared, time.monotonic()
@@ -273,13 +281,13 @@ class RateBudget:
     async def _overshot(self, rpm: float) -> None:
         """A 429 at this pace: the shared pace drops, unless another 429 of the same overshoot did."""
         try:
-            shared = await self.store.overshot(rpm)
+            shared = await self.state.overshot(rpm)
         except RateLimitStoreUnavailable:
             return  # bookkeeping: the next acquire reports the lost store
         self._follow(shared)
         if shared.age_seconds == 0:  # this 429 set it
             pace = self.limits()  # source "429s": later runs start from it (_recall_pace)
-            await _bookkeeping(self.store.learn_limits(pace))
+            await _bookkeeping(self.state.learn_limits(pace))
             self._log(
                 f"HTTP 429 and no per-minute requests limit known: pacing at {pace.requests_per_minute:.0f} "
                 "requests/min (one pace for every process using this provider, model and key)"
@@ -287,8 +295,8 @@ class RateBudget:
 
     async def _recall_pace(self, rpm: float | None) -> None:
         """A pace an earlier process found (remembered with the learned limits), unless the store has a live one."""
-        if rpm and await self.store.shared_pace() is None:
-            await self.store.overshot(rpm / DECREASE_FACTOR)  # the overshoot that the remembered pace followed
+        if rpm and await self.state.shared_pace() is None:
+            await self.state.overshot(rpm / DECREASE_FACTOR)  # the overshoot that the remembered pace followed
 
 
 async def _bookkeeping(write: Awaitable[object]) -> None:
