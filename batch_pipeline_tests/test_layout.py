@@ -15,6 +15,7 @@ LAYERS = [
     "cli",
     "definitions",
     "defs",
+    "launch",
     "workers",
     "report",
     "batch",

@@ -10,12 +10,13 @@ from sqlalchemy.engine import make_url
 
 from batch_pipeline import settings
 from batch_pipeline.analysis import REGISTRY
-from batch_pipeline.batch.estimate import CostEstimate, estimate_batch, expected_response_format
-from batch_pipeline.batch.registration import BatchRequest, read_batch
+from batch_pipeline.batch.estimate import CostEstimate
+from batch_pipeline.batch.registration import BatchRequest
 from batch_pipeline.definitions import resolve_document_batch_job
 from batch_pipeline.defs.config import BatchConfig, batch_config_of
 from batch_pipeline.defs.resources import LlmResource
-from batch_pipeline.documents.sources import SourceError
+from batch_pipeline.launch import sequence
+from batch_pipeline.launch.sequence import LaunchRefused
 from batch_pipeline.report.csv_cells import write_csv
 from batch_pipeline.store import DocumentStore
 
@@ -118,9 +119,7 @@ def estimate(run_config: dict) -> CostEstimate:
     llm = LlmResource(**{k: v for k, v in llm_config.items() if k in LlmResource.model_fields})
     store = open_store()
     try:
-        read = read_batch(request, store.stored_conversions)
-        endpoint = llm.provider().settings.base_url
-    except (SourceError, settings.NotAllowed) as e:
-        raise CannotEstimate(str(e)) from None
-    mode = expected_response_format(store, endpoint, request.context.ai_model, llm.response_format)
-    return estimate_batch(store, request, read, mode)
+        read = sequence.read(request, store)
+        return sequence.estimate(request, read, store, sequence.endpoint_of(llm.provider), llm.response_format)
+    except LaunchRefused as e:
+        raise CannotEstimate(e.reason) from None

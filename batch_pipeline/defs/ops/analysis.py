@@ -8,9 +8,8 @@ from collections.abc import Callable, Iterator
 
 import dagster as dg
 
-from batch_pipeline.batch.llm_partition import analyse_partition_with_llm
+from batch_pipeline.batch.analyse_partition import analyse_partition
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
-from batch_pipeline.batch.runner import NothingToSend, analyze_documents
 from batch_pipeline.defs.process import freeze_loaded_objects
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource, OfflineAnalysisResource
 from batch_pipeline.defs.tags import STOPPED_TAG
@@ -112,13 +111,12 @@ async def _analyse(
     offline: OfflineAnalysisResource,
     stopping: asyncio.Event,
 ) -> PartitionSummary:
-    run_id, log = context.run_id, context.log.info
-    if partition.context.is_local:  # nothing paid for: a stop drops the work under way at once
-        analyser = offline.analyser(partition.analysis_timeout_seconds)
-        return await analyze_documents(store, run_id, partition, analyser, log, stopping)
-    if partition.response_format is None:
-        return await analyze_documents(store, run_id, partition, NothingToSend(), log, stopping)
-    result = await analyse_partition_with_llm(store, run_id, partition, llm.provider(), log, stopping)
+    offline_analyser, provider = offline.analyser, llm.provider
+    result = await analyse_partition(
+        store, context.run_id, partition, offline_analyser, provider, context.log.info, stopping
+    )
+    if result.limits is None:
+        return result.summary
     if result.format_rejected:
         context.log.warning(
             f"{partition.context.ai_model} no longer takes response format {partition.response_format.value}: "

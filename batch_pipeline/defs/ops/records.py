@@ -1,36 +1,18 @@
-"""create_document_records: refuse a bad launch, check the provider, register the batch, fan out."""
+"""create_document_records: the launch sequence (batch_pipeline.launch), adapted to Dagster."""
 
 import time
 
 import dagster as dg
 
-from batch_pipeline.batch.estimate import estimate_batch, expected_response_format
 from batch_pipeline.batch.partitions import Partition
-from batch_pipeline.batch.registration import (
-    BatchRequest,
-    ReadBatch,
-    RegisteredBatch,
-    needs_llm,
-    partition_size_for,
-    read_batch,
-    register_batch,
-)
-from batch_pipeline.context import ProcessingContext
-from batch_pipeline.costs.prices import PRICES_ENV, price_for, price_table
-from batch_pipeline.costs.spend import BudgetExceeded, SpendLimit
+from batch_pipeline.batch.registration import RegisteredBatch
 from batch_pipeline.defs.config import BatchConfig
 from batch_pipeline.defs.process import freeze_loaded_objects
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource
 from batch_pipeline.defs.tags import BUDGET_RUN_TAG, RESUMED_FROM_TAG, run_tags
-from batch_pipeline.documents.sources import SourceError
-from batch_pipeline.llm.provider import LlmUnavailable
-from batch_pipeline.llm.response_format import ResponseFormatMode
-from batch_pipeline.settings import NotAllowed
-from batch_pipeline.store import DocumentStore
-from batch_pipeline.store.remembered import remember_response_format, remembered_response_format
+from batch_pipeline.launch import sequence
+from batch_pipeline.launch.sequence import NOT_SENT, LaunchRefused
 
-REFUSED = "Refused before writing anything: "
-NOT_SENT = "Refused before sending any document: "
 SKIPPED_SHOWN = 200
 
 
@@ -46,20 +28,29 @@ def create_document_records(
 ):
     """Read the batch, register one record per distinct document and split the analysable ones into partitions."""
     freeze_loaded_objects()
-    request = config.to_request()
-    if problems := request.problems():
-        listed = "".join(f"\n- {problem}" for problem in problems)
-        raise dg.Failure(f"{REFUSED}{len(problems)} problem(s) in the run config:{listed}", allow_retries=False)
+    try:
+        batch, partitions = _launch(context, config, document_store, llm)
+    except LaunchRefused as e:
+        metadata = {"estimate": dg.MetadataValue.json(e.estimate.model_dump())} if e.estimate else None
+        raise dg.Failure(str(e), metadata=metadata, allow_retries=e.retryable) from None
+    yield dg.Output(batch, "batch", metadata=_batch_metadata(batch))
+    for partition in partitions:
+        yield dg.DynamicOutput(partition, mapping_key=f"p{partition.index:05d}", output_name="partitions")
+
+
+def _launch(
+    context: dg.OpExecutionContext, config: BatchConfig, document_store: DocumentStoreResource, llm: LlmResource
+) -> tuple[RegisteredBatch, list[Partition]]:
+    request, store = config.to_request(), document_store.store
     processing = request.context
+    sequence.refuse_problems(request)
     started = time.monotonic()
-    read = _read(request, document_store.store)
+    read = sequence.read(request, store)
     if request.max_cost_usd is not None:
-        _refuse_over_budget(context.log, document_store.store, llm, request, read)
+        cost = sequence.refuse_over_budget(request, read, store, llm.provider, llm.response_format)
+        context.log.info(f"Estimate within max_cost_usd ${request.max_cost_usd}: " + cost.summary().replace("\n", "; "))
     if not processing.is_local:
-        try:
-            llm.provider().check_serves(processing.ai_model)
-        except (LlmUnavailable, NotAllowed) as e:
-            raise dg.Failure(NOT_SENT + str(e)) from e
+        sequence.check_provider(llm.provider, processing.ai_model)
     context.instance.add_run_tags(context.run_id, run_tags(processing))
     if processing.is_local and processing.custom_instructions:
         context.log.warning(
@@ -67,86 +58,17 @@ def create_document_records(
             "do not interpret them."
         )
     budget_run = _budget_run(context)  # before anything is written: a forged tag is refused
-    batch, partitions = _register(document_store.store, context.run_id, request, read, llm.max_concurrent_requests)
-    partitions = [p.model_copy(update={"budget_run_id": budget_run}) for p in partitions]
+    batch, partitions = sequence.register(store, context.run_id, request, read, llm.max_concurrent_requests, budget_run)
     seconds = time.monotonic() - started
-    if not processing.is_local and needs_llm(document_store.store, context.run_id, partitions):
-        batch, partitions = _settle_response_format(
-            context, document_store.store, llm, processing, batch, partitions, request.max_cost_usd, budget_run
-        )
+    settled = sequence.settle_response_format(
+        store, context.run_id, request, partitions, llm.provider, llm.response_format, budget_run
+    )
+    if settled is not None:
+        context.log.info(f"{processing.ai_model} takes response format {settled.mode.value} ({settled.how})")
+        batch = batch.model_copy(update={"response_format": settled.mode})
+        partitions = [p.model_copy(update={"response_format": settled.mode}) for p in partitions]
     _log_registration(context.log, batch, seconds)
-    yield dg.Output(batch, "batch", metadata=_batch_metadata(batch))
-    for partition in partitions:
-        yield dg.DynamicOutput(partition, mapping_key=f"p{partition.index:05d}", output_name="partitions")
-
-
-def _read(request: BatchRequest, store: DocumentStore) -> ReadBatch:
-    try:
-        return read_batch(request, store.stored_conversions)
-    except SourceError as e:
-        raise dg.Failure(REFUSED + str(e)) from e
-
-
-def _refuse_over_budget(
-    log: dg.DagsterLogManager, store: DocumentStore, llm: LlmResource, request: BatchRequest, read: ReadBatch
-) -> None:
-    """max_cost_usd at launch: a batch whose estimate is over it is refused before any request."""
-    if price_for(request.context.ai_model, price_table()) is None:
-        raise dg.Failure(
-            f"{NOT_SENT}max_cost_usd needs a price for {request.context.ai_model!r}, and the price table has none: "
-            f"add it to the file ${PRICES_ENV} names"
-        )
-    endpoint = llm.provider().settings.base_url
-    mode = expected_response_format(store, endpoint, request.context.ai_model, llm.response_format)
-    estimate = estimate_batch(store, request, read, mode)
-    if estimate.estimated_cost_usd is not None and estimate.estimated_cost_usd > request.max_cost_usd:
-        raise dg.Failure(
-            f"{NOT_SENT}the estimate for its {estimate.documents_to_send} documents to send is "
-            f"${estimate.estimated_cost_usd:.4f} ({estimate.llm_api}), over max_cost_usd ${request.max_cost_usd}",
-            metadata={"estimate": dg.MetadataValue.json(estimate.model_dump())},
-        )
-    log.info(f"Estimate within max_cost_usd ${request.max_cost_usd}: " + estimate.summary().replace("\n", "; "))
-
-
-def _register(
-    store: DocumentStore, run_id: str, request: BatchRequest, read: ReadBatch, max_concurrent_requests: int
-) -> tuple[RegisteredBatch, list[Partition]]:
-    return register_batch(store, run_id, request, partition_size_for(request, max_concurrent_requests), read)
-
-
-def _settle_response_format(
-    context: dg.OpExecutionContext,
-    store: DocumentStore,
-    llm: LlmResource,
-    processing: ProcessingContext,
-    batch: RegisteredBatch,
-    partitions: list[Partition],
-    max_cost_usd: float | None,
-    budget_run: str,
-) -> tuple[RegisteredBatch, list[Partition]]:
-    """The response format every partition uses: as remembered for this endpoint and model, else
-    probed once, before the fan-out, and remembered."""
-    try:
-        provider = llm.provider()
-        endpoint = provider.settings.base_url
-        if llm.response_format is not ResponseFormatMode.auto:
-            mode, how = llm.response_format, "configured"
-        elif remembered := remembered_response_format(store, endpoint, processing.ai_model):
-            mode, how = ResponseFormatMode(remembered), "as an earlier run found"
-        else:
-            model, ai_model = processing.model, processing.ai_model
-            # Each probe attempt (max_tokens=1) is billed too: under max_cost_usd each one is reserved.
-            spend = _probe_spend(store, budget_run, ai_model, max_cost_usd) if max_cost_usd is not None else None
-            mode = provider.settle_response_format(model, ai_model, processing.custom_instructions, spend)
-            how = "probed"
-            remember_response_format(store, endpoint, ai_model, mode.value)
-    except (LlmUnavailable, NotAllowed) as e:
-        raise dg.Failure(NOT_SENT + str(e)) from e
-    except BudgetExceeded as e:
-        raise dg.Failure(f"{NOT_SENT}probing the response format {e}") from None
-    context.log.info(f"{processing.ai_model} takes response format {mode.value} ({how})")
-    batch = batch.model_copy(update={"response_format": mode})
-    return batch, [p.model_copy(update={"response_format": mode}) for p in partitions]
+    return batch, partitions
 
 
 def _budget_run(context: dg.OpExecutionContext) -> str:
@@ -163,14 +85,10 @@ def _budget_run(context: dg.OpExecutionContext) -> str:
         if parent.run_id == claimed:
             return claimed
         run = parent
-    raise dg.Failure(
-        f"{NOT_SENT}the run's {BUDGET_RUN_TAG} tag names a run this run does not resume; "
-        "only `batch-pipeline resume` sets it"
+    raise LaunchRefused(
+        NOT_SENT,
+        f"the run's {BUDGET_RUN_TAG} tag names a run this run does not resume; only `batch-pipeline resume` sets it",
     )
-
-
-def _probe_spend(store: DocumentStore, budget_run: str, ai_model: str, max_cost_usd: float) -> SpendLimit:
-    return SpendLimit(store, budget_run, max_cost_usd, price_for(ai_model, price_table()), max_output_tokens=1)
 
 
 def _log_registration(log: dg.DagsterLogManager, batch: RegisteredBatch, seconds: float) -> None:

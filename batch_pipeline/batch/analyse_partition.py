@@ -1,6 +1,8 @@
-"""One partition through the LLM, online or through the Batch API: the analyser set up for the run
-(its max_cost_usd, the rate limits remembered for the provider), and what the provider taught it
-kept for the next runs (limits learned; a response format it stopped taking, forgotten)."""
+"""How one partition is analysed, decided in one place: by the offline analysers (ai_model local),
+by nothing (every document was cached at launch), or through the LLM, online or through the
+Batch API: the analyser set up for the run (its max_cost_usd, the rate limits remembered for the
+provider), and what the provider taught it kept for the next runs (limits learned; a response
+format it stopped taking, forgotten)."""
 
 import asyncio
 from collections.abc import Callable
@@ -8,7 +10,7 @@ from dataclasses import dataclass
 
 from batch_pipeline.batch.batch_api_runner import BatchApiRun
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
-from batch_pipeline.batch.runner import analyze_documents
+from batch_pipeline.batch.runner import Analyser, NothingToSend, analyze_documents
 from batch_pipeline.costs.prices import price_for, price_table
 from batch_pipeline.costs.spend import SpendLimit
 from batch_pipeline.llm.batch_api import BatchApi
@@ -20,12 +22,30 @@ from batch_pipeline.store.remembered import forget_response_format, remember_lim
 
 
 @dataclass
-class LlmPartitionResult:
+class PartitionResult:
     summary: PartitionSummary
-    limits: ProviderLimits  # what the requests were paced to
-    pauses: int  # rate-limit pauses
-    format_rejected: bool  # the provider no longer takes the run's response format (forgotten)
+    limits: ProviderLimits | None = None  # what the LLM requests were paced to (None: no LLM)
+    pauses: int = 0  # rate-limit pauses
+    format_rejected: bool = False  # the provider no longer takes the run's response format (forgotten)
     store_failure: str | None = None  # why the rate-limit store stopped answering, if it did
+
+
+async def analyse_partition(
+    store: DocumentStore,
+    run_id: str,
+    partition: Partition,
+    offline_analyser: Callable[[float], Analyser],
+    provider: Callable[[], LlmProvider],
+    log: Callable[[str], None],
+    stopping: asyncio.Event | None = None,
+) -> PartitionResult:
+    """offline_analyser(analysis_timeout_seconds) and provider() are asked for only when needed."""
+    if partition.context.is_local:  # nothing paid for: a stop drops the work under way at once
+        analyser = offline_analyser(partition.analysis_timeout_seconds)
+        return PartitionResult(await analyze_documents(store, run_id, partition, analyser, log, stopping))
+    if partition.response_format is None:  # the launch found every document cached
+        return PartitionResult(await analyze_documents(store, run_id, partition, NothingToSend(), log, stopping))
+    return await analyse_partition_with_llm(store, run_id, partition, provider(), log, stopping)
 
 
 async def analyse_partition_with_llm(
@@ -35,7 +55,7 @@ async def analyse_partition_with_llm(
     provider: LlmProvider,
     log: Callable[[str], None],
     stopping: asyncio.Event | None = None,
-) -> LlmPartitionResult:
+) -> PartitionResult:
     """Once stopping is set, nothing more is sent; answers to the requests in flight get the llm
     resource's stop_grace_seconds. (A Batch API partition does not drain: the op cancels it, and its
     batch goes on at the provider for resume to collect.)"""
@@ -66,4 +86,4 @@ async def analyse_partition_with_llm(
     if analyser.format_rejected:
         forget_response_format(store, provider.settings.base_url, ai_model)
     pacer = analyser.pacer
-    return LlmPartitionResult(summary, pacer.limits(), pacer.pauses, analyser.format_rejected, pacer.failure)
+    return PartitionResult(summary, pacer.limits(), pacer.pauses, analyser.format_rejected, pacer.failure)
