@@ -7,7 +7,7 @@ import enum
 import hashlib
 import json
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from batch_pipeline import settings
 from batch_pipeline.analysis import REGISTRY, AnalysisModel
@@ -20,12 +20,23 @@ PRIORITY_NAMES = ("high", "normal", "low")
 ModelKey = enum.Enum("ModelKey", {key: key for key in REGISTRY}, type=str)
 
 
+MODEL_KEY_HELP = "; ".join(f"{m.key}: {m.description}" for m in REGISTRY.values())
+
+
 class ProcessingContext(BaseModel):
+    """The analysis, the model and the extra instructions a run's documents are analysed under."""
+
     model_config = ConfigDict(frozen=True)
 
-    model_key: ModelKey
-    ai_model: str
-    custom_instructions: str = ""
+    model_key: ModelKey = Field(description=f"The analysis to run. One of — {MODEL_KEY_HELP}")
+    ai_model: str = Field(
+        description="The LLM to use, as the provider names it (e.g. gpt-4.1-mini), or 'local' for the offline analysers.",
+    )
+    custom_instructions: str = Field(
+        default="",
+        description="Extra instructions appended to the system prompt. The offline analysers record but do not "
+        "interpret them.",
+    )
 
     @property
     def model(self) -> AnalysisModel:

@@ -5,7 +5,7 @@ import pytest
 
 from batch_pipeline.analysis import REGISTRY, distribution_version
 from batch_pipeline.context import ModelKey, ProcessingContext
-from batch_pipeline.defs.config import ProcessingContextConfig
+from batch_pipeline.defs.config_classes import config_class
 from batch_pipeline.defs.tags import run_tags
 
 
@@ -44,9 +44,12 @@ def test_run_tags_name_the_model_key_and_ai_model():
 
 
 def test_the_run_config_form_is_a_dagster_config_that_yields_the_context():
-    config = ProcessingContextConfig(model_key=ModelKey.document_metadata, ai_model="gpt-x", custom_instructions="c")
+    form = config_class(ProcessingContext)
+    config = form(model_key=ModelKey.document_metadata, ai_model="gpt-x", custom_instructions="c")
     assert isinstance(config, dg.Config)
-    assert config.to_context() == make(model_key=ModelKey.document_metadata, ai_model="gpt-x", custom_instructions="c")
+    assert ProcessingContext.model_validate(config.model_dump()) == make(
+        model_key=ModelKey.document_metadata, ai_model="gpt-x", custom_instructions="c"
+    )
 
 
 def test_offline_results_follow_the_versions_of_the_libraries_whose_data_they_use(monkeypatch):

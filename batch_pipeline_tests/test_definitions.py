@@ -41,7 +41,8 @@ def test_a_run_of_text_documents_loads_neither_the_report_converter_nor_celery_l
     code = f"""
 import sys
 import batch_pipeline.definitions
-from batch_pipeline.batch.registration import BatchRequest, FailurePolicy, read_batch
+from batch_pipeline.batch.registration import read_batch
+from batch_pipeline.batch.request import BatchRequest, FailurePolicy
 from batch_pipeline.context import ProcessingContext
 heavy = ("pandas", "matplotlib", "leather", "jinja2", "dagster_celery", "markitdown", "pypdfium2", "PIL", "pytesseract", "redis")
 loaded = [m for m in heavy if m in sys.modules]

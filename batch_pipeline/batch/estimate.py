@@ -8,7 +8,8 @@ import random
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from batch_pipeline.batch.registration import BatchRequest, ReadBatch
+from batch_pipeline.batch.registration import ReadBatch
+from batch_pipeline.batch.request import BatchRequest
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.costs.prices import estimate_cost, price_for, price_table
 from batch_pipeline.llm.prompts import build_messages

@@ -2,6 +2,7 @@
 
 from pydantic import BaseModel
 
+from batch_pipeline.batch.request import BatchRequest
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.outcome import LlmApi
@@ -15,7 +16,7 @@ class Partition(BaseModel):
     context: ProcessingContext
     document_ids: list[str]
     force: bool = False
-    analysis_timeout_seconds: float = 60.0  # per document, offline analysers
+    analysis_timeout_seconds: float = BatchRequest.model_fields["analysis_timeout_seconds"].default
     response_format: ResponseFormatMode | None = None  # settled before the fan-out; None for local
     llm_api: LlmApi = LlmApi.online
     max_cost_usd: float | None = None  # the run's whole budget, shared by its partitions

@@ -1,7 +1,5 @@
-"""A batch: what a launch asks for, its registration in the store, and its split into partitions."""
+"""A batch: its registration in the store, and its split into partitions."""
 
-import enum
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,92 +8,15 @@ from pydantic import BaseModel
 
 from batch_pipeline import settings
 from batch_pipeline.batch.partitions import Partition
+from batch_pipeline.batch.request import BatchRequest, FailurePolicy
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.conversion.limits import Conversion, ConversionLimits
-from batch_pipeline.documents.sources import MAX_FILE_BYTES, RawDocument, read_source, source_problem
+from batch_pipeline.documents.sources import RawDocument, read_source
 from batch_pipeline.documents.vetting import PreparedDocument, document_id, prepare
 from batch_pipeline.llm.batch_lines import MAX_REQUESTS_PER_BATCH
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.outcome import LlmApi
 from batch_pipeline.store import DocumentStore
-
-
-class FailurePolicy(enum.Enum):
-    """What a run does when some documents fail while the rest complete."""
-
-    succeed = "succeed"
-    fail = "fail"
-
-
-class BatchRequest(BaseModel):
-    """What a launch asks for: the run config of create_document_records (``defs/config.py``, which
-    holds the defaults and their descriptions), without Dagster."""
-
-    project: str
-    source: str | None
-    documents: list[tuple[str, str]] | None  # inline (filename, markdown content)
-    context: ProcessingContext
-    partition_size: int | None
-    force: bool
-    max_document_bytes: int
-    follow_symlinks: bool
-    analysis_timeout_seconds: float
-    on_document_failure: FailurePolicy
-    max_file_bytes: int = MAX_FILE_BYTES
-    max_pages: int = ConversionLimits.max_pages
-    conversion_timeout_seconds: float = ConversionLimits.timeout_seconds
-    ocr_languages: str = ConversionLimits.ocr_languages
-    llm_api: LlmApi = LlmApi.online
-    max_cost_usd: float | None = None
-
-    def problems(self) -> list[str]:
-        """Launch checks the Dagster config schema cannot express, every one at once (the source's
-        existence and kind included; whether it holds documents is known only once it is read)."""
-        found = []
-        if not self.project.strip():
-            found.append("project must not be empty")
-        if not self.context.ai_model.strip():
-            found.append("context.ai_model must not be empty (use 'local' for the offline analysers)")
-        if self.partition_size is not None and self.partition_size < 1:
-            found.append(f"partition_size must be at least 1, got {self.partition_size}")
-        if self.analysis_timeout_seconds <= 0:
-            found.append(f"analysis_timeout_seconds must be more than 0, got {self.analysis_timeout_seconds}")
-        for name in ("max_document_bytes", "max_file_bytes", "max_pages"):
-            if (value := getattr(self, name)) < 1:
-                found.append(f"{name} must be at least 1, got {value}")
-        if self.conversion_timeout_seconds <= 0:
-            found.append(f"conversion_timeout_seconds must be more than 0, got {self.conversion_timeout_seconds}")
-        if not OCR_LANGUAGES_RE.fullmatch(self.ocr_languages):
-            found.append(
-                f"ocr_languages must be Tesseract language codes joined by '+' (eng+deu), got {self.ocr_languages!r}"
-            )
-        if self.llm_api is LlmApi.batch and self.context.is_local:
-            found.append("llm_api batch sends documents to an LLM's Batch API: it needs an LLM ai_model, not 'local'")
-        if self.max_cost_usd is not None and self.max_cost_usd <= 0:
-            found.append(f"max_cost_usd must be more than 0, got {self.max_cost_usd}")
-        if problem := source_problem(self.source, self.documents):
-            found.append(problem)
-        for deployment_setting in (settings.max_findings, settings.conversion_memory_mb):
-            try:  # the deployment's: a bad value fails the launch, not each document after it was paid for
-                deployment_setting()
-            except ValueError as e:
-                found.append(str(e))
-        for name, value in [("project", self.project), ("context.ai_model", self.context.ai_model),
-                            ("context.custom_instructions", self.context.custom_instructions)]:  # fmt: skip
-            if not _is_unicode(value):
-                found.append(f"{name} is not valid Unicode text (it holds a lone surrogate)")
-        return found
-
-
-OCR_LANGUAGES_RE = re.compile(r"[A-Za-z_]+(\+[A-Za-z_]+)*")
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class RegisteredBatch(BaseModel):
@@ -195,7 +116,11 @@ def _conversions(
 def read_batch(request: BatchRequest, stored: StoredConversions | None = None) -> ReadBatch:
     """Read, convert and vet the batch's documents; raises SourceError. Writes nothing."""
     contents = read_source(
-        request.source, request.documents, request.max_document_bytes, request.follow_symlinks, request.max_file_bytes
+        request.source,
+        request.inline_documents,
+        request.max_document_bytes,
+        request.follow_symlinks,
+        request.max_file_bytes,
     )
     raws, duplicates = _dedupe(contents.documents)
     conversions = _conversions(request, raws, stored)

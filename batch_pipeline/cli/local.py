@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from batch_pipeline import settings
 from batch_pipeline.analysis import REGISTRY
 from batch_pipeline.batch.estimate import CostEstimate
-from batch_pipeline.batch.registration import BatchRequest
+from batch_pipeline.batch.request import BatchRequest
 from batch_pipeline.definitions import resolve_document_batch_job
 from batch_pipeline.defs.config import BatchConfig, batch_config_of
 from batch_pipeline.defs.resources import LlmResource

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from batch_pipeline import settings
 from batch_pipeline.context import PRIORITY_NAMES, ModelKey, ProcessingContext
@@ -25,13 +25,14 @@ SNAPSHOT_REASON = "the inbox's own copies of the batches it launched"
 
 
 class InboxDefaults(BaseModel):
-    """What a batch uses when batch.yaml does not say (the sensor's configuration)."""
+    """What a batch uses when batch.yaml does not say (the inbox resource's configuration, each also
+    settable as $BATCH_PIPELINE_INBOX_<FIELD>)."""
 
-    project: str = "inbox"
-    model_key: str | None = None
-    ai_model: str | None = None
-    custom_instructions: str = ""
-    priority: str = "normal"
+    project: str = Field(default="inbox", description="The project of inbox batches.")
+    model_key: str | None = Field(default=None, description="The analysis; unset: batch.yaml must name it.")
+    ai_model: str | None = Field(default=None, description="The model; unset: batch.yaml must name it.")
+    custom_instructions: str = Field(default="", description="Extra instructions for the system prompt.")
+    priority: str = Field(default="normal", description=f"One of {', '.join(PRIORITY_NAMES)}.")
 
 
 class InboxBatch(BaseModel):

@@ -30,9 +30,9 @@ from batch_pipeline.llm.completions import (
     retryable,
     sent_body,
 )
+from batch_pipeline.llm.options import LlmSettings
 from batch_pipeline.llm.prompts import build_messages, extract_json, repair_messages
 from batch_pipeline.llm.response_format import ResponseFormatMode
-from batch_pipeline.llm.settings import LlmSettings
 from batch_pipeline.llm.tokens import estimate_request_tokens
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus, LlmApi
 from batch_pipeline.rate_limits.limits import retry_after_seconds

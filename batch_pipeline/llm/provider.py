@@ -11,9 +11,9 @@ from batch_pipeline.analysis import AnalysisModel
 from batch_pipeline.costs.spend import Hold, SpendLimit
 from batch_pipeline.llm.analyser import LlmAnalyser
 from batch_pipeline.llm.completions import completion_request, rejects_format, retryable, sent_body
+from batch_pipeline.llm.options import LlmSettings
 from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.response_format import FALLBACK_ORDER, ResponseFormatMode
-from batch_pipeline.llm.settings import LlmSettings
 from batch_pipeline.llm.tokens import estimate_request_tokens
 from batch_pipeline.rate_limits.limits import ProviderLimits
 from batch_pipeline.rate_limits.pace_state import (

@@ -11,10 +11,10 @@ from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.llm.batch_api import KEY_FIELD, BatchApi
 from batch_pipeline.llm.batch_lines import request_line
 from batch_pipeline.llm.completions import completion_request, sent_body
+from batch_pipeline.llm.options import LlmSettings
 from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
-from batch_pipeline.llm.settings import LlmSettings
 from batch_pipeline.outcome import LlmApi
 from batch_pipeline_tests.conftest import register_memos
 

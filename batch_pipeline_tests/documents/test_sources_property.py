@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batch_pipeline.batch.offline import OfflineAnalyser
-from batch_pipeline.batch.registration import BatchRequest, FailurePolicy, register_batch
+from batch_pipeline.batch.registration import register_batch
+from batch_pipeline.batch.request import BatchRequest, FailurePolicy
 from batch_pipeline.batch.runner import analyze_documents
 from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.store import DocumentStore

@@ -21,9 +21,9 @@ from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.costs.prices import ModelPrice
 from batch_pipeline.costs.spend import SpendLimit
 from batch_pipeline.llm.batch_api import BatchApi
+from batch_pipeline.llm.options import LlmSettings
 from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
-from batch_pipeline.llm.settings import LlmSettings
 from batch_pipeline.outcome import LlmApi
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store import provider_batches as provider_batches_module

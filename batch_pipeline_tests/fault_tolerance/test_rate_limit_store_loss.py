@@ -20,9 +20,9 @@ import redis
 
 from batch_pipeline.cli.recovery import resume
 from batch_pipeline.context import ProcessingContext
+from batch_pipeline.llm.options import LlmSettings
 from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
-from batch_pipeline.llm.settings import LlmSettings
 from batch_pipeline.rate_limits.limits import ProviderLimits
 from batch_pipeline.rate_limits.pace_state import (
     STORE_RETRIES,

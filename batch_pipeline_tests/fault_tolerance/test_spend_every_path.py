@@ -18,10 +18,10 @@ from batch_pipeline.costs.prices import ModelPrice
 from batch_pipeline.costs.spend import SpendLimit
 from batch_pipeline.defs.tags import BUDGET_RUN_TAG
 from batch_pipeline.llm.completions import completion_request, sent_body
+from batch_pipeline.llm.options import LlmSettings
 from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
-from batch_pipeline.llm.settings import LlmSettings
 from batch_pipeline.llm.tokens import estimate_request_tokens
 from batch_pipeline.store.run_budgets import spend_of
 from batch_pipeline_tests.conftest import llm_endpoint, llm_run, rows_of, write_corpus

@@ -15,9 +15,9 @@ import yaml
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.batch.runner import analyze_documents
 from batch_pipeline.context import ProcessingContext
+from batch_pipeline.llm.options import LlmSettings
 from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
-from batch_pipeline.llm.settings import LlmSettings
 from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import (
     BATCH_PIPELINE,

@@ -9,9 +9,9 @@ import pytest
 import redis
 
 from batch_pipeline.context import ProcessingContext
+from batch_pipeline.llm.options import LlmSettings
 from batch_pipeline.llm.provider import LlmProvider, LlmUnavailable
 from batch_pipeline.llm.response_format import ResponseFormatMode
-from batch_pipeline.llm.settings import LlmSettings
 from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
 
 API_KEY = "sk-test-key"

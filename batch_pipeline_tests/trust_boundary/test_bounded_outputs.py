@@ -243,7 +243,7 @@ def test_numbers_stay_numbers_in_the_csv(tmp_path, pipeline_home, instance):
 def test_a_bad_findings_limit_refuses_the_launch_before_anything_is_paid_for(monkeypatch, tmp_path):
     """$BATCH_PIPELINE_MAX_FINDINGS is read when a result is stored, after an LLM's answer was
     bought: a value that is not a whole number is named at launch instead, with the other problems."""
-    from batch_pipeline.batch.registration import BatchRequest
+    from batch_pipeline.batch.request import BatchRequest
     from batch_pipeline.context import ModelKey, ProcessingContext
 
     monkeypatch.setenv("BATCH_PIPELINE_MAX_FINDINGS", "lots")

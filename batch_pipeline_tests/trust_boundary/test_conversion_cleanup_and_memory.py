@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from batch_pipeline import settings
-from batch_pipeline.batch.registration import BatchRequest, FailurePolicy, read_batch
+from batch_pipeline.batch.registration import read_batch
+from batch_pipeline.batch.request import BatchRequest, FailurePolicy
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.conversion import pool
 from batch_pipeline.conversion.limits import Conversion, ConversionLimits

@@ -8,7 +8,8 @@ import dagster as dg
 
 from batch_pipeline import settings
 from batch_pipeline.batch.partitions import PartitionSummary
-from batch_pipeline.batch.registration import FailurePolicy, RegisteredBatch
+from batch_pipeline.batch.registration import RegisteredBatch
+from batch_pipeline.batch.request import FailurePolicy
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.defs.assets import analysed_documents, record_project
 from batch_pipeline.defs.process import freeze_loaded_objects

@@ -7,6 +7,7 @@ import dagster as dg
 
 from batch_pipeline import settings
 from batch_pipeline.defs.config import batch_run_config
+from batch_pipeline.defs.config_classes import config_class
 from batch_pipeline.defs.job import document_batch_job
 from batch_pipeline.defs.tags import TRIGGER_TAG, run_tags
 from batch_pipeline.documents.inbox import (
@@ -22,29 +23,25 @@ from batch_pipeline.documents.inbox import (
 INBOX_INTERVAL_ENV = "BATCH_PIPELINE_INBOX_INTERVAL_SECONDS"
 
 
-class InboxConfig(dg.ConfigurableResource):
-    """The defaults for batches whose folder has no batch.yaml. The folder is the deployment's
-    ($BATCH_PIPELINE_INBOX, else <data folder>/inbox): runs may read their snapshots there."""
-
-    project: str = "inbox"
-    model_key: str | None = None
-    ai_model: str | None = None
-    custom_instructions: str = ""
-    priority: str = "normal"
+class InboxConfig(config_class(InboxDefaults, dg.ConfigurableResource)):
+    """The defaults for batches whose folder has no batch.yaml (InboxDefaults, declared there once).
+    The folder is the deployment's ($BATCH_PIPELINE_INBOX, else <data folder>/inbox): runs may read
+    their snapshots there."""
 
     @classmethod
     def from_env(cls) -> "InboxConfig":
         """The defaults from BATCH_PIPELINE_INBOX_<FIELD>."""
-        fields = ("project", "model_key", "ai_model", "custom_instructions", "priority")
-        values = {
-            f: os.environ[f"BATCH_PIPELINE_INBOX_{f.upper()}"]
-            for f in fields
-            if f"BATCH_PIPELINE_INBOX_{f.upper()}" in os.environ
-        }
-        return cls(**values)
+        names = [f"BATCH_PIPELINE_INBOX_{field.upper()}" for field in InboxDefaults.model_fields]
+        return cls(
+            **{
+                field: os.environ[name]
+                for field, name in zip(InboxDefaults.model_fields, names, strict=True)
+                if name in os.environ
+            }
+        )
 
     def defaults(self) -> InboxDefaults:
-        return InboxDefaults(**self.model_dump())
+        return InboxDefaults.model_validate(self.model_dump())
 
 
 @dg.sensor(
