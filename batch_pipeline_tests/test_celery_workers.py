@@ -158,7 +158,7 @@ def test_partitions_run_on_both_workers_and_every_document_lands_once(celery_env
     with instance_of(celery_env) as instance:
         run_id = run_of(instance, "two-workers").run_id
         starts = step_starts(instance, run_id)
-    partitions = [s for s in starts if s[1].startswith("analyze_partition")]
+    partitions = [s for s in starts if s[1].startswith("analyse_partition")]
     assert len(partitions) == 10
     assert {worker.split("@")[0] for _, _, worker, _ in partitions} == {"w1", "w2"}, "not on both workers"
     assert {pid for *_, pid in starts} <= {w1.process.pid, w2.process.pid}  # never in the launching process
@@ -183,7 +183,7 @@ def test_high_priority_run_steps_are_taken_before_those_of_a_low_one_queued_earl
     )  # fmt: skip
     with instance_of(celery_env) as instance:
         deadline = time.monotonic() + 120
-        while not any(s[1].startswith("analyze_partition") for s in _starts_of(instance, "low")):
+        while not any(s[1].startswith("analyse_partition") for s in _starts_of(instance, "low")):
             assert time.monotonic() < deadline and low.poll() is None, "the low-priority run did not start analysing"
             time.sleep(0.2)
         high = execute(
@@ -195,9 +195,9 @@ def test_high_priority_run_steps_are_taken_before_those_of_a_low_one_queued_earl
             assert process.returncode == 0, output[-3000:]
         low_starts, high_starts = _starts_of(instance, "low"), _starts_of(instance, "high")
 
-    high_partitions = [s for s in high_starts if s[1].startswith("analyze_partition")]
+    high_partitions = [s for s in high_starts if s[1].startswith("analyse_partition")]
     high_from, high_until = high_partitions[0][0], high_partitions[-1][0]
-    low_partitions = [s for s in low_starts if s[1].startswith("analyze_partition")]
+    low_partitions = [s for s in low_starts if s[1].startswith("analyse_partition")]
     assert len([s for s in low_partitions if s[0] > high_until]) >= 3, "the low run finished too soon to show an order"
     # Before the high run's partitions reach the broker (after its first step), the worker goes on
     # with the low run's; from then on it takes none of them until the high run's are all taken.
@@ -251,7 +251,7 @@ def test_a_worker_killed_mid_partition_loses_no_document_and_pays_for_none_twice
     finished_texts = set(store.document_texts(list(done_before)).values())
     store.close()
     assert len(rows) == 40 and rows["document_id"].is_unique and (rows["status"] == "ok").all()
-    redelivered = [s for s in starts if s[2].startswith("survivor") and s[1] == "analyze_partition[p00000]"]
+    redelivered = [s for s in starts if s[2].startswith("survivor") and s[1] == "analyse_partition[p00000]"]
     assert redelivered, "the killed worker's partition was not taken by the other worker"
     resent = [r.document for r in server.requests if r.at > killed_at]
     assert resent and finished_texts.isdisjoint(resent), "a document finished before the kill was sent again"

@@ -9,14 +9,14 @@ from batch_pipeline.definitions import defs
 def test_definitions_load_the_job_its_ops_and_resources():
     dg.Definitions.validate_loadable(defs)
     job = defs.resolve_job_def("document_batch_job")
-    assert {node.name for node in job.nodes} == {"create_document_records", "analyze_partition", "aggregate"}
+    assert {node.name for node in job.nodes} == {"create_document_records", "analyse_partition", "aggregate"}
     assert set(job.resource_defs) == {"document_store", "llm", "offline", "io_manager"}
     assert set(defs.resources) == {"inbox"}  # the sensor's
     assert {s.name for s in defs.sensors} == {"inbox_sensor", "batch_failure_sensor"}
     assert [s.name for s in defs.schedules] == ["nightly_compliance_sweep"]
-    assert job.graph.node_named("analyze_partition").definition.pool == "llm"
+    assert job.graph.node_named("analyse_partition").definition.pool == "llm"
     assert job.op_retry_policy is None
-    assert job.graph.node_named("analyze_partition").definition.retry_policy.max_retries == 2
+    assert job.graph.node_named("analyse_partition").definition.retry_policy.max_retries == 2
 
 
 def test_launchpad_offers_the_model_keys_as_a_choice():

@@ -91,8 +91,8 @@ def test_custom_instructions_with_offline_analysers_log_a_warning(pipeline_home,
 def test_documents_are_analysed_in_partitions_of_the_configured_size(pipeline_home, instance):
     result = run_job(instance, batch_config(str(EXAMPLE_DOCS), model_key="document_metadata", partition_size=5))
     assert result.success
-    mapped = [k for k in step_keys(result) if k.startswith("analyze_partition")]
-    assert mapped == ["analyze_partition[p00000]", "analyze_partition[p00001]", "analyze_partition[p00002]"]
+    mapped = [k for k in step_keys(result) if k.startswith("analyse_partition")]
+    assert mapped == ["analyse_partition[p00000]", "analyse_partition[p00001]", "analyse_partition[p00002]"]
     rows = results(result.run_id)
     assert json.loads(rows.loc["rapport_trimestriel.md", "result"])["language"] == "fr"
 

@@ -107,7 +107,7 @@ def partition_times(env: dict, run_id: str) -> tuple[list[float], float]:
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         for entry in instance.all_logs(run_id):
             key, event = entry.step_key, entry.dagster_event
-            if not key or not key.startswith("analyze_partition"):
+            if not key or not key.startswith("analyse_partition"):
                 continue
             if event and event.event_type_value == "ENGINE_EVENT" and "in celery worker" in (event.message or ""):
                 began[key] = entry.timestamp

@@ -112,7 +112,7 @@ def start_partition(store: DocumentStore, run_id: str, partition: Partition) -> 
     )
 
 
-async def analyze_documents(
+async def analyse_documents(
     store: DocumentStore,
     run_id: str,
     partition: Partition,

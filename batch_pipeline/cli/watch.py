@@ -21,7 +21,7 @@ FINISHED = {"SUCCESS": 0, "FAILURE": 1, "CANCELED": 3}  # final Dagster status -
 class Snapshot:
     dagster_status: str
     counts: dict[str, int]  # documents per status
-    running_steps: list[str]  # e.g. analyze_partition[p00003]
+    running_steps: list[str]  # e.g. analyse_partition[p00003]
     at: float  # time.monotonic()
 
     @property
@@ -46,7 +46,7 @@ def rate_and_eta(first: Snapshot, latest: Snapshot) -> tuple[float | None, float
 def view(run_id: str, first: Snapshot, latest: Snapshot) -> Group:
     rate, eta = rate_and_eta(first, latest)
     summary = Table.grid(padding=(0, 2))
-    summary.add_row("run", Text(run_id))  # Text: names like analyze_partition[p00003] are not markup
+    summary.add_row("run", Text(run_id))  # Text: names like analyse_partition[p00003] are not markup
     summary.add_row("dagster", Text(latest.dagster_status))
     summary.add_row("documents", f"{latest.done} of {latest.total} done")
     summary.add_row("docs/s", f"{rate:.1f}" if rate else "—")

@@ -4,7 +4,7 @@ import dagster as dg
 
 from batch_pipeline.defs.executor import batch_executor
 from batch_pipeline.defs.launch_schema import launchable
-from batch_pipeline.defs.ops import aggregate, analyze_partition, create_document_records
+from batch_pipeline.defs.ops import aggregate, analyse_partition, create_document_records
 from batch_pipeline.defs.resources import (
     DocumentStoreResource,
     LlmResource,
@@ -16,7 +16,7 @@ from batch_pipeline.defs.resources import (
 @dg.graph
 def document_batch():
     batch, partitions = create_document_records()
-    summaries = partitions.map(analyze_partition)
+    summaries = partitions.map(analyse_partition)
     aggregate(batch, summaries.collect())
 
 

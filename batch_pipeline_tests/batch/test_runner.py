@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from batch_pipeline.analysis import REGISTRY, distribution_version
 from batch_pipeline.batch.offline import OfflineAnalyser, analyse_in_worker
 from batch_pipeline.batch.partitions import Partition
-from batch_pipeline.batch.runner import analyze_documents
+from batch_pipeline.batch.runner import analyse_documents
 from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.documents.vetting import PreparedDocument, document_id
 from batch_pipeline.outcome import AnalysisOutcome
@@ -55,7 +55,7 @@ def test_a_failing_document_fails_alone_and_the_context_travels_with_the_partiti
     ids = register(store, "r1", ["# a", "boom", "# c"])
     analyser = RecordingAnalyser()
     summary = asyncio.run(
-        analyze_documents(store, "r1", Partition(index=0, project="p", context=CONTEXT, document_ids=ids), analyser)
+        analyse_documents(store, "r1", Partition(index=0, project="p", context=CONTEXT, document_ids=ids), analyser)
     )
     assert summary.status_counts == {"ok": 2, "analysis_error": 1}
     assert {c for _, c in analyser.seen} == {CONTEXT}
@@ -68,7 +68,7 @@ def test_a_retried_partition_skips_documents_already_finished_in_this_run(store)
     store.record_outcome("r1", ids[0], AnalysisOutcome(status="ok", result="{}"))
     analyser = RecordingAnalyser()
     summary = asyncio.run(
-        analyze_documents(store, "r1", Partition(index=0, project="p", context=CONTEXT, document_ids=ids), analyser)
+        analyse_documents(store, "r1", Partition(index=0, project="p", context=CONTEXT, document_ids=ids), analyser)
     )
     assert [t for t, _ in analyser.seen] == ["# b", "# c"]
     assert summary.skipped_already_done == 1
@@ -96,9 +96,9 @@ def test_an_upgraded_data_library_re_analyses_instead_of_serving_old_results(sto
     """document_metadata's offline results depend on py3langid's model: after an upgrade of it,
     a new run must not be served the results the old version produced."""
     partition = Partition(index=0, project="p", context=CONTEXT, document_ids=register(store, "r1", ["# a", "# b"]))
-    asyncio.run(analyze_documents(store, "r1", partition, offline))
+    asyncio.run(analyse_documents(store, "r1", partition, offline))
     register(store, "r2", ["# a", "# b"])
-    assert asyncio.run(analyze_documents(store, "r2", partition, offline)).cached == 2
+    assert asyncio.run(analyse_documents(store, "r2", partition, offline)).cached == 2
     old_digest = CONTEXT.analyser_version.split("+")[1]
 
     installed = importlib.metadata.version
@@ -108,7 +108,7 @@ def test_an_upgraded_data_library_re_analyses_instead_of_serving_old_results(sto
         upgraded = ProcessingContext(**CONTEXT.model_dump())
         ids = register(store, "r3", ["# a", "# b"])
         summary = asyncio.run(
-            analyze_documents(store, "r3", partition.model_copy(update={"context": upgraded}), offline)
+            analyse_documents(store, "r3", partition.model_copy(update={"context": upgraded}), offline)
         )
         assert summary.cached == 0 and summary.status_counts == {"ok": 2}
         assert stored_versions(store, "r3") == {upgraded.analyser_version}
@@ -126,7 +126,7 @@ def test_a_document_over_the_time_limit_ends_alone_and_the_worker_is_replaced(st
     context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
     partition = Partition(index=0, project="p", context=context, document_ids=ids)
     analyser = OfflineAnalyser(offline_workers, timeout_seconds=0.5)
-    summary = asyncio.run(analyze_documents(store, "r1", partition, analyser))
+    summary = asyncio.run(analyse_documents(store, "r1", partition, analyser))
     assert summary.status_counts == {"ok": 3, "analysis_timeout": 1}
     rows = store.results("r1").set_index("filename")
     assert rows.loc["1.md", "status"] == "analysis_timeout" and "0.5 s" in rows.loc["1.md", "error"]
@@ -135,13 +135,13 @@ def test_a_document_over_the_time_limit_ends_alone_and_the_worker_is_replaced(st
 def test_a_chunk_that_overruns_the_limit_is_split_and_only_the_slow_document_times_out(store, offline_workers):
     context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
     warm = register(store, "warm", ["# warm"])
-    asyncio.run(analyze_documents(store, "warm", Partition(index=0, project="p", context=context, document_ids=warm),
+    asyncio.run(analyse_documents(store, "warm", Partition(index=0, project="p", context=context, document_ids=warm),
                                   OfflineAnalyser(offline_workers, timeout_seconds=60)))  # fmt: skip
     # About half a second of card checks, yet small enough to share a chunk with the others.
     slow = " ".join(f"4111 1111 1111 {i % 10_000:04d}" for i in range(2_800))
     ids = register(store, "r1", ["# a", slow, "# c"])
     partition = Partition(index=0, project="p", context=context, document_ids=ids)
-    summary = asyncio.run(analyze_documents(store, "r1", partition, OfflineAnalyser(offline_workers, 0.1)))
+    summary = asyncio.run(analyse_documents(store, "r1", partition, OfflineAnalyser(offline_workers, 0.1)))
     assert summary.status_counts == {"ok": 2, "analysis_timeout": 1}
     assert store.results("r1").set_index("filename").loc["1.md", "status"] == "analysis_timeout"
 
@@ -187,7 +187,7 @@ def test_outcomes_known_together_are_stored_in_one_transaction(store):
     ids = register(store, "r1", [f"# {i}" for i in range(64)])
     counting = CountingStore(store)
     partition = Partition(index=0, project="p", context=CONTEXT, document_ids=ids)
-    summary = asyncio.run(analyze_documents(counting, "r1", partition, ChunkAnalyser(group=32)))
+    summary = asyncio.run(analyse_documents(counting, "r1", partition, ChunkAnalyser(group=32)))
     assert summary.status_counts == {"ok": 64}
     assert sum(counting.transactions) == 64 and len(counting.transactions) == 2  # not 64 commits
     assert store.status_counts("r1") == {"ok": 64}
@@ -197,7 +197,7 @@ def test_a_failed_write_fails_the_partition_instead_of_losing_outcomes_quietly(s
     ids = register(store, "r1", ["# a", "# b"])
     partition = Partition(index=0, project="p", context=CONTEXT, document_ids=ids)
     try:
-        asyncio.run(analyze_documents(CountingStore(store, fail=True), "r1", partition, ChunkAnalyser(group=2)))
+        asyncio.run(analyse_documents(CountingStore(store, fail=True), "r1", partition, ChunkAnalyser(group=2)))
     except sa.exc.OperationalError as e:
         assert "went away" in str(e)
     else:
@@ -211,7 +211,7 @@ def test_a_stopped_partition_keeps_the_outcomes_known_before_the_stop(store):
 
     async def stop_after_the_first_answers() -> None:
         hold = asyncio.Event()
-        task = asyncio.ensure_future(analyze_documents(store, "r1", partition, ChunkAnalyser(group=3, hold=hold)))
+        task = asyncio.ensure_future(analyse_documents(store, "r1", partition, ChunkAnalyser(group=3, hold=hold)))
         await asyncio.sleep(0.05)
         hold.set()  # the first three are answered; the other three never are
         await asyncio.sleep(0.01)

@@ -14,7 +14,7 @@ from batch_pipeline_tests.conftest import BATCH_PIPELINE, batch_config, dagster_
 
 def test_rate_and_eta_come_from_the_documents_finished_while_watching():
     first = Snapshot("STARTED", {"pending": 100}, [], at=10.0)
-    later = Snapshot("STARTED", {"pending": 60, "ok": 38, "empty": 2}, ["analyze_partition[p00001]"], at=20.0)
+    later = Snapshot("STARTED", {"pending": 60, "ok": 38, "empty": 2}, ["analyse_partition[p00001]"], at=20.0)
     rate, eta = rate_and_eta(first, later)
     assert rate == 4.0 and eta == 15.0
     assert rate_and_eta(first, first) == (None, None)
@@ -22,11 +22,11 @@ def test_rate_and_eta_come_from_the_documents_finished_while_watching():
 
 def test_the_view_shows_progress_rate_eta_and_the_running_partitions():
     first = Snapshot("STARTED", {"pending": 10}, ["create_document_records"], 0.0)
-    middle = Snapshot("STARTED", {"pending": 4, "ok": 6}, ["analyze_partition[p00000]"], 2.0)
+    middle = Snapshot("STARTED", {"pending": 4, "ok": 6}, ["analyse_partition[p00000]"], 2.0)
     console = Console(record=True, width=120)
     console.print(view("run-1", first, middle))
     text = console.export_text()
-    assert "6 of 10 done" in text and "analyze_partition[p00000]" in text
+    assert "6 of 10 done" in text and "analyse_partition[p00000]" in text
     assert "3.0" in text and "1 s" in text  # 6 documents in 2 s; 4 left
 
 
@@ -34,7 +34,7 @@ def test_watch_redraws_until_the_run_ends_and_exits_with_its_status():
     script = iter(
         [
             Snapshot("STARTED", {"pending": 10}, ["create_document_records"], 0.0),
-            Snapshot("STARTED", {"pending": 4, "ok": 6}, ["analyze_partition[p00000]"], 2.0),
+            Snapshot("STARTED", {"pending": 4, "ok": 6}, ["analyse_partition[p00000]"], 2.0),
             Snapshot("FAILURE", {"ok": 9, "too_large": 1}, [], 4.0),
         ]
     )

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from batch_pipeline.batch.offline import OfflineAnalyser
 from batch_pipeline.batch.registration import register_batch
 from batch_pipeline.batch.request import BatchRequest, FailurePolicy
-from batch_pipeline.batch.runner import analyze_documents
+from batch_pipeline.batch.runner import analyse_documents
 from batch_pipeline.context import ModelKey, ProcessingContext
 from batch_pipeline.store import DocumentStore
 
@@ -87,7 +87,7 @@ def test_every_entry_ends_registered_or_skipped_and_the_batch_completes(offline_
         assert all(": " in entry for entry in batch.skipped_entries)
         for partition in partitions:
             asyncio.run(
-                analyze_documents(store, "run", partition, OfflineAnalyser(offline_workers, timeout_seconds=60))
+                analyse_documents(store, "run", partition, OfflineAnalyser(offline_workers, timeout_seconds=60))
             )
         counts = store.status_counts("run")
         assert sum(counts.values()) == batch.documents and "pending" not in counts

@@ -125,7 +125,7 @@ def register(store: DocumentStore, run_id: str, count: int = DOCUMENTS) -> list[
 async def deliver(
     store, server, run_id: str, ids: list[str], dying_at: str | None = None, spend=None, **options
 ) -> dict:
-    """One delivery of the partition's analysis step, as analyze_partition runs it: its own client,
+    """One delivery of the partition's analysis step, as analyse_partition runs it: its own client,
     and so its own owner. The step's status counts."""
     partition = Partition(index=0, project="p", context=CONTEXT, document_ids=ids,
                           response_format=ResponseFormatMode.json_schema, llm_api=LlmApi.batch)  # fmt: skip

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from fpdf import FPDF
 
 from batch_pipeline.batch.partitions import Partition
-from batch_pipeline.batch.runner import NO_STORED_TEXT, analyze_documents
+from batch_pipeline.batch.runner import NO_STORED_TEXT, analyse_documents
 from batch_pipeline.cli.recovery import resume
 from batch_pipeline.defs.tags import RESUMED_FROM_TAG
 from batch_pipeline.documents import sources
@@ -224,7 +224,7 @@ def test_a_document_without_stored_text_fails_alone_and_the_rest_are_analysed(st
         conn.execute(documents.delete().where(documents.c.document_id == without_row))
     partition = Partition(index=0, project="p", context=CONTEXT, document_ids=[d.document_id for d in docs])
 
-    summary = asyncio.run(analyze_documents(store, "run-1", partition, offline))
+    summary = asyncio.run(analyse_documents(store, "run-1", partition, offline))
 
     assert summary.status_counts == {"analysis_error": 2, "ok": 3}
     rows = store.results("run-1").set_index("document_id")

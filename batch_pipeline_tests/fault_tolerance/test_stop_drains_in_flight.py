@@ -13,7 +13,7 @@ import dagster as dg
 import yaml
 
 from batch_pipeline.batch.partitions import Partition
-from batch_pipeline.batch.runner import analyze_documents
+from batch_pipeline.batch.runner import analyse_documents
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.llm.options import LlmSettings
 from batch_pipeline.llm.provider import LlmProvider
@@ -118,7 +118,7 @@ def _analyse_and_stop(store, server, ids, grace: float, stop_after: float) -> tu
         stopping = asyncio.Event()
         analyser = provider.analyser(ResponseFormatMode.json_schema, "gpt-test", lambda m: None, stopping=stopping)
         analysis = asyncio.ensure_future(
-            analyze_documents(store, "r1", partition, analyser, stopping=stopping, grace_seconds=grace)
+            analyse_documents(store, "r1", partition, analyser, stopping=stopping, grace_seconds=grace)
         )
         await asyncio.sleep(stop_after)
         stopping.set()
@@ -168,7 +168,7 @@ def test_an_answer_stopped_before_its_repair_is_kept_and_resume_repairs_it_witho
                 ResponseFormatMode.json_schema, "gpt-test", print
             )
             try:
-                await analyze_documents(store, "r2", partition, analyser)
+                await analyse_documents(store, "r2", partition, analyser)
             finally:
                 await analyser.close()
 

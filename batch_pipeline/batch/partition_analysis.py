@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from batch_pipeline.batch.batch_api_runner import BatchApiRun
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
-from batch_pipeline.batch.runner import Analyser, NothingToSend, analyze_documents
+from batch_pipeline.batch.runner import Analyser, NothingToSend, analyse_documents
 from batch_pipeline.costs.prices import price_for, price_table
 from batch_pipeline.costs.spend import SpendLimit
 from batch_pipeline.llm.batch_api import BatchApi
@@ -30,7 +30,7 @@ class PartitionResult:
     store_failure: str | None = None  # why the rate-limit store stopped answering, if it did
 
 
-async def analyse_partition(
+async def analyse(
     store: DocumentStore,
     run_id: str,
     partition: Partition,
@@ -42,9 +42,9 @@ async def analyse_partition(
     """offline_analyser(analysis_timeout_seconds) and provider() are asked for only when needed."""
     if partition.context.is_local:  # nothing paid for: a stop drops the work under way at once
         analyser = offline_analyser(partition.analysis_timeout_seconds)
-        return PartitionResult(await analyze_documents(store, run_id, partition, analyser, log, stopping))
+        return PartitionResult(await analyse_documents(store, run_id, partition, analyser, log, stopping))
     if partition.response_format is None:  # the launch found every document cached
-        return PartitionResult(await analyze_documents(store, run_id, partition, NothingToSend(), log, stopping))
+        return PartitionResult(await analyse_documents(store, run_id, partition, NothingToSend(), log, stopping))
     return await analyse_partition_with_llm(store, run_id, partition, provider(), log, stopping)
 
 
@@ -78,7 +78,7 @@ async def analyse_partition_with_llm(
             summary = await BatchApiRun(store, run_id, partition, analyser, api, endpoint, log).analyse()
         else:
             grace = provider.settings.stop_grace_seconds
-            summary = await analyze_documents(store, run_id, partition, analyser, log, stopping, grace)
+            summary = await analyse_documents(store, run_id, partition, analyser, log, stopping, grace)
         if learned := (await analyser.pacer.learned_limits()).to_stored():
             remember_limits(store, fingerprint, learned)
     finally:

@@ -1,4 +1,4 @@
-"""analyze_partition: one mapped step per partition, documents analysed concurrently inside it."""
+"""analyse_partition: one mapped step per partition, documents analysed concurrently inside it."""
 
 import asyncio
 import contextlib
@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import dagster as dg
 
-from batch_pipeline.batch.analyse_partition import analyse_partition
+from batch_pipeline.batch import partition_analysis
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
 from batch_pipeline.defs.process import freeze_loaded_objects
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource, OfflineAnalysisResource
@@ -26,7 +26,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 # Pool "llm": the instance's pool limit caps how many partitions are analysed at once across runs.
 @dg.op(retry_policy=ANALYSIS_RETRY_POLICY, pool="llm", tags={"kind": "analysis"})
-async def analyze_partition(
+async def analyse_partition(
     context: dg.OpExecutionContext,
     partition: Partition,
     document_store: DocumentStoreResource,
@@ -112,7 +112,7 @@ async def _analyse(
     stopping: asyncio.Event,
 ) -> PartitionSummary:
     offline_analyser, provider = offline.analyser, llm.provider
-    result = await analyse_partition(
+    result = await partition_analysis.analyse(
         store, context.run_id, partition, offline_analyser, provider, context.log.info, stopping
     )
     if result.limits is None:
