@@ -23,7 +23,7 @@ from batch_pipeline_tests.conftest import (
     with_llm,
     write_corpus,
 )
-from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
+from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
 COMPLIANCE = REGISTRY["content_compliance"]
 FAST_POLLS = {"batch_poll_max_seconds": 0.3}

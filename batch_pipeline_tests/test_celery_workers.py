@@ -30,7 +30,7 @@ from batch_pipeline_tests.conftest import (
     write_corpus,
 )
 from batch_pipeline_tests.dagster_services import postgres_home, webserver_and_daemon
-from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
+from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
 BACKEND_URL = os.environ.get("BATCH_PIPELINE_TEST_CELERY_BACKEND_URL", "redis://127.0.0.1:6379/12")
 CELERY_WORKER_KEY = "Celery worker"  # dagster-celery's engine event metadata: which worker took a step

@@ -11,7 +11,7 @@ from batch_pipeline.cli.main import main
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.run_budgets import spend_of
 from batch_pipeline_tests.conftest import batch_config, llm_run, rows_of, with_llm, write_corpus
-from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
+from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
 # USD per million tokens: dear enough that a few documents cost cents.
 PRICES = {"gpt-test": {"input": 100.0, "output": 400.0, "batch_input": 50.0, "batch_output": 200.0}}

@@ -10,7 +10,7 @@ from batch_pipeline.analysis import REGISTRY
 from batch_pipeline.llm.completions import completion_request
 from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.response_format import ResponseFormatMode
-from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
+from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
 KEY = "content_compliance"
 TERMINAL = {"completed", "failed", "expired", "cancelled"}

@@ -19,7 +19,7 @@ from batch_pipeline_tests.conftest import (
     with_llm,
     write_corpus,
 )
-from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
+from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
 CLASSIFIED_FAILURES = {"invalid_output", "refused", "truncated", "rate_limited", "provider_error", "request_error"}
 

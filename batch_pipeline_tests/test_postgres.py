@@ -28,7 +28,7 @@ from batch_pipeline_tests.conftest import (
     write_corpus,
 )
 from batch_pipeline_tests.dagster_services import postgres_home
-from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
+from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
 BIN = Path(sys.executable).parent
 

@@ -22,7 +22,7 @@ from faker import Faker
 from batch_pipeline.conversion.limits import ConversionLimits
 from batch_pipeline.conversion.pool import convert_files, convert_in_worker
 from batch_pipeline.definitions import defs
-from batch_pipeline_tests.conversion import fixtures
+from testbed import conversion_fixtures as fixtures
 
 
 def realistic_files(per_format: int, scans: int, seed: int = 14) -> dict[str, list[bytes]]:

@@ -13,7 +13,7 @@ import importlib.util
 import json
 import time
 
-from batch_pipeline_tests.analysis.labelled_set import HELD_OUT_SEED, evaluate, labelled_documents
+from testbed.labelled_set import HELD_OUT_SEED, evaluate, labelled_documents
 
 
 def _analyser(path: str | None):

@@ -79,7 +79,7 @@ class Server:
 
     def __init__(self, workdir: Path, latency: float, rpm: int | None = None, tpm: int | None = None, *flags: str):
         port_file = workdir / f"port-{time.monotonic_ns()}"
-        args = [sys.executable, "-m", "batch_pipeline_tests.fake_openai_server", "--port-file", str(port_file),
+        args = [sys.executable, "-m", "testbed.fake_openai_server", "--port-file", str(port_file),
                 "--latency", str(latency), "--api-key", API_KEY, *flags]  # fmt: skip
         args += ["--rpm", str(rpm)] if rpm else []
         args += ["--tpm", str(tpm)] if tpm else []

@@ -5,7 +5,7 @@ documents are never flagged, decoys at most once. Figures: docs/detection_qualit
 import pytest
 
 from batch_pipeline.analysis.content_compliance import analyse
-from batch_pipeline_tests.analysis.labelled_set import HELD_OUT_SEED, evaluate, labelled_documents
+from testbed.labelled_set import HELD_OUT_SEED, evaluate, labelled_documents
 
 RECALL_FLOORS = {"phone": 0.85, "payment_card": 0.90, "secret": 0.95, "email": 1.0, "iban": 1.0, "ssn": 1.0}
 PRECISION_FLOOR = 0.90

@@ -13,7 +13,7 @@ from batch_pipeline.store.provider_batches import batches_of_run, record_prepari
 from batch_pipeline.store.run_budgets import spend_of
 from batch_pipeline.store.schema import provider_batches
 from batch_pipeline_tests.batch.provider_batch_runs import CONTEXT, body_for, create_at_provider, finish, register
-from batch_pipeline_tests.fake_openai_server import FakeOpenAIServer
+from testbed.fake_openai_server import FakeOpenAIServer
 
 
 @pytest.mark.parametrize("owner", ["died_after_create", "died_before_create", "still_creating"])

@@ -7,7 +7,7 @@ from batch_pipeline.analysis.content_compliance import analyse
 from batch_pipeline.conversion.limits import ConversionLimits
 from batch_pipeline.conversion.pool import convert_files
 from batch_pipeline.outcome import DocumentStatus
-from batch_pipeline_tests.conversion import fixtures
+from testbed import conversion_fixtures as fixtures
 
 LIMITS = ConversionLimits(processes=2)
 

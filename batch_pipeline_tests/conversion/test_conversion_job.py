@@ -9,7 +9,7 @@ import pytest
 
 from batch_pipeline.conversion.pool import convert_files
 from batch_pipeline_tests.conftest import batch_config, rows_of, run_job
-from batch_pipeline_tests.conversion import fixtures
+from testbed import conversion_fixtures as fixtures
 
 CARD = "4111 1111 1111 1111"
 IBAN = "DE89 3704 0044 0532 0130 00"

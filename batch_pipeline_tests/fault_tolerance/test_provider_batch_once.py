@@ -42,7 +42,7 @@ from batch_pipeline.store.provider_batches import (
 from batch_pipeline.store.run_budgets import spend_of
 from batch_pipeline.store.schema import provider_batches
 from batch_pipeline_tests.conftest import _make_database, register_memos
-from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
+from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
 CONTEXT = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="gpt-test")
 FAST = {"batch_validating_seconds": 0.05, "batch_in_progress_seconds": 0.2, "batch_finalizing_seconds": 0.05}

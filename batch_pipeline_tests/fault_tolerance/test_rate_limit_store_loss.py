@@ -32,7 +32,7 @@ from batch_pipeline.rate_limits.pace_state import (
 )
 from batch_pipeline.rate_limits.pacer import Pacer
 from batch_pipeline_tests.conftest import llm_endpoint, llm_run, rows_of, write_corpus
-from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
+from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
 PASSWORD = "hunter2-store-secret"
 LOST = "rate_limit_store_unavailable"

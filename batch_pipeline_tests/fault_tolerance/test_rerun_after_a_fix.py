@@ -25,9 +25,9 @@ from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.schema import documents
 from batch_pipeline_tests.batch.provider_batch_runs import finish, register
 from batch_pipeline_tests.conftest import _make_database, batch_config, llm_run, rows_of, run_job, write_corpus
-from batch_pipeline_tests.conversion import fixtures
-from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
 from batch_pipeline_tests.fault_tolerance.registering import CONTEXT, fill_overlapping, prepared
+from testbed import conversion_fixtures as fixtures
+from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
 PDF = "three_pages.pdf"
 

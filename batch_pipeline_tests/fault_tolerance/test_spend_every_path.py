@@ -25,7 +25,7 @@ from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.tokens import estimate_request_tokens
 from batch_pipeline.store.run_budgets import spend_of
 from batch_pipeline_tests.conftest import llm_endpoint, llm_run, rows_of, write_corpus
-from batch_pipeline_tests.fake_openai_server import Behaviour, ChatCall, FakeOpenAIServer
+from testbed.fake_openai_server import Behaviour, ChatCall, FakeOpenAIServer
 
 # USD per million tokens: dear enough that a few documents cost cents.
 PRICES = {"gpt-test": {"input": 100.0, "output": 400.0}}

@@ -27,7 +27,7 @@ from batch_pipeline_tests.conftest import (
     with_llm,
     write_corpus,
 )
-from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
+from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
 DOCUMENTS = 200
 MEMO_RE = re.compile(r"# Memo (\d+)")

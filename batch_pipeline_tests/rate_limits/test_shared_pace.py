@@ -12,7 +12,7 @@ from batch_pipeline.context import ProcessingContext
 from batch_pipeline.llm.options import LlmSettings
 from batch_pipeline.llm.provider import LlmProvider, LlmUnavailable
 from batch_pipeline.llm.response_format import ResponseFormatMode
-from batch_pipeline_tests.fake_openai_server import Behaviour, FakeOpenAIServer
+from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
 API_KEY = "sk-test-key"
 PROCESSES = 3

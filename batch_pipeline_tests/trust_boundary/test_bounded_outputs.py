@@ -18,7 +18,7 @@ from batch_pipeline.report.csv_cells import write_csv
 from batch_pipeline.report.html import render_html
 from batch_pipeline.report.report import BatchReport
 from batch_pipeline_tests.conftest import batch_config, llm_run, rows_of, run_job
-from batch_pipeline_tests.fake_openai_server import FakeOpenAIServer
+from testbed.fake_openai_server import FakeOpenAIServer
 
 ADDRESSES = 5000
 LIMIT = 1000

@@ -22,7 +22,7 @@ from batch_pipeline.conversion import pool
 from batch_pipeline.conversion.limits import Conversion, ConversionLimits
 from batch_pipeline.conversion.pool import convert_files
 from batch_pipeline.outcome import DocumentStatus
-from batch_pipeline_tests.conversion import fixtures
+from testbed import conversion_fixtures as fixtures
 
 # Tesseract reads this for several seconds.
 SLOW_SCAN_LINES = [f"Line {i} of a long scanned letter, read by OCR line after line" for i in range(150)]

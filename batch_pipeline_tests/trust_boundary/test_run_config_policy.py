@@ -14,8 +14,8 @@ from batch_pipeline_tests.conftest import (
     with_llm,
     write_corpus,
 )
-from batch_pipeline_tests.fake_openai_server import FakeOpenAIServer
 from batch_pipeline_tests.trust_boundary.schema_fields import leaves
+from testbed.fake_openai_server import FakeOpenAIServer
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batch_pipeline_tests.fake_openai_errors import error_body, error_response
+from testbed.fake_openai_errors import error_body, error_response
 
 
 class Server(Protocol):

@@ -26,8 +26,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from batch_pipeline.analysis import REGISTRY
-from batch_pipeline_tests.fake_batch_api import BatchAPI
-from batch_pipeline_tests.fake_openai_errors import error_body, error_response
+from testbed.fake_batch_api import BatchAPI
+from testbed.fake_openai_errors import error_body, error_response
 
 DOCUMENT_RE = re.compile(r"<document>\n(.*)\n</document>", re.S)
 ALL_FORMATS = {"json_schema", "json_object_schema", "json_object", "none"}
@@ -378,7 +378,7 @@ class FakeOpenAIServer:
 
 
 def main() -> None:
-    """Serve from the command line (for benchmarks): python -m batch_pipeline_tests.fake_openai_server --port N ..."""
+    """Serve from the command line (for benchmarks): python -m testbed.fake_openai_server --port N ..."""
     import argparse
 
     parser = argparse.ArgumentParser()
