@@ -37,9 +37,11 @@ from batch_pipeline.store.provider_batches import (
     record_preparing,
     record_progress,
     record_submitted,
+    release_collection,
     renew_lease,
     take_collection,
     take_create_turn,
+    uncreated_and_expired,
 )
 
 FIRST_POLL_SECONDS = 1.0
@@ -49,6 +51,10 @@ POLL_GROWTH = 1.5
 PREPARING_RECHECK_SECONDS = 2.0
 LEASE_RENEWALS = 5  # a live owner renews its lease this many times per lease
 UNFINISHED_STATUSES = ("expired", "cancelled")
+
+
+class LeaseLost(Exception):
+    """Another process took over the lease this one was working under."""
 
 
 class BatchApiRun:
@@ -78,6 +84,7 @@ class BatchApiRun:
         self.lease_seconds = lease_seconds or max(LEASE_SECONDS, 3 * analyser.settings.timeout_seconds)
         self.lines: dict[str, bytes] = {}  # the input lines of the documents this run recorded, until uploaded
         self.refused: set[str] = set()  # over the budget: never sent
+        self.counted: set[str] = set()  # documents of this run whose outcome is in self.statuses
         self.following: set[str] = set()  # batch keys
 
     async def analyse(self) -> PartitionSummary:
@@ -85,8 +92,15 @@ class BatchApiRun:
         self.statuses, self.texts, self.todo = start.statuses, start.texts, set(start.todo)
         await self._repair(start.earlier_answers)
         self.todo -= start.earlier_answers.keys()
-        await self._follow_all(self._place([d for d in start.todo if d in self.todo], round_=0))
+        placed = self._place([d for d in start.todo if d in self.todo], round_=0)
+        await self._follow_all(placed + self._left_by_dead_runs())
         return start.summary()
+
+    def _left_by_dead_runs(self) -> list[ProviderBatch]:
+        """Records of this run's budget that a dead owner left without a batch id: settled here
+        (found at the provider and collected, or abandoned and their reservation released)."""
+        spend = self.analyser.spend
+        return [] if spend is None else uncreated_and_expired(self.store, spend.run_id)
 
     async def _repair(self, earlier_answers: dict[str, str]) -> None:
         """Documents whose answer a stopped run got but did not repair: repaired online from that
@@ -163,6 +177,7 @@ class BatchApiRun:
         self.store.record_cached(self.run_id, hits.values())
         if hits:
             self.statuses[DocumentStatus.ok.value] += len(hits)
+            self.counted.update(hits)
         return [d for d in pending if d not in hits]
 
     async def _follow_all(self, batches: list[ProviderBatch]) -> None:
@@ -226,22 +241,35 @@ class BatchApiRun:
         return await self._recorded(row, batch, f"sent {len(row.document_ids)} documents (round {row.round})")
 
     @contextlib.asynccontextmanager
-    async def _lease_kept(self, key: str) -> AsyncIterator[None]:
-        """Renew this owner's lease while it uploads and creates, so that a slow upload or create
-        retries never make it look dead; the lease of a stalled or dead process runs out."""
+    async def _lease_kept(self, key: str, stop_when_lost: bool = False) -> AsyncIterator[None]:
+        """Renew this owner's lease while it uploads and creates (or collects), so that a slow
+        upload, create retries or many repairs never make it look dead; the lease of a stalled or
+        dead process runs out. stop_when_lost: once another process holds the lease, the block is
+        cancelled and LeaseLost raised (a collector that lost its lease stops repairing)."""
+        inside, lost = asyncio.current_task(), asyncio.Event()
 
         async def renew() -> None:
             while True:
                 await asyncio.sleep(self.lease_seconds / LEASE_RENEWALS)
                 try:
-                    if not renew_lease(self.store, key, self.owner, self.lease_seconds):
-                        return
+                    held = renew_lease(self.store, key, self.owner, self.lease_seconds)
                 except Exception as e:  # the store may answer the next renewal; the lease decides
                     self.log(f"partition {self.partition.index}: could not renew the lease on {key}: {e}")
+                    continue
+                if not held:
+                    self.log(f"partition {self.partition.index}: lost the lease on batch record {key}")
+                    if stop_when_lost and inside is not None:
+                        lost.set()
+                        inside.cancel()
+                    return
 
         renewing = asyncio.create_task(renew())
         try:
             yield
+        except asyncio.CancelledError:
+            if lost.is_set() and inside is not None and inside.uncancel() == 0:
+                raise LeaseLost(key) from None
+            raise
         finally:
             renewing.cancel()
 
@@ -310,12 +338,20 @@ class BatchApiRun:
     async def _collect_once(self, row: ProviderBatch, batch: Batch) -> list[str]:
         """This run's documents the batch left unanswered, once one process has collected it: this
         one, or another (a redelivery of this step, another run adopting it) that took the
-        collection first. Then what that one stored is taken from the cache, and any answer
-        still to judge here is judged without a repair (the collector paid for repairs)."""
+        collection first. Then what that one stored is taken from its rows or the result cache,
+        and this run's documents it did not conclude are concluded here."""
         while True:
             if take_collection(self.store, row.batch_key, self.owner, self.lease_seconds):
-                async with self._lease_kept(row.batch_key):
-                    return await self._collect(row, batch, collector=True)
+                try:
+                    async with self._lease_kept(row.batch_key, stop_when_lost=True):
+                        return await self._collect(row, batch, collector=True)
+                except LeaseLost:
+                    self.log(f"partition {self.partition.index}: lost the collection of {batch.id}: waiting for it")
+                    continue
+                except BaseException:
+                    # Stopped or failed mid-collection: the next run or delivery collects at once.
+                    release_collection(self.store, row.batch_key, self.owner)
+                    raise
             if load_batch(self.store, row.batch_key).state == COLLECTED:
                 return await self._collect(row, batch, collector=False)
             await asyncio.sleep(PREPARING_RECHECK_SECONDS)
@@ -326,7 +362,9 @@ class BatchApiRun:
         candidates = [d for d in row.document_ids if d in self.todo]
         pending = self.store.pending_document_ids(self.run_id, candidates)
         # Concluded by another delivery of this step that collected (some of) the batch first.
-        self.statuses.update(self.store.statuses(self.run_id, sorted(set(candidates) - set(pending))))
+        elsewhere = sorted(set(candidates) - set(pending) - self.counted)
+        self.statuses.update(self.store.statuses(self.run_id, elsewhere))
+        self.counted.update(elsewhere)
         mine = self._still_to_send(pending)
         if batch.status == "failed":
             errors = (batch.errors.data if batch.errors and batch.errors.data else None) or []
@@ -349,13 +387,16 @@ class BatchApiRun:
 
         async def conclude(run_id: str, document_id: str) -> None:
             async with slots:
-                outcome = await self._outcome(document_id, results.get(document_id), batch.id, repair=collector)
+                outcome = await self._outcome(document_id, results.get(document_id), batch.id)
             self._record(document_id, outcome, run_id)
 
         await asyncio.gather(*(conclude(run_id, d) for run_id, d in answered))
         if collector:
             cost = lines_cost(price_of(self.analyser.spend, self.context.ai_model), results)
-            mark_collected(self.store, row.batch_key, self.owner, cost)
+            if not mark_collected(self.store, row.batch_key, self.owner, cost):
+                self.log(
+                    f"partition {self.partition.index}: batch {batch.id} was collected by another process meanwhile"
+                )
         return unanswered
 
     def _answered_for_their_run(
@@ -370,9 +411,7 @@ class BatchApiRun:
         self.texts.update(self.store.document_texts(unfinished))
         return [(row.run_id, d) for d in unfinished]
 
-    async def _outcome(
-        self, document_id: str, result: LineResult | None, batch_id: str, repair: bool
-    ) -> AnalysisOutcome:
+    async def _outcome(self, document_id: str, result: LineResult | None, batch_id: str) -> AnalysisOutcome:
         if result is None:
             reason = f"missing from both the output and the error file of batch {batch_id}"
             return AnalysisOutcome(status=DocumentStatus.provider_error, error=reason, llm_api=LlmApi.batch)
@@ -381,9 +420,10 @@ class BatchApiRun:
             status = DocumentStatus.request_error if failed else DocumentStatus.provider_error
             return AnalysisOutcome(status=status, error=result.problem(), llm_api=LlmApi.batch)
         text = self.texts[document_id]
-        return await self.analyser.analyse_batch_answer(text, self.context, result.body, result.request_id, repair)
+        return await self.analyser.analyse_batch_answer(text, self.context, result.body, result.request_id)
 
     def _record(self, document_id: str, outcome: AnalysisOutcome, run_id: str | None = None) -> None:
         self.store.record_outcome(run_id or self.run_id, document_id, outcome)
         if run_id in (None, self.run_id):
             self.statuses[outcome.status] += 1
+            self.counted.add(document_id)

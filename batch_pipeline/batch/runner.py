@@ -107,7 +107,7 @@ def start_partition(store: DocumentStore, run_id: str, partition: Partition) -> 
         cached=len(hits),
         todo=todo,
         texts=texts,
-        earlier_answers=store.unrepaired_answers(run_id, context_key, todo),
+        earlier_answers={} if partition.force else store.unrepaired_answers(run_id, context_key, todo),
         statuses=statuses,
     )
 

@@ -221,23 +221,21 @@ class LlmAnalyser:
     ) -> AnalysisOutcome:
         """earlier_answer: the model's answer to this document in a run stopped before repairing it:
         repaired from there, not asked again."""
-        if earlier_answer is None:
-            return await self._analyse(text, context, first=None, repair=True)
-        return await self._analyse(text, context, first=_Answer(earlier_answer, None, "stop", None, None), repair=True)
+        first = None if earlier_answer is None else _Answer(earlier_answer, None, "stop", None, None)
+        return await self._analyse(text, context, first)
 
     async def analyse_batch_answer(
-        self, text: str, context: ProcessingContext, body: dict, request_id: str | None, repair: bool = True
+        self, text: str, context: ProcessingContext, body: dict, request_id: str | None
     ) -> AnalysisOutcome:
         """An answer the Batch API gave for this document, judged as an online one; a repair, if it
-        needs one and repair is on, goes online."""
-        return await self._analyse(text, context, first=(body, request_id), repair=repair)
+        needs one, goes online."""
+        return await self._analyse(text, context, first=(body, request_id))
 
     async def _analyse(
         self,
         text: str,
         context: ProcessingContext,
         first: tuple[dict, str | None] | _Answer | None,
-        repair: bool,
     ) -> AnalysisOutcome:
         """first: the answer to judge before asking anything (a Batch API line's body, or an earlier
         run's answer); None: ask."""
@@ -263,6 +261,15 @@ class LlmAnalyser:
                 llm_api=LlmApi.batch if isinstance(first, tuple) else LlmApi.online,
             )
 
+        def unanswered(status: DocumentStatus, error: str) -> AnalysisOutcome:
+            """A request that got no usable answer. When it was a repair, the answer it was to
+            repair was paid for: kept, so that the next run repairs it instead of asking again."""
+            if answer is None or answer.content is None:
+                return outcome(status, error)
+            return outcome(
+                status, f"{error}; the answer it was to repair is kept: the next run repairs it", raw=answer.content
+            )
+
         try:
             messages = build_messages(context.model, context.custom_instructions, text, self.mode)
             if first is None:
@@ -277,17 +284,17 @@ class LlmAnalyser:
                 answer = _answer_of(completion, request_id)
             verdict = self._judge(context.model, answer)
             repairs = 0
-            while repair and verdict.problem is not None and verdict.repairable and repairs < self.settings.max_repairs:
+            while verdict.problem is not None and verdict.repairable and repairs < self.settings.max_repairs:
                 repairs += 1
-                repair = repair_messages(messages, answer.content or "", verdict.problem)
-                answer = await self._request(repair, context.ai_model, context.model, usage)
+                repair_request = repair_messages(messages, answer.content or "", verdict.problem)
+                answer = await self._request(repair_request, context.ai_model, context.model, usage)
                 verdict = self._judge(context.model, answer)
         except StillRateLimited as e:
-            return outcome(DocumentStatus.rate_limited, str(e))
+            return unanswered(DocumentStatus.rate_limited, str(e))
         except openai.APIError as e:
             if isinstance(e, openai.APIStatusError) and rejects_format(e):
                 self.format_rejected = True
-            return outcome(failure_status(e), describe(e))
+            return unanswered(failure_status(e), describe(e))
         except _NotSent:
             if answer is None:
                 return outcome(DocumentStatus.interrupted, NOT_SENT_STOPPED)
@@ -295,11 +302,11 @@ class LlmAnalyser:
             problem = f"{verdict.problem}; not repaired: the run was stopped; `batch-pipeline resume` repairs it"
             return outcome(DocumentStatus.interrupted, problem, raw=answer.content)
         except NoSlotInTime as e:
-            return outcome(DocumentStatus.rate_limited, str(e))
+            return unanswered(DocumentStatus.rate_limited, str(e))
         except BudgetExceeded as e:
-            return outcome(DocumentStatus.budget_exceeded, str(e))
+            return unanswered(DocumentStatus.budget_exceeded, str(e))
         except RateLimitStoreUnavailable as e:
-            return outcome(
+            return unanswered(
                 DocumentStatus.rate_limit_store_unavailable, f"not sent: {e}; resume the run once it answers"
             )
         except Exception as e:  # whatever else goes wrong ends this document alone

@@ -78,6 +78,16 @@ def _table_of(result_column: str) -> sa.Table:
     return documents if result_column in DOCUMENT_COLUMNS else analysis_results
 
 
+# Statuses whose stored raw_output is an answer still to repair (its repair was not sent, or not answered).
+REPAIRED_LATER = {
+    DocumentStatus.interrupted,
+    DocumentStatus.rate_limited,
+    DocumentStatus.rate_limit_store_unavailable,
+    DocumentStatus.budget_exceeded,
+    DocumentStatus.provider_error,
+}
+
+
 class DocumentStore:
     """Documents and analysis results. Plain Python: the Dagster resource only opens one."""
 
@@ -291,25 +301,30 @@ class DocumentStore:
         return found
 
     def unrepaired_answers(self, run_id: str, context_key: str, document_ids: Sequence[str]) -> dict[str, str]:
-        """The model's answer per document that another run under the same full context was stopped
-        before repairing (interrupted, its paid-for answer kept), the latest first."""
+        """Per document, the model's answer that another run under the same full context paid for
+        and could not repair (it was stopped, or the repair was not sent), when that is the
+        document's latest finished result under this context: the next run repairs it."""
         r = analysis_results.c
         found: dict[str, str] = {}
         with self.engine.connect() as conn:
             for chunk in in_chunks(document_ids, 500):
                 query = (
-                    sa.select(r.document_id, r.raw_output)
+                    sa.select(r.document_id, r.status, r.raw_output)
                     .where(
                         r.document_id.in_(chunk),
                         r.context_key == context_key,
-                        r.status == DocumentStatus.interrupted,
-                        r.raw_output.is_not(None),
                         r.run_id != run_id,
+                        r.status != DocumentStatus.pending,
+                        r.finished_at.is_not(None),
                     )
                     .order_by(r.finished_at.desc())
                 )
+                latest: dict[str, tuple[str, str | None]] = {}
                 for row in conn.execute(query):
-                    found.setdefault(row.document_id, row.raw_output)
+                    latest.setdefault(row.document_id, (row.status, row.raw_output))
+                found.update(
+                    (d, raw) for d, (status, raw) in latest.items() if status in REPAIRED_LATER and raw is not None
+                )
         return found
 
     def record_cached(self, run_id: str, hits: Iterable[CachedResult]) -> None:

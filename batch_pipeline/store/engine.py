@@ -39,14 +39,20 @@ def create_engine(url: str) -> sa.Engine:
     return engine
 
 
+def _busy(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
+
+
 # Switching a new file to WAL, or opening one while another process recovers its log, can answer
 # "database is locked" at once, without waiting on busy_timeout; a few short retries ride it out.
 @tenacity.retry(
-    retry=tenacity.retry_if_exception_type(sqlite3.OperationalError),
+    retry=tenacity.retry_if_exception(_busy),
     wait=tenacity.wait_random(0.05, 0.5),
     stop=tenacity.stop_after_delay(60),
     reraise=True,
 )
 def _use_write_ahead_log(cursor) -> None:
-    if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        cursor.execute("PRAGMA journal_mode=WAL")
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    if (mode := cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]) != "wal":
+        raise sqlite3.OperationalError(f"the store stays in journal mode {mode!r}: WAL is needed for concurrent runs")

@@ -215,6 +215,13 @@ def record_progress(
     _move(store, key, lambda now: [], provider_status=provider_status, request_counts=counts)
 
 
+def release_collection(store: DocumentStore, key: str, owner: str) -> bool:
+    """`owner` stopped collecting (the run was stopped, or failed): back to ``submitted``, so that
+    the next run or delivery collects it at once instead of waiting for the lease to run out."""
+    b = provider_batches.c
+    return _move(store, key, lambda now: [b.state == COLLECTING, b.owner == owner], state=SUBMITTED)
+
+
 def mark_collected(store: DocumentStore, key: str, owner: str, cost_usd: float | None) -> bool:
     """`owner`, its collector, stored every answer: the record's reservation becomes cost_usd
     (None: unknown, kept at the reservation), in the same transaction. False when it was no longer
@@ -230,15 +237,16 @@ def mark_collected(store: DocumentStore, key: str, owner: str, cost_usd: float |
 
 
 def _now_in(conn: sa.Connection):
-    """The database's clock on PostgreSQL; the host's on SQLite (a file on this machine)."""
-    return (
-        sa.func.now() if conn.dialect.name == "postgresql" else sa.literal(_now(), provider_batches.c.lease_until.type)
-    )
+    """The database's clock on PostgreSQL (when the statement starts: a transaction may have waited
+    on a lock); the host's on SQLite (a file on this machine)."""
+    if conn.dialect.name == "postgresql":
+        return sa.func.statement_timestamp()
+    return sa.literal(_now(), provider_batches.c.lease_until.type)
 
 
 def _after(conn: sa.Connection, seconds: float):
     if conn.dialect.name == "postgresql":
-        return sa.func.now() + sa.literal(timedelta(seconds=seconds), sa.Interval())
+        return sa.func.statement_timestamp() + sa.literal(timedelta(seconds=seconds), sa.Interval())
     return sa.literal(_now() + timedelta(seconds=seconds), provider_batches.c.lease_until.type)
 
 
@@ -294,6 +302,21 @@ def open_batches_holding(
             )
             keys.update(conn.scalars(query))
     return [load_batch(store, key) for key in sorted(keys)]
+
+
+def uncreated_and_expired(store: DocumentStore, budget_run_id: str) -> list[ProviderBatch]:
+    """Records of this budget that never got a batch id and whose owner's lease has run out: a
+    dead run's, whose reservation would otherwise stay held if no later run adopts its documents."""
+    b = provider_batches.c
+    with store.engine.connect() as conn:
+        query = sa.select(b.batch_key).where(
+            b.budget_run_id == budget_run_id,
+            b.state.in_(UNCREATED),
+            b.batch_id.is_(None),
+            b.lease_until <= _now_in(conn),
+        )
+        keys = list(conn.scalars(query))
+    return [load_batch(store, key) for key in keys]
 
 
 def batches_of_run(store: DocumentStore, run_id: str) -> list[ProviderBatch]:
