@@ -52,7 +52,7 @@ def _busy(error: BaseException) -> bool:
     reraise=True,
 )
 def _use_write_ahead_log(cursor) -> None:
-    if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] in ("wal", "memory"):  # memory: sqlite:///:memory:
         return
     if (mode := cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]) != "wal":
         raise sqlite3.OperationalError(f"the store stays in journal mode {mode!r}: WAL is needed for concurrent runs")
