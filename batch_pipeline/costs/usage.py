@@ -4,7 +4,6 @@ CompletionUsage online, the same object as JSON in a Batch API output line."""
 from dataclasses import dataclass
 
 from openai.types import CompletionUsage
-from pydantic import ValidationError
 
 
 @dataclass(frozen=True)
@@ -15,14 +14,17 @@ class BilledTokens:
 
     @classmethod
     def of(cls, usage: CompletionUsage | dict | None) -> "BilledTokens | None":
-        """None when the answer carries no usage (or, from a Batch API line, one that is not a usage)."""
-        if isinstance(usage, dict):
-            try:
-                usage = CompletionUsage.model_validate(usage)
-            except ValidationError:
-                return None
+        """None when the answer carries no usage."""
+        if isinstance(usage, dict):  # a Batch API line: read what is there, as the provider billed it
+            details = usage.get("prompt_tokens_details")
+            cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            return cls(_count(usage.get("prompt_tokens")), _count(cached), _count(usage.get("completion_tokens")))
         if usage is None:
             return None
         details = usage.prompt_tokens_details
         cached = (details.cached_tokens or 0) if details else 0
         return cls(usage.prompt_tokens or 0, cached, usage.completion_tokens or 0)
+
+
+def _count(value) -> int:
+    return value if isinstance(value, int) and value > 0 else 0

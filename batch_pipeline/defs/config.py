@@ -9,7 +9,8 @@ BATCH_OP = "create_document_records"
 
 
 class BatchConfig(config_class(BatchRequest)):
-    """What a run analyses and how: every field declared once, on BatchRequest."""
+    # Every field is declared once, on BatchRequest.
+    __doc__ = BatchRequest.__doc__
 
     def to_request(self) -> BatchRequest:
         return BatchRequest.model_validate(self.model_dump())

@@ -67,7 +67,8 @@ class OfflineAnalysisResource(dg.ConfigurableResource):
 
 
 class LlmResource(config_class(LlmOptions, dg.ConfigurableResource)):
-    """The `llm` resource: LlmOptions as run config; the deployment's key, endpoint and rate-limit store added."""
+    # Its fields are LlmOptions' (declared there once); the deployment's key, endpoint and rate-limit store are added here.
+    __doc__ = LlmOptions.__doc__
 
     def provider(self) -> LlmProvider:
         """Raises settings.NotAllowed for an endpoint the deployment does not allow."""

@@ -73,3 +73,27 @@ def test_a_batch_in_flight_when_its_run_died_is_counted_once_in_the_budget_its_r
     rows = store.results("second-run")
     paid = (rows["input_tokens"].sum() * 50.0 + rows["output_tokens"].sum() * 200.0) / 1e6
     assert spent == pytest.approx(paid) and 0 < spent < worst and in_flight == pytest.approx(0)
+
+
+def test_a_dead_runs_record_that_no_later_run_adopts_gives_its_reservation_back(store):
+    """Guarantee: a record that a dead owner left without a batch id (its lease run out, nothing at
+    the provider) is abandoned by the next step drawing on the same budget, even when no document
+    of that step is in it, and its reservation released: the budget is not held forever."""
+    price = ModelPrice(input=100.0, output=400.0, batch_input=50.0, batch_output=200.0)
+    with FakeOpenAIServer() as server:
+        ids = register(store, "first-run", 3)
+        first = SpendLimit(store, "first-run", 1.0, price, max_output_tokens=512)
+        texts = store.document_texts(ids)
+        budget = batch_budget(first, {d: body_for(texts[d]) for d in ids})
+        record_preparing(store, server.url, CONTEXT.cache_key(), "first-run", 0, ids, "first-run/dead", 60, budget)
+        with store.engine.begin() as conn:
+            conn.execute(provider_batches.update().values(lease_until=datetime.now(UTC) - timedelta(seconds=1)))
+        assert spend_of(store, "first-run")[2] > 0
+        other = register(store, "second-run", 1)  # a document of its own, not in the dead run's record
+        resumed = SpendLimit(store, "first-run", 1.0, price, max_output_tokens=512)
+        counts, _ = finish(store, server, "second-run", other[:1], resumed)
+    assert counts == {"ok": 1}
+    (dead,) = [b for b in batches_of_run(store, "first-run") if b.run_id == "first-run"]
+    assert dead.state == "abandoned" and server.batch_creations == 1
+    _, spent, reserved = spend_of(store, "first-run")
+    assert reserved == pytest.approx(0) and spent > 0

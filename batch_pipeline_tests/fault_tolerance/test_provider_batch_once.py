@@ -35,6 +35,7 @@ from batch_pipeline.store.provider_batches import (
     mark_collected,
     record_preparing,
     record_submitted,
+    release_collection,
     renew_lease,
     take_collection,
     take_create_turn,
@@ -493,6 +494,9 @@ def test_one_collector_at_a_time_and_a_records_reservation_is_settled_or_release
     assert record_submitted(any_store, key, "batch_1", "validating")
     assert take_collection(any_store, key, "owner-b", 60)
     assert not take_collection(any_store, key, "owner-c", 60), "owner-b collects"
+    assert not release_collection(any_store, key, "owner-c"), "only the collector hands it back"
+    assert release_collection(any_store, key, "owner-b"), "a collector that was stopped hands it back"
+    assert take_collection(any_store, key, "owner-b", 60), "at once, without waiting for its lease"
     assert renew_lease(any_store, key, "owner-b", 60)
     with any_store.engine.begin() as conn:
         conn.execute(provider_batches.update().values(lease_until=datetime.now(UTC) - timedelta(seconds=1)))

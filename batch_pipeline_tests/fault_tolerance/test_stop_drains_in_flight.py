@@ -177,3 +177,19 @@ def test_an_answer_stopped_before_its_repair_is_kept_and_resume_repairs_it_witho
     assert store.status_counts("r2") == {"ok": 8}
     assert sent[(stopped_document, True)] == 1 and sent[(stopped_document, False)] == 0, sent
     assert server.received == 8
+
+
+def test_a_kept_answer_is_repaired_only_while_it_is_the_documents_latest_result(store):
+    """Guarantee: an answer kept for repair is used by the next run only while it is the
+    document's latest finished result under the context (once a later run has concluded the
+    document, e.g. its repair failed too, nothing repairs the old answer again), and never by a
+    run with force."""
+    from batch_pipeline.outcome import AnalysisOutcome
+
+    (doc,) = _register(store, "r1", 1)
+    store.record_outcome("r1", doc, AnalysisOutcome(status="interrupted", error="stopped", raw_output='{"x": '))
+    _register(store, "r2", 1)
+    assert store.unrepaired_answers("r2", CONTEXT.cache_key(), [doc]) == {doc: '{"x": '}
+    store.record_outcome("r2", doc, AnalysisOutcome(status="invalid_output", error="still bad", raw_output="{"))
+    _register(store, "r3", 1)
+    assert store.unrepaired_answers("r3", CONTEXT.cache_key(), [doc]) == {}

@@ -32,7 +32,7 @@ def create_document_records(
         batch, partitions = _launch(context, config, document_store, llm)
     except LaunchRefused as e:
         metadata = {"estimate": dg.MetadataValue.json(e.estimate.model_dump())} if e.estimate else None
-        raise dg.Failure(str(e), metadata=metadata, allow_retries=e.retryable) from None
+        raise dg.Failure(str(e), metadata=metadata, allow_retries=e.retryable) from e.__cause__
     yield dg.Output(batch, "batch", metadata=_batch_metadata(batch))
     for partition in partitions:
         yield dg.DynamicOutput(partition, mapping_key=f"p{partition.index:05d}", output_name="partitions")

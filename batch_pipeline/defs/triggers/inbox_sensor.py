@@ -24,9 +24,10 @@ INBOX_INTERVAL_ENV = "BATCH_PIPELINE_INBOX_INTERVAL_SECONDS"
 
 
 class InboxConfig(config_class(InboxDefaults, dg.ConfigurableResource)):
-    """The defaults for batches whose folder has no batch.yaml (InboxDefaults, declared there once).
-    The folder is the deployment's ($BATCH_PIPELINE_INBOX, else <data folder>/inbox): runs may read
-    their snapshots there."""
+    """The defaults for batches whose folder has no batch.yaml. The folder is the deployment's
+    ($BATCH_PIPELINE_INBOX, else <data folder>/inbox): runs may read their snapshots there."""
+
+    # Its fields are InboxDefaults' (declared there once).
 
     @classmethod
     def from_env(cls) -> "InboxConfig":
