@@ -7,7 +7,7 @@ LOCK := requirements.lock
 PIP_INSTALL := $(BIN)/pip install --quiet --constraint $(LOCK)
 LOCAL_DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install demo test lint format dev lock
+.PHONY: install demo test test-fast lint format dev lock
 .DELETE_ON_ERROR:
 
 $(BIN)/python:
@@ -44,6 +44,10 @@ demo: $(VENV)/.runtime $(LOCAL_DAGSTER_HOME)/dagster.yaml
 
 test: $(VENV)/.test
 	$(BIN)/pytest
+
+# The edit-test loop: no service, no subprocess, no job run (batch_pipeline_tests/conftest.py says which).
+test-fast: $(VENV)/.test
+	$(BIN)/pytest -q -m "not slow and not real_llm"
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -209,9 +209,14 @@ def llm_run(instance, server, corpus, raise_on_error=True, llm_options=None, **o
 def register_memos(store: DocumentStore, run_id: str, context, count: int, project: str = "p") -> list[str]:
     """`count` short documents registered straight into the store for a run (as create_document_records
     would), for tests of what comes after registration; their ids."""
+    texts = [f"Write to person{i}@example.com today." for i in range(count)]
+    return register_texts(store, run_id, context, texts, project)
+
+
+def register_texts(store: DocumentStore, run_id: str, context, texts: list[str], project: str = "p") -> list[str]:
+    """These texts registered straight into the store for a run, as documents 0.md, 1.md, ...; their ids."""
     from batch_pipeline.documents.vetting import PreparedDocument, document_id
 
-    texts = [f"Write to person{i}@example.com today." for i in range(count)]
     docs = [
         PreparedDocument(
             document_id=document_id(project, f"h{i}"),
@@ -370,3 +375,29 @@ def dagster_services(tmp_path_factory):
     with webserver_and_daemon(env, tmp_path) as url:
         port = int(url.rsplit(":", 1)[1])
         yield Services(DagsterGraphQLClient("127.0.0.1", port_number=port), port, home, env, tmp_path / "inbox")
+
+
+# The fast tier (`make test-fast`, for the edit-test loop): no service, no subprocess, no job run.
+# Everything else is marked slow here: tests that take a service or a job's fixtures, and the
+# modules whose tests start processes or run the job (the full suite runs them all).
+SLOW_FIXTURES = {
+    "postgres_server", "postgres_store_url", "postgres_dagster_url", "redis_url", "broker", "dagster_services",
+    "instance", "shared_store_env", "offline_workers", "offline", "tesseract",
+}  # fmt: skip
+SLOW_MODULES = {
+    "test_benchmarks", "test_browser", "test_celery_workers", "test_concurrent_runs", "test_postgres",
+    "test_real_model_server", "test_webserver", "test_job", "test_llm_job", "test_batch_api_job",
+    "test_definitions", "test_conversion_job", "test_watch", "test_main", "test_executor", "test_triggers",
+    "test_hostile_sources", "test_inbox", "test_sources_property", "test_detection_quality", "test_shared_pace",
+    "test_learned_limits", "test_rate_limit_store_loss", "test_rerun_after_a_fix", "test_stop_drains_in_flight",
+    "test_spend_every_path", "test_bounded_outputs", "test_run_config_policy", "test_run_config_reads_no_environment",
+    "test_nothing_skipped_silently", "test_sources_stay_inside_allowed_roots", "test_conversion_cleanup_and_memory",
+    "test_worker", "test_packaging", "test_layout", "test_conversion",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

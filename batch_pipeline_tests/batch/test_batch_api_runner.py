@@ -47,6 +47,13 @@ def test_a_batch_recorded_before_its_create_is_created_exactly_once(store, owner
         assert batch.state == "collected" and batch.batch_id == next(iter(server.batches))
 
 
+def worst_cases(store, run_id: str, ids: list[str], price: ModelPrice):
+    """The budget a new record of these documents reserves, in run_id's $1 budget."""
+    spend = SpendLimit(store, run_id, 1.0, price, max_output_tokens=512)
+    texts = store.document_texts(ids)
+    return batch_budget(spend, {d: body_for(texts[d]) for d in ids})
+
+
 def test_a_batch_in_flight_when_its_run_died_is_counted_once_in_the_budget_its_resume_shares(store):
     """Guarantee: a batch's worst case is reserved with its record, in the run's budget. A run that
     dies with the batch in flight leaves the reservation there (not lost, not leaked); its resume,
@@ -56,9 +63,7 @@ def test_a_batch_in_flight_when_its_run_died_is_counted_once_in_the_budget_its_r
     price = ModelPrice(input=100.0, output=400.0, batch_input=50.0, batch_output=200.0)
     with FakeOpenAIServer() as server:
         ids = register(store, "first-run", 4)
-        first = SpendLimit(store, "first-run", 1.0, price, max_output_tokens=512)
-        texts = store.document_texts(ids)
-        budget = batch_budget(first, {d: body_for(texts[d]) for d in ids})
+        budget = worst_cases(store, "first-run", ids, price)
         row = record_preparing(
             store, server.url, CONTEXT.cache_key(), "first-run", 0, ids, "first-run/owner", budget=budget
         ).batch
@@ -82,9 +87,7 @@ def test_a_dead_runs_record_that_no_later_run_adopts_gives_its_reservation_back(
     price = ModelPrice(input=100.0, output=400.0, batch_input=50.0, batch_output=200.0)
     with FakeOpenAIServer() as server:
         ids = register(store, "first-run", 3)
-        first = SpendLimit(store, "first-run", 1.0, price, max_output_tokens=512)
-        texts = store.document_texts(ids)
-        budget = batch_budget(first, {d: body_for(texts[d]) for d in ids})
+        budget = worst_cases(store, "first-run", ids, price)
         record_preparing(store, server.url, CONTEXT.cache_key(), "first-run", 0, ids, "first-run/dead", 60, budget)
         with store.engine.begin() as conn:
             conn.execute(provider_batches.update().values(lease_until=datetime.now(UTC) - timedelta(seconds=1)))

@@ -10,29 +10,15 @@ from batch_pipeline.batch.offline import OfflineAnalyser, analyse_in_worker
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.batch.runner import analyse_documents
 from batch_pipeline.context import ModelKey, ProcessingContext
-from batch_pipeline.documents.vetting import PreparedDocument, document_id
 from batch_pipeline.outcome import AnalysisOutcome
 from batch_pipeline.store.schema import batch_runs
+from batch_pipeline_tests.conftest import register_texts
 
 CONTEXT = ProcessingContext(model_key=ModelKey.document_metadata, ai_model="local", custom_instructions="x")
 
 
 def register(store, run_id: str, texts: list[str]) -> list[str]:
-    docs = [
-        PreparedDocument(
-            document_id=document_id("p", f"h{i}"),
-            filename=f"{i}.md",
-            content_hash=f"h{i}",
-            size_bytes=len(t),
-            text=t,
-            encoding="utf-8",
-            problem=None,
-            reason="",
-        )  # fmt: skip
-        for i, t in enumerate(texts)
-    ]
-    store.register_batch(run_id, "p", CONTEXT, docs)
-    return [d.document_id for d in docs]
+    return register_texts(store, run_id, CONTEXT, texts)
 
 
 class RecordingAnalyser:
