@@ -192,47 +192,18 @@ def test_bad_context_is_refused_at_launch_and_no_run_is_stored(pipeline_home, in
     assert _nothing_written(instance, pipeline_home)
 
 
-@pytest.mark.parametrize(
-    "source, options, message",
-    [
-        ("{tmp}/no-such-folder", {}, "does not exist"),
-        ("{tmp}", {}, "holds no documents"),
-        (str(EXAMPLE_DOCS), {"documents": [{"filename": "a.md", "markdown_content": "# A"}]}, "not both"),
-        (str(EXAMPLE_DOCS), {"partition_size": 0}, "partition_size must be at least 1"),
-        (str(EXAMPLE_DOCS), {"ai_model": " "}, "ai_model must not be empty"),
-    ],
-)
-def test_bad_batch_fails_before_anything_is_written(pipeline_home, instance, tmp_path, source, options, message):
-    empty_folder = tmp_path / "empty_folder"
-    empty_folder.mkdir()
-    result = run_job(instance, batch_config(source.format(tmp=empty_folder), **options), raise_on_error=False)
+def test_a_bad_batch_fails_the_run_before_anything_is_written(pipeline_home, instance, tmp_path):
+    """The op's side of the launch refusals (launch/test_sequence.py has each one): the step fails
+    with the launch's message, for good (no retry), and nothing is written."""
+    run_config = batch_config(str(tmp_path / "no-such-folder"), ai_model=" ")
+    result = run_job(instance, run_config, raise_on_error=False)
     assert not result.success
     failure = [e for e in result.all_events if e.is_step_failure][0]
     assert failure.step_key == "create_document_records"
-    assert message in failure.event_specific_data.error.message
-    assert _nothing_written(instance, pipeline_home)
-
-
-def test_every_launch_problem_is_named_at_once(pipeline_home, instance, tmp_path):
-    """What "Scaffold missing config" leaves (empty strings) plus a missing source and bad numbers:
-    one failure names them all, before anything is written."""
-    run_config = batch_config(project="", ai_model="", partition_size=0, max_pages=0, conversion_timeout_seconds=-1)
-    result = run_job(instance, run_config, raise_on_error=False)
-    failure = [e for e in result.all_events if e.is_step_failure][0]
     message = failure.event_specific_data.error.message
-    for problem in [
-        "project must not be empty",
-        "context.ai_model must not be empty",
-        "partition_size must be at least 1, got 0",
-        "max_pages must be at least 1, got 0",
-        "conversion_timeout_seconds must be more than 0, got -1",
-        "No documents: set `source`",
-    ]:
-        assert problem in message
+    assert "Refused before writing anything" in message and "ai_model must not be empty" in message
+    assert "does not exist" in message
     assert _nothing_written(instance, pipeline_home)
-    missing = run_job(instance, batch_config(str(tmp_path / "nowhere"), ai_model=""), raise_on_error=False)
-    message = [e for e in missing.all_events if e.is_step_failure][0].event_specific_data.error.message
-    assert "does not exist" in message and "ai_model must not be empty" in message
 
 
 def test_inline_documents(pipeline_home, instance):

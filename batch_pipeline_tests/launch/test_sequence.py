@@ -1,0 +1,60 @@
+"""The launch sequence without Dagster: a bad launch is refused with every problem named at once,
+before anything is written (the job test in test_job.py shows the op refuses the same way)."""
+
+import pytest
+
+from batch_pipeline.batch.request import BatchRequest
+from batch_pipeline.launch import sequence
+from batch_pipeline.launch.sequence import REFUSED, LaunchRefused
+from batch_pipeline_tests.conftest import EXAMPLE_DOCS, batch_config
+
+
+def request_of(source: str | None = None, **options) -> BatchRequest:
+    return BatchRequest.model_validate(batch_config(source, **options)["ops"]["create_document_records"]["config"])
+
+
+def launched(request: BatchRequest, store) -> None:
+    """What the op runs before it writes anything."""
+    sequence.refuse_problems(request)
+    sequence.read(request, store)
+
+
+@pytest.mark.parametrize(
+    "source, options, message",
+    [
+        ("{tmp}/no-such-folder", {}, "does not exist"),
+        ("{tmp}", {}, "holds no documents"),
+        (str(EXAMPLE_DOCS), {"documents": [{"filename": "a.md", "markdown_content": "# A"}]}, "not both"),
+        (str(EXAMPLE_DOCS), {"partition_size": 0}, "partition_size must be at least 1"),
+        (str(EXAMPLE_DOCS), {"ai_model": " "}, "ai_model must not be empty"),
+    ],
+)
+def test_a_bad_batch_is_refused_before_anything_is_written(store, tmp_path, source, options, message):
+    empty_folder = tmp_path / "empty_folder"
+    empty_folder.mkdir()
+    with pytest.raises(LaunchRefused, match=message) as refused:
+        launched(request_of(source.format(tmp=empty_folder), **options), store)
+    assert str(refused.value).startswith(REFUSED)
+    assert store.count_documents() == 0
+
+
+def test_every_launch_problem_is_named_at_once(store, tmp_path):
+    """What "Scaffold missing config" leaves (empty strings) plus a missing source and bad numbers:
+    one refusal names them all, and says it may not be retried as it is."""
+    request = request_of(project="", ai_model="", partition_size=0, max_pages=0, conversion_timeout_seconds=-1)
+    with pytest.raises(LaunchRefused) as refused:
+        launched(request, store)
+    for problem in [
+        "project must not be empty",
+        "context.ai_model must not be empty",
+        "partition_size must be at least 1, got 0",
+        "max_pages must be at least 1, got 0",
+        "conversion_timeout_seconds must be more than 0, got -1",
+        "No documents: set `source`",
+    ]:
+        assert problem in str(refused.value)
+    assert not refused.value.retryable
+    with pytest.raises(LaunchRefused) as missing:
+        launched(request_of(str(tmp_path / "nowhere"), ai_model=""), store)
+    assert "does not exist" in str(missing.value) and "ai_model must not be empty" in str(missing.value)
+    assert store.count_documents() == 0
