@@ -29,7 +29,7 @@ class ModelPrice(BaseModel):
     def rates(self, llm_api: LlmApi = LlmApi.online) -> tuple[float, float, float]:
         """USD per million (uncached input, cached input, output) tokens through this API."""
         cached = self.input if self.cached_input is None else self.cached_input
-        if llm_api is not LlmApi.batch or self.batch_input is None or self.batch_output is None:
+        if llm_api != LlmApi.batch or self.batch_input is None or self.batch_output is None:
             return self.input, cached, self.output
         batch_cached = self.batch_input if self.batch_cached_input is None else self.batch_cached_input
         return self.batch_input, batch_cached, self.batch_output
