@@ -396,8 +396,14 @@ SLOW_MODULES = {
 }  # fmt: skip
 
 
+# Parametrised fixtures that reach a service through request.getfixturevalue: their service cases.
+SERVICE_PARAMETERS = {"postgresql", "redis"}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        callspec = getattr(item, "callspec", None)
+        on_a_service = callspec is not None and SERVICE_PARAMETERS & {str(v) for v in callspec.params.values()}
+        if module in SLOW_MODULES or on_a_service or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)

@@ -90,6 +90,7 @@ def shared_url(request, pipeline_home) -> str:
     return request.getfixturevalue("postgres_store_url")
 
 
+@pytest.mark.slow  # processes
 def test_concurrent_processes_register_overlapping_batches_without_duplicates_or_lock_errors(shared_url):
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_register_overlapping, args=(shared_url, w)) for w in range(4)]
