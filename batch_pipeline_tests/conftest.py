@@ -62,8 +62,16 @@ def own_paces(monkeypatch):
     monkeypatch.delenv("BATCH_PIPELINE_RATE_LIMIT_URL", raising=False)
 
 
+# Under pytest-xdist each worker process (gw0, gw1, ...) has Redis databases of its own.
+XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+assert XDIST_WORKER < 4, "the tests' Redis databases (13..10 and 7..4) allow four xdist workers"
+
 # The tests' own Redis database; only it is ever flushed.
-REDIS_TEST_URL = os.environ.get("BATCH_PIPELINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_TEST_URL = os.environ.get("BATCH_PIPELINE_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{13 - XDIST_WORKER}")
+# Celery's result backend in the Celery tests (results expire; nothing flushes it).
+CELERY_BACKEND_TEST_URL = os.environ.get(
+    "BATCH_PIPELINE_TEST_CELERY_BACKEND_URL", f"redis://127.0.0.1:6379/{7 - XDIST_WORKER}"
+)
 
 
 BROKER_URL = os.environ.get("BATCH_PIPELINE_TEST_BROKER_URL", "pyamqp://guest:guest@127.0.0.1:5672//")

@@ -21,6 +21,7 @@ from batch_pipeline.defs.tags import BROKER_PRIORITIES, BROKER_PRIORITY_TAG, run
 from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import (
     BATCH_PIPELINE,
+    CELERY_BACKEND_TEST_URL,
     REPO_ROOT,
     _make_database,
     batch_config,
@@ -32,7 +33,6 @@ from batch_pipeline_tests.conftest import (
 from batch_pipeline_tests.dagster_services import postgres_home, webserver_and_daemon
 from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
-BACKEND_URL = os.environ.get("BATCH_PIPELINE_TEST_CELERY_BACKEND_URL", "redis://127.0.0.1:6379/12")
 CELERY_WORKER_KEY = "Celery worker"  # dagster-celery's engine event metadata: which worker took a step
 
 
@@ -61,7 +61,7 @@ def celery_env(broker, redis_url, postgres_server, tmp_path, monkeypatch) -> dic
         BATCH_PIPELINE_DATABASE_URL=postgres_store_url,
         BATCH_PIPELINE_REPORTS_DIR=str(tmp_path / "reports"),
         BATCH_PIPELINE_CELERY_BROKER=broker,
-        BATCH_PIPELINE_CELERY_BACKEND=BACKEND_URL,
+        BATCH_PIPELINE_CELERY_BACKEND=CELERY_BACKEND_TEST_URL,
         BATCH_PIPELINE_CELERY_QUEUE=queue,
         OPENAI_API_KEY="sk-test-key",
     )

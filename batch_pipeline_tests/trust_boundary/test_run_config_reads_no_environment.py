@@ -68,7 +68,11 @@ def test_no_field_of_the_launch_schema_takes_its_value_from_the_environment():
 
 
 @pytest.mark.parametrize(
-    ("path", "config_type"), environment_fields(job().run_config_schema.run_config_schema_type), ids=str
+    ("path", "config_type"),
+    [
+        pytest.param(path, kind, id=".".join(path))
+        for path, kind in environment_fields(job().run_config_schema.run_config_schema_type)
+    ],
 )
 def test_each_field_refuses_env_at_launch_and_accepts_a_plain_value(path, config_type, monkeypatch, tmp_path):
     kind = config_type.scalar_type.given_name
