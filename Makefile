@@ -42,8 +42,10 @@ demo: $(VENV)/.runtime $(LOCAL_DAGSTER_HOME)/dagster.yaml
 		-j document_batch_job -c examples/compliance_local.yaml
 	@echo "Reports: $(LOCAL_DAGSTER_HOME)/batch_pipeline/reports/<run id>/summary.md"
 
+# Four xdist workers on two cores: most of the suite waits on processes and services. Tests that
+# share a module- or session-wide service carry an xdist_group, so one worker starts it once.
 test: $(VENV)/.test
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4 --dist loadgroup
 
 # The edit-test loop: no service, no subprocess, no job run (batch_pipeline_tests/conftest.py says which).
 test-fast: $(VENV)/.test

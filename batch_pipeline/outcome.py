@@ -37,7 +37,7 @@ class DocumentStatus(StrEnum):
     request_error = "request_error"
     batch_expired = "batch_expired"  # the Batch API did not answer it in time, re-submissions included
     # Not sent: the Redis pacing every process's requests stopped answering (not the provider's fault).
-    rate_limit_store_unavailable = "rate_limit_store_unavailable"
+    pace_state_unavailable = "pace_state_unavailable"
     # Cost controls.
     budget_exceeded = "budget_exceeded"  # not sent: it could have taken the run's spend past max_cost_usd
 

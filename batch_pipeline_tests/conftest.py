@@ -138,6 +138,32 @@ def offline_workers():
     workers.close()
 
 
+@pytest.fixture(scope="session")
+def _offline_pools():
+    pools = {}
+    yield pools
+    for workers in pools.values():
+        workers.close()
+
+
+@pytest.fixture(autouse=True)
+def one_offline_pool(monkeypatch, _offline_pools):
+    """Job runs in this process reuse one pool of offline worker processes (starting two costs about
+    1.6 s of CPU), one per value of what a worker reads from its environment, so a run never meets
+    workers started under other settings. Runs in their own processes start their own, as in use."""
+    from batch_pipeline.batch.offline import WORKER_ENVIRONMENT, OfflineWorkers
+    from batch_pipeline.defs.resources import OfflineAnalysisResource
+
+    def setup_for_execution(resource, _context) -> None:
+        key = (resource.workers, *(os.environ.get(name) for name in WORKER_ENVIRONMENT))
+        if key not in _offline_pools:
+            _offline_pools[key] = OfflineWorkers(resource.workers)
+        resource._workers = _offline_pools[key]
+
+    monkeypatch.setattr(OfflineAnalysisResource, "setup_for_execution", setup_for_execution)
+    monkeypatch.setattr(OfflineAnalysisResource, "teardown_after_execution", lambda resource, _context: None)
+
+
 @pytest.fixture
 def offline(offline_workers):
     from batch_pipeline.batch.offline import OfflineAnalyser
@@ -363,9 +389,10 @@ def postgres_dagster_url(postgres_server) -> str:
     drop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dagster_services(tmp_path_factory):
-    """dagster-webserver and dagster-daemon on a DAGSTER_HOME of their own, for one test module."""
+    """dagster-webserver and dagster-daemon on a DAGSTER_HOME of their own, started once per test run:
+    the modules using them share the xdist group "dagster_services", so one worker runs them all."""
     import shutil
 
     from dagster_graphql import DagsterGraphQLClient
@@ -397,10 +424,10 @@ SLOW_MODULES = {
     "test_real_model_server", "test_webserver", "test_job", "test_llm_job", "test_batch_api_job",
     "test_definitions", "test_conversion_job", "test_watch", "test_main", "test_executor", "test_triggers",
     "test_hostile_sources", "test_inbox", "test_sources_property", "test_detection_quality", "test_shared_pace",
-    "test_learned_limits", "test_rate_limit_store_loss", "test_rerun_after_a_fix", "test_stop_drains_in_flight",
+    "test_learned_limits", "test_pace_state_loss", "test_rerun_after_a_fix", "test_stop_drains_in_flight",
     "test_spend_every_path", "test_bounded_outputs", "test_run_config_policy", "test_run_config_reads_no_environment",
     "test_nothing_skipped_silently", "test_sources_stay_inside_allowed_roots", "test_conversion_cleanup_and_memory",
-    "test_worker", "test_packaging", "test_layout", "test_conversion",
+    "test_worker", "test_packaging", "test_layout", "test_conversion", "test_suite_distribution",
 }  # fmt: skip
 
 

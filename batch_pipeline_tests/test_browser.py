@@ -11,6 +11,10 @@ from batch_pipeline_tests.dagster_services import wait_for_status
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need the test extra (playwright)")
 
 
+# One worker runs every module using the session's webserver and daemon (conftest: dagster_services).
+pytestmark = pytest.mark.xdist_group("dagster_services")
+
+
 @pytest.fixture(scope="module")
 def browser():
     chromium = shutil.which("chromium")

@@ -343,7 +343,7 @@ def test_rate_limits_errors_and_garbled_answers_together_lose_nothing(pipeline_h
     assert (rows[rows["status"] != "ok"]["error"] != "").all()
 
 
-def test_an_unreachable_rate_limit_store_fails_the_run_before_anything_is_sent(
+def test_an_unreachable_pace_state_fails_the_run_before_anything_is_sent(
     pipeline_home, instance, key, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("BATCH_PIPELINE_RATE_LIMIT_URL", "redis://127.0.0.1:1/0")
@@ -353,7 +353,9 @@ def test_an_unreachable_rate_limit_store_fails_the_run_before_anything_is_sent(
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert failure.step_key == "create_document_records"
-    assert "the rate-limit store at redis://127.0.0.1:1/0 does not answer" in failure.event_specific_data.error.message
+    assert (
+        "the shared pace's Redis at redis://127.0.0.1:1/0 does not answer" in failure.event_specific_data.error.message
+    )
     assert server.requests == []
 
 

@@ -18,7 +18,9 @@ from batch_pipeline import settings
 from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import batch_config, run_job, with_llm
 
-pytestmark = pytest.mark.real_llm
+# One worker runs this module, so the model server starts once.
+pytestmark = [pytest.mark.real_llm, pytest.mark.xdist_group("llama_server")]
+
 
 API_KEY = "sk-llama-local"
 

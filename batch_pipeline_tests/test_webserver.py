@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 import yaml
 from dagster_graphql import DagsterGraphQLClient
 
@@ -18,6 +19,9 @@ from batch_pipeline_tests.conftest import (
     batch_config,
 )
 from batch_pipeline_tests.dagster_services import BIN, Services, free_port, graphql, wait_for_status, wait_for_webserver
+
+# One worker runs every module using the session's webserver and daemon (conftest: dagster_services).
+pytestmark = pytest.mark.xdist_group("dagster_services")
 
 
 def test_code_location_loads_and_a_launched_run_succeeds(dagster_services):

@@ -12,9 +12,13 @@ import pebble
 
 from batch_pipeline import settings
 from batch_pipeline.analysis import REGISTRY
+from batch_pipeline.analysis.detectors.phones import REGIONS_ENV
 from batch_pipeline.analysis.stored_result import stored_json
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
+
+# What a worker reads from the environment it started with: a pool serves runs that agree on these.
+WORKER_ENVIRONMENT = (settings.MAX_FINDINGS_ENV, REGIONS_ENV)
 
 
 def analyse_in_worker(model_key: str, text: str) -> tuple[DocumentStatus, str, float]:

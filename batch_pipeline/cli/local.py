@@ -73,7 +73,7 @@ def launch_problems(run_config: dict) -> list[str]:
     the schema cannot express (all of them at once)."""
     if problems := _schema_problems(run_config):
         return problems
-    return BatchConfig(**batch_config_of(run_config)).to_request().problems()
+    return sequence.client_side_problems(BatchConfig(**batch_config_of(run_config)).to_request())
 
 
 def config_problems(run_config: dict) -> list[str]:
@@ -82,7 +82,7 @@ def config_problems(run_config: dict) -> list[str]:
     if problems := _schema_problems(run_config):
         return problems
     request = BatchConfig(**batch_config_of(run_config)).to_request()
-    return request.problems() + _llm_problems(request, run_config)
+    return sequence.client_side_problems(request) + _llm_problems(request, run_config)
 
 
 def _llm_problems(request: BatchRequest, run_config: dict) -> list[str]:
@@ -111,7 +111,7 @@ def estimate(run_config: dict) -> CostEstimate:
     if problems := _schema_problems(run_config):
         raise CannotEstimate("; ".join(problems))
     request = BatchConfig(**batch_config_of(run_config)).to_request()
-    if problems := request.problems():
+    if problems := sequence.client_side_problems(request):
         raise CannotEstimate("; ".join(problems))
     if request.context.is_local:
         raise CannotEstimate("ai_model 'local' runs the offline analysers: it sends nothing and costs nothing")

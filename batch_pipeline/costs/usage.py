@@ -2,8 +2,10 @@
 CompletionUsage online, the same object as JSON in a Batch API output line."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from openai.types import CompletionUsage
+if TYPE_CHECKING:  # only its type: budgets are checked in processes that never load the openai SDK
+    from openai.types import CompletionUsage
 
 
 @dataclass(frozen=True)
@@ -13,7 +15,7 @@ class BilledTokens:
     output_tokens: int
 
     @classmethod
-    def of(cls, usage: CompletionUsage | dict | None) -> "BilledTokens | None":
+    def of(cls, usage: "CompletionUsage | dict | None") -> "BilledTokens | None":
         """None when the answer carries no usage."""
         if isinstance(usage, dict):  # a Batch API line: read what is there, as the provider billed it
             details = usage.get("prompt_tokens_details")

@@ -3,6 +3,7 @@ document_batch_job, so its page shows which run produced a project's latest resu
 which context, with what outcome, and plots the numbers across runs."""
 
 import dagster as dg
+import sqlalchemy as sa
 
 PROJECTS = dg.DynamicPartitionsDefinition(name="batch_pipeline_projects")
 
@@ -19,6 +20,13 @@ analysed_documents = dg.AssetSpec(
 
 
 def record_project(instance: dg.DagsterInstance, project: str) -> None:
-    """The project's partition exists before its first materialization."""
-    if not instance.has_dynamic_partition(PROJECTS.name, project):
+    """The project's partition exists before its first materialization. Dagster's storage looks for
+    the key and then inserts it: two first launches of a project at once can both look, and the
+    second insert then breaks the unique key, though the partition is there as wanted."""
+    if instance.has_dynamic_partition(PROJECTS.name, project):
+        return
+    try:
         instance.add_dynamic_partitions(PROJECTS.name, [project])
+    except sa.exc.IntegrityError:
+        if not instance.has_dynamic_partition(PROJECTS.name, project):
+            raise

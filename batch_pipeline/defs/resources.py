@@ -1,5 +1,7 @@
 """Dagster resources: thin wrappers that open the plain-Python services for a run."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
@@ -8,8 +10,10 @@ from batch_pipeline.batch.offline import OfflineAnalyser, OfflineWorkers
 from batch_pipeline.defs.config_classes import config_class
 from batch_pipeline.defs.executor import runs_steps_in_its_own_process
 from batch_pipeline.llm.options import LlmOptions, LlmSettings
-from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.store import DocumentStore
+
+if TYPE_CHECKING:
+    from batch_pipeline.llm.provider import LlmProvider
 
 UNFINISHED_NOTE = "the run ended before this document was analysed; resume run {run_id}"
 
@@ -67,11 +71,14 @@ class OfflineAnalysisResource(dg.ConfigurableResource):
 
 
 class LlmResource(config_class(LlmOptions, dg.ConfigurableResource)):
-    # Its fields are LlmOptions' (declared there once); the deployment's key, endpoint and rate-limit store are added here.
+    # Its fields are LlmOptions' (declared there once); the deployment's key, endpoint and pace state are added here.
     __doc__ = LlmOptions.__doc__
 
-    def provider(self) -> LlmProvider:
+    def provider(self) -> "LlmProvider":
         """Raises settings.NotAllowed for an endpoint the deployment does not allow."""
+        # Here, not at the top: a process that runs no LLM step never loads the openai SDK.
+        from batch_pipeline.llm.provider import LlmProvider
+
         options = LlmOptions.model_validate(self.model_dump())
         return LlmProvider(
             LlmSettings(

@@ -11,6 +11,7 @@ A refusal is a LaunchRefused whose message says whether anything was written or 
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from batch_pipeline.batch.estimate import CostEstimate, estimate_batch, expected_response_format
 from batch_pipeline.batch.partitions import Partition
@@ -26,11 +27,14 @@ from batch_pipeline.batch.registration import (
 from batch_pipeline.costs.prices import PRICES_ENV, price_for, price_table
 from batch_pipeline.costs.spend import BudgetExceeded, SpendLimit
 from batch_pipeline.documents.sources import SourceError
-from batch_pipeline.llm.provider import LlmProvider, LlmUnavailable
 from batch_pipeline.llm.response_format import ResponseFormatMode
+from batch_pipeline.llm.unavailable import LlmUnavailable
 from batch_pipeline.settings import NotAllowed
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.remembered import remember_response_format, remembered_response_format
+
+if TYPE_CHECKING:
+    from batch_pipeline.llm.provider import LlmProvider
 
 REFUSED = "Refused before writing anything: "
 NOT_SENT = "Refused before sending any document: "
@@ -45,9 +49,15 @@ class LaunchRefused(Exception):
         self.reason, self.retryable, self.estimate = reason, retryable, estimate
 
 
+def client_side_problems(request: BatchRequest) -> list[str]:
+    """Every problem of the run config that its schema cannot express: the checks that need neither
+    the source nor the key, which `submit` runs on a client before the webserver sees the run."""
+    return request.problems()
+
+
 def refuse_problems(request: BatchRequest) -> None:
-    """Every problem of the run config that its schema cannot express, named at once."""
-    if problems := request.problems():
+    """client_side_problems, named at once, as a refusal."""
+    if problems := client_side_problems(request):
         listed = "".join(f"\n- {problem}" for problem in problems)
         raise LaunchRefused(REFUSED, f"{len(problems)} problem(s) in the run config:{listed}", retryable=False)
 
@@ -72,7 +82,7 @@ def estimate(
     return estimate_batch(store, request, read_batch_, mode)
 
 
-def endpoint_of(provider: Callable[[], LlmProvider]) -> str | None:
+def endpoint_of(provider: Callable[[], "LlmProvider"]) -> str | None:
     """The endpoint the run would use (None: OpenAI's), refused when the deployment does not allow it."""
     try:
         return provider().settings.base_url
@@ -84,7 +94,7 @@ def refuse_over_budget(
     request: BatchRequest,
     read_batch_: ReadBatch,
     store: DocumentStore,
-    provider: Callable[[], LlmProvider],
+    provider: Callable[[], "LlmProvider"],
     configured: ResponseFormatMode,
 ) -> CostEstimate:
     """max_cost_usd at launch: a batch whose estimate is over it is refused before any request."""
@@ -106,7 +116,7 @@ def refuse_over_budget(
     return cost
 
 
-def check_provider(provider: Callable[[], LlmProvider], ai_model: str) -> None:
+def check_provider(provider: Callable[[], "LlmProvider"], ai_model: str) -> None:
     """The endpoint is allowed, answers, knows the key and serves the model."""
     try:
         provider().check_serves(ai_model)
@@ -139,7 +149,7 @@ def settle_response_format(
     run_id: str,
     request: BatchRequest,
     partitions: list[Partition],
-    provider: Callable[[], LlmProvider],
+    provider: Callable[[], "LlmProvider"],
     configured: ResponseFormatMode,
     budget_run_id: str,
 ) -> SettledFormat | None:

@@ -36,7 +36,7 @@ from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.tokens import estimate_request_tokens
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus, LlmApi
 from batch_pipeline.rate_limits.limits import retry_after_seconds
-from batch_pipeline.rate_limits.pace_state import RateLimitStoreUnavailable
+from batch_pipeline.rate_limits.pace_state import PaceStateUnavailable
 from batch_pipeline.rate_limits.pacer import RATE_LIMIT_FALLBACK_PAUSE_SECONDS, NoSlotInTime, Pacer
 
 DEFAULT_OUTPUT_TOKEN_ESTIMATE = 300
@@ -305,10 +305,8 @@ class LlmAnalyser:
             return unanswered(DocumentStatus.rate_limited, str(e))
         except BudgetExceeded as e:
             return unanswered(DocumentStatus.budget_exceeded, str(e))
-        except RateLimitStoreUnavailable as e:
-            return unanswered(
-                DocumentStatus.rate_limit_store_unavailable, f"not sent: {e}; resume the run once it answers"
-            )
+        except PaceStateUnavailable as e:
+            return unanswered(DocumentStatus.pace_state_unavailable, f"not sent: {e}; resume the run once it answers")
         except Exception as e:  # whatever else goes wrong ends this document alone
             return outcome(DocumentStatus.provider_error, describe(e))
         if verdict.problem is None:

@@ -1,7 +1,7 @@
 """What the LLM backend is configured with. LlmOptions: what a launch may tune (the `llm`
 resource's run config, derived from this model, declared here once with defaults and
 descriptions); LlmSettings: those plus what only the deployment decides (the key, the endpoint as
-allowed, the rate-limit store)."""
+allowed, the pace state)."""
 
 from pydantic import BaseModel, Field, SecretStr
 

@@ -15,21 +15,16 @@ from batch_pipeline.llm.options import LlmSettings
 from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.response_format import FALLBACK_ORDER, ResponseFormatMode
 from batch_pipeline.llm.tokens import estimate_request_tokens
+from batch_pipeline.llm.unavailable import LlmUnavailable
 from batch_pipeline.rate_limits.limits import ProviderLimits
 from batch_pipeline.rate_limits.pace_state import (
     LocalPaceState,
-    RateLimitStoreUnavailable,
+    PaceStateUnavailable,
     check_reachable,
     open_pace_state,
     provider_fingerprint,
 )
 from batch_pipeline.rate_limits.pacer import Pacer
-
-
-class LlmUnavailable(Exception):
-    """The provider cannot serve this run (no key, key refused, model unknown, unreachable).
-    Raised ``from None``: the message says everything, and the provider's raw error (which could
-    echo request details) stays out of the event log."""
 
 
 def _transient(error: BaseException) -> bool:
@@ -70,12 +65,12 @@ class LlmProvider:
         }
 
     def check_serves(self, ai_model: str) -> None:
-        """Fail fast, before any document is sent: the rate-limit store answers, the key is accepted
+        """Fail fast, before any document is sent: the pace state answers, the key is accepted
         and the provider serves ai_model."""
         if self.settings.rate_limit_url:
             try:
                 check_reachable(self.settings.rate_limit_url)
-            except RateLimitStoreUnavailable as e:
+            except PaceStateUnavailable as e:
                 raise LlmUnavailable(f"{e}; no request was sent") from None
         with openai.OpenAI(**{**self._client_options(), "max_retries": 2}) as client:
             where = str(client.base_url)

@@ -3,7 +3,6 @@
 import enum
 from functools import cache
 
-import openai
 from pydantic import BaseModel
 
 from batch_pipeline.analysis import AnalysisModel
@@ -38,6 +37,8 @@ def strict_schema(result_schema: type[BaseModel]) -> dict:
     converter (every property required, no additional properties, refs inlined where needed),
     then without ``default`` keywords, which strict mode rejects ("'default' is not permitted")
     but the converter keeps unless they are null. Cached per schema: treat it as read-only."""
+    import openai  # here, not at the top: a run of the offline analysers never loads the SDK (0.6 s)
+
     schema = openai.pydantic_function_tool(result_schema)["function"]["parameters"]
     _drop_defaults(schema)
     return schema

@@ -75,7 +75,7 @@ return {stored, '0'}
 """
 
 
-class RateLimitStoreUnavailable(Exception):
+class PaceStateUnavailable(Exception):
     """The Redis that holds the shared pace does not answer."""
 
 
@@ -120,7 +120,7 @@ def redacted(url: str) -> str:
 
 def _unanswered(url: str, error: BaseException, what: str = "does not answer") -> str:
     """What went wrong, naming the store by its URL without the password (also not in the error's text)."""
-    message = f"the rate-limit store at {redacted(url)} {what} ({type(error).__name__}: {error})"
+    message = f"the shared pace's Redis at {redacted(url)} {what} ({type(error).__name__}: {error})"
     parts = urlsplit(url)
     for password in [parts.password, *parse_qs(parts.query).get("password", [])]:
         if password:
@@ -128,7 +128,7 @@ def _unanswered(url: str, error: BaseException, what: str = "does not answer") -
     return message
 
 
-class StoreBreaker:
+class PaceStateBreaker:
     """Open from the store's first failure on: every later call fails at once with the same reason,
     instead of each waiting out its own timeouts (a frozen store would cost every document that)."""
 
@@ -138,12 +138,12 @@ class StoreBreaker:
 
     def __enter__(self) -> None:
         if self.failure is not None:
-            raise RateLimitStoreUnavailable(self.failure)
+            raise PaceStateUnavailable(self.failure)
 
     def __exit__(self, kind, error, traceback) -> None:
         if isinstance(error, self._errors):
             self.failure = self.failure or _unanswered(self._url, error, "stopped answering")
-            raise RateLimitStoreUnavailable(self.failure) from None
+            raise PaceStateUnavailable(self.failure) from None
 
 
 def _connection_options(retry_type: type) -> dict:
@@ -158,7 +158,7 @@ def _connection_options(retry_type: type) -> dict:
 
 
 def check_reachable(url: str) -> None:
-    """Raise RateLimitStoreUnavailable, naming the URL (redacted), unless the Redis answers."""
+    """Raise PaceStateUnavailable, naming the URL (redacted), unless the Redis answers."""
     import redis  # only deployments that share a pace load it
     from redis.retry import Retry
 
@@ -169,7 +169,7 @@ def check_reachable(url: str) -> None:
         finally:
             client.close()
     except (redis.RedisError, ValueError, OSError) as e:
-        raise RateLimitStoreUnavailable(_unanswered(url, e)) from None
+        raise PaceStateUnavailable(_unanswered(url, e)) from None
 
 
 def open_pace_state(url: str | None, fingerprint: str) -> PaceState:
@@ -242,7 +242,7 @@ def local_pace_state(fingerprint: str) -> LocalPaceState:
 
 class RedisPaceState:
     """The pace of every process using this Redis; one connection pool per event loop (step).
-    Any failure of Redis raises RateLimitStoreUnavailable, at once after the first (StoreBreaker)."""
+    Any failure of Redis raises PaceStateUnavailable, at once after the first (PaceStateBreaker)."""
 
     def __init__(self, url: str, fingerprint: str):
         import redis.asyncio  # only deployments that share a pace load it
@@ -254,7 +254,7 @@ class RedisPaceState:
         self._overshot = self._redis.register_script(OVERSHOT_SCRIPT)
         self._prefix = f"{KEY_PREFIX}:{fingerprint}"
         self._errors = (redis.RedisError, OSError)
-        self._breaker = StoreBreaker(url, self._errors)
+        self._breaker = PaceStateBreaker(url, self._errors)
 
     @property
     def failure(self) -> str | None:

@@ -8,7 +8,7 @@ pace state. A known requests limit is the pace: its 429s pause everyone as they 
 Until the first answer shows which of these applies, one request goes out alone, so a run neither
 starts slow nor in a 429 storm.
 
-A pace state (Redis) that stops answering (RateLimitStoreUnavailable) fails acquire: nothing is sent unpaced.
+A pace state (Redis) that stops answering (PaceStateUnavailable) fails acquire: nothing is sent unpaced.
 What happens after a request (an answer's limits, a pause, a token correction) is bookkeeping: a lost
 store then costs the pacing state, never the answer.
 """
@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from batch_pipeline.rate_limits.adaptive import DECREASE_FACTOR, RecentAnswers, SharedPace
 from batch_pipeline.rate_limits.limits import ProviderLimits, exhausted_for_seconds, retry_after_seconds
-from batch_pipeline.rate_limits.pace_state import PaceState, RateLimitStoreUnavailable
+from batch_pipeline.rate_limits.pace_state import PaceState, PaceStateUnavailable
 
 RATE_LIMIT_FALLBACK_PAUSE_SECONDS = 1.0
 PACE_STEP = 1.1  # waiting requests re-take their slots once the pace has grown by this much
@@ -86,7 +86,7 @@ class Pacer:
         """What the pace state holds for later steps and runs; nothing once it has stopped answering."""
         try:
             return await self.state.learned_limits()
-        except RateLimitStoreUnavailable:
+        except PaceStateUnavailable:
             return ProviderLimits()
 
     @property
@@ -282,7 +282,7 @@ class Pacer:
         """A 429 at this pace: the shared pace drops, unless another 429 of the same overshoot did."""
         try:
             shared = await self.state.overshot(rpm)
-        except RateLimitStoreUnavailable:
+        except PaceStateUnavailable:
             return  # bookkeeping: the next acquire reports the lost store
         self._follow(shared)
         if shared.age_seconds == 0:  # this 429 set it
@@ -301,7 +301,7 @@ class Pacer:
 
 async def _bookkeeping(write: Awaitable[object]) -> None:
     """A write after a request: a lost store (the next acquire reports it) must not lose the answer."""
-    with contextlib.suppress(RateLimitStoreUnavailable):
+    with contextlib.suppress(PaceStateUnavailable):
         await write
 
 

@@ -20,7 +20,7 @@ from batch_pipeline.conversion.limits import Conversion
 from batch_pipeline.documents.vetting import PreparedDocument
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 from batch_pipeline.store.engine import create_engine
-from batch_pipeline.store.migrations import add_new_columns, move_context_to_batch_runs
+from batch_pipeline.store.migrations import add_new_columns, move_context_to_batch_runs, rename_statuses
 from batch_pipeline.store.schema import (
     CONTEXT_COLUMNS,
     DOCUMENT_COLUMNS,
@@ -82,7 +82,7 @@ def _table_of(result_column: str) -> sa.Table:
 REPAIRED_LATER = {
     DocumentStatus.interrupted,
     DocumentStatus.rate_limited,
-    DocumentStatus.rate_limit_store_unavailable,
+    DocumentStatus.pace_state_unavailable,
     DocumentStatus.budget_exceeded,
     DocumentStatus.provider_error,
 }
@@ -115,6 +115,7 @@ class DocumentStore:
                     conn.execute(CreateIndex(index, if_not_exists=True))
             move_context_to_batch_runs(conn)
             add_new_columns(conn)
+            rename_statuses(conn)
 
     def _insert(self, table: sa.Table):
         dialect = self.engine.dialect.name

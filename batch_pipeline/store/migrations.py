@@ -1,9 +1,14 @@
 """Bringing a store written by an earlier version up to today's schema, inside create_schema's
 transaction (under its advisory lock on PostgreSQL), once."""
 
+import datetime as dt
+
 import sqlalchemy as sa
 
-from batch_pipeline.store.schema import CONTEXT_COLUMNS, analysis_results, batch_runs, metadata
+from batch_pipeline.store.schema import CONTEXT_COLUMNS, analysis_results, applied_migrations, batch_runs, metadata
+
+# Statuses stored under an earlier name (issue 26: one word per meaning), by the name they had.
+RENAMED_STATUSES = {"rate_limit_store_unavailable": "pace_state_unavailable"}
 
 
 def add_new_columns(conn: sa.Connection) -> None:
@@ -40,3 +45,16 @@ def move_context_to_batch_runs(conn: sa.Connection) -> None:
     conn.execute(batch_runs.insert().from_select(names, per_run))
     for name in CONTEXT_COLUMNS:
         conn.execute(sa.text(f"ALTER TABLE analysis_results DROP COLUMN {name}"))
+
+
+def rename_statuses(conn: sa.Connection) -> None:
+    """Results stored under a status's earlier name take its new one, so that a run stopped before
+    the upgrade resumes them. Once per store: the UPDATE scans every result, and every step's
+    create_schema would repeat it."""
+    name = "rename_statuses_1"
+    if conn.execute(sa.select(applied_migrations.c.name).where(applied_migrations.c.name == name)).first():
+        return
+    status = analysis_results.c.status
+    for old, new in RENAMED_STATUSES.items():
+        conn.execute(analysis_results.update().where(status == old).values(status=new))
+    conn.execute(applied_migrations.insert().values(name=name, applied_at=dt.datetime.now(dt.UTC)))

@@ -3,7 +3,8 @@
 document), ``response_formats`` (what each LLM endpoint and model was found to accept),
 ``provider_limits`` (the rate limits a provider showed), ``provider_batches`` /
 ``provider_batch_documents`` / ``provider_batch_claims`` (what went to a provider's Batch API)
-and ``run_budgets`` (a run's spend against its max_cost_usd). The README's "Store schema" explains
+``run_budgets`` (a run's spend against its max_cost_usd) and ``applied_migrations`` (the
+one-time changes of stored data already made). The README's "Store schema" explains
 each column."""
 
 import sqlalchemy as sa
@@ -36,6 +37,13 @@ batch_runs = sa.Table(
     sa.Column("analyser_version", sa.String(40), nullable=False),
     sa.Column("context_key", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+applied_migrations = sa.Table(
+    "applied_migrations",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # The context columns analysis_results held on every row before batch_runs (moved by create_schema).

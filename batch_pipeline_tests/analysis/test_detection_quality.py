@@ -7,6 +7,10 @@ import pytest
 from batch_pipeline.analysis.content_compliance import analyse
 from testbed.labelled_set import HELD_OUT_SEED, evaluate, labelled_documents
 
+# One worker runs this module, so the labelled set is made once.
+pytestmark = pytest.mark.xdist_group("detection_quality")
+
+
 RECALL_FLOORS = {"phone": 0.85, "payment_card": 0.90, "secret": 0.95, "email": 1.0, "iban": 1.0, "ssn": 1.0}
 PRECISION_FLOOR = 0.90
 

@@ -1,7 +1,7 @@
 """Learned limits read for what they are: a provider's x-ratelimit-limit-* is a per-minute pace only
 when its reset header shows a minute window (OpenAI's do; Groq's requests limit is per day); while the
 requests limit is unknown the pace follows 429s (AIMD), grows back per second rather than per answer,
-and is one pace in the rate-limit store for every process."""
+and is one pace in the pace state for every process."""
 
 import asyncio
 import concurrent.futures
@@ -147,7 +147,7 @@ def _pace_in_another_process(
 
 
 def test_two_processes_adapt_one_pace_in_redis(redis_url):
-    """Guarantee: the adaptive pace lives in the rate-limit store: a second process starts from the
+    """Guarantee: the adaptive pace lives in the pace state: a second process starts from the
     pace the first one's 429 set, and its own 429 (a later overshoot) lowers the pace of the first."""
 
     fingerprint = f"test-{uuid.uuid4().hex}"  # its own keys, whatever else uses the tests' database

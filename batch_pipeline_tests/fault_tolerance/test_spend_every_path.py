@@ -1,5 +1,5 @@
 """max_cost_usd on every path: a request's reservation is settled, released or kept however it ends
-(answered, refused, timed out, cancelled, or never sent because the rate-limit store was lost); a
+(answered, refused, timed out, cancelled, or never sent because the pace state was lost); a
 run and its resumes share one budget; every response-format probe attempt is reserved; and when
 the provider bills more than the worst case (it ignores max_tokens), nothing more is sent once the
 spend has reached the budget."""
@@ -81,7 +81,7 @@ def worst_case_of_a_note(spend: SpendLimit, settings: LlmSettings) -> float:
     return spend.worst_case(estimate_request_tokens(analyser.request_body(note(0), CONTEXT)))
 
 
-def test_reservations_of_documents_a_lost_rate_limit_store_kept_back_are_given_back(store):
+def test_reservations_of_documents_a_lost_pace_state_kept_back_are_given_back(store):
     """Guarantee: when the rate limiter cannot be asked (its store is gone), the documents' reservations
     are released, nothing is sent, and the budget reads spent 0, reserved 0: no later document
     ends `budget_exceeded` for money that was never spent."""
@@ -94,7 +94,7 @@ def test_reservations_of_documents_a_lost_rate_limit_store_kept_back_are_given_b
         assert 1.0 / worst_case_of_a_note(spend, settings) < 40, "the budget must not fit every document at once"
         statuses = asyncio.run(analyse_all(settings, spend, 40))
         assert server.requests == []
-    assert statuses == ["rate_limit_store_unavailable"] * 40
+    assert statuses == ["pace_state_unavailable"] * 40
     assert spend_of(store, "run-lost-store") == (1.0, 0.0, 0.0)
 
 

@@ -10,8 +10,9 @@ import redis
 
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.llm.options import LlmSettings
-from batch_pipeline.llm.provider import LlmProvider, LlmUnavailable
+from batch_pipeline.llm.provider import LlmProvider
 from batch_pipeline.llm.response_format import ResponseFormatMode
+from batch_pipeline.llm.unavailable import LlmUnavailable
 from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
 API_KEY = "sk-test-key"
@@ -93,10 +94,10 @@ def test_processes_learn_the_announced_limit_and_share_it(redis_url):
     stored.close()
 
 
-def test_an_unreachable_rate_limit_store_fails_before_anything_is_sent():
+def test_an_unreachable_pace_state_fails_before_anything_is_sent():
     with FakeOpenAIServer() as server:
         provider = LlmProvider(settings_for(server.url, "redis://:hunter2@127.0.0.1:1/0"))
-        with pytest.raises(LlmUnavailable, match=r"rate-limit store at redis://:\*\*\*@127\.0\.0\.1:1/0") as failure:
+        with pytest.raises(LlmUnavailable, match=r"shared pace's Redis at redis://:\*\*\*@127\.0\.0\.1:1/0") as failure:
             provider.check_serves("gpt-test")
     assert "hunter2" not in str(failure.value)
     assert server.requests == []

@@ -171,3 +171,25 @@ def test_the_context_is_stored_once_per_run(store):
     assert stored == 10_000
     rows = store.results("run-1")
     assert len(rows) == 50 and set(rows["custom_instructions"]) == {"x" * 10_000}
+
+
+def test_results_stored_under_a_status_since_renamed_take_the_new_name_and_are_repaired_as_before(store):
+    """A store from before `pace_state_unavailable` (which said rate_limit_store_unavailable): the first
+    create_schema of this version renames the stored status once, so the next run repairs those answers."""
+    docs = [doc("a"), doc("b")]
+    store.register_batch("run-old", "p", CONTEXT, docs)
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE analysis_results SET status = 'rate_limit_store_unavailable', raw_output = '{\"x\": 1}', "
+                "finished_at = created_at "
+                "WHERE run_id = 'run-old'"
+            )
+        )
+        conn.execute(sa.text("DROP TABLE applied_migrations"))  # as in a store of that version
+    store.create_schema()
+    assert store.status_counts("run-old") == {"pace_state_unavailable": 2}
+    ids = [d.document_id for d in docs]
+    assert set(store.unrepaired_answers("run-new", CONTEXT.cache_key(), ids)) == set(ids)
+    with store.engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM applied_migrations")) == 1

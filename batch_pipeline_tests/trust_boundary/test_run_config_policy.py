@@ -101,7 +101,7 @@ def test_llm_base_url(monkeypatch, environment, requested, expected):
         ("http://cache:6379", "refused"),
     ],
 )
-def test_the_rate_limit_store_is_the_deployments(monkeypatch, environment, expected):
+def test_the_pace_state_is_the_deployments(monkeypatch, environment, expected):
     if environment is None:
         monkeypatch.delenv("BATCH_PIPELINE_RATE_LIMIT_URL", raising=False)
     else:
@@ -136,7 +136,7 @@ def text_fields(config_type) -> list[str]:
 
 
 def test_every_text_field_a_launcher_sets_is_known_to_name_no_host_or_path_of_its_choosing():
-    """Run config names no broker, result backend, rate-limit store, IO-manager folder or Celery
+    """Run config names no broker, result backend, pace state, IO-manager folder or Celery
     setting: those are the deployment's environment."""
     job = defs.resolve_job_def("document_batch_job")
     assert sorted(text_fields(job.run_config_schema.config_type)) == sorted(TEXT_FIELDS)

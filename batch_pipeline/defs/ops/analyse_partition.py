@@ -126,11 +126,11 @@ async def _analyse(
         f"partition {partition.index}: paced to {result.limits.describe()} ({result.limits.source}); "
         f"{result.pauses} rate-limit pauses"
     )
-    if kept_back := result.summary.status_counts.get(DocumentStatus.rate_limit_store_unavailable):
+    if kept_back := result.summary.status_counts.get(DocumentStatus.pace_state_unavailable):
         # No retry: the step's retry would find nothing pending. The run fails, and resume finishes it.
         raise dg.Failure(
-            f"{result.store_failure}: {kept_back} documents of partition {partition.index} were not sent "
-            f"({DocumentStatus.rate_limit_store_unavailable.value}); once it answers, finish the batch with "
+            f"{result.pace_state_failure}: {kept_back} documents of partition {partition.index} were not sent "
+            f"({DocumentStatus.pace_state_unavailable.value}); once it answers, finish the batch with "
             f"`batch-pipeline resume {context.run_id}`",
             allow_retries=False,
         )

@@ -1,6 +1,6 @@
-"""A rate-limit store (the Redis in $BATCH_PIPELINE_RATE_LIMIT_URL) lost or frozen during a run is its own
+"""A pace state (the Redis in $BATCH_PIPELINE_RATE_LIMIT_URL) lost or frozen during a run is its own
 condition: found within seconds, reported once naming the store (password masked), the documents it
-kept back left for `resume` as `rate_limit_store_unavailable`, never blamed on the provider.
+kept back left for `resume` as `pace_state_unavailable`, never blamed on the provider.
 
 Each test runs its own redis-server on a free port (or a listener that never answers) and kills,
 freezes or restarts only that: the machine's Redis is never touched."""
@@ -27,7 +27,7 @@ from batch_pipeline.rate_limits.limits import ProviderLimits
 from batch_pipeline.rate_limits.pace_state import (
     STORE_RETRIES,
     STORE_TIMEOUT_SECONDS,
-    RateLimitStoreUnavailable,
+    PaceStateUnavailable,
     RedisPaceState,
 )
 from batch_pipeline.rate_limits.pacer import Pacer
@@ -35,7 +35,7 @@ from batch_pipeline_tests.conftest import llm_endpoint, llm_run, rows_of, write_
 from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
 PASSWORD = "hunter2-store-secret"
-LOST = "rate_limit_store_unavailable"
+LOST = "pace_state_unavailable"
 # What finding a frozen store may take: each try waits out the socket timeout, plus the backoff.
 DETECTED_WITHIN_SECONDS = (STORE_RETRIES + 1) * STORE_TIMEOUT_SECONDS + 1.5
 
@@ -129,7 +129,7 @@ def settings_for(base_url: str, rate_limit_url: str, concurrency: int) -> LlmSet
 def test_a_store_killed_mid_run_fails_the_step_once_and_leaves_its_documents_for_resume(
     pipeline_home, instance, key, tmp_path, own_redis, monkeypatch, store
 ):
-    """Guarantee: Redis killed mid-run ends every document not yet sent `rate_limit_store_unavailable`
+    """Guarantee: Redis killed mid-run ends every document not yet sent `pace_state_unavailable`
     (none `provider_error`, none sent), the run fails with one message naming the store, password
     masked (no raw Redis traceback, also not from the learned limits read at the end), and once the
     store answers again `batch-pipeline resume` finishes exactly those documents."""
@@ -151,7 +151,7 @@ def test_a_store_killed_mid_run_fails_the_step_once_and_leaves_its_documents_for
 
         (failure,) = [e.event_specific_data.error for e in result.all_events if e.is_step_failure]
         assert failure.cls_name == "Failure", failure.message  # ours, not redis' ConnectionError
-        assert f"the rate-limit store at {own_redis.masked_url} stopped answering" in failure.message
+        assert f"the shared pace's Redis at {own_redis.masked_url} stopped answering" in failure.message
         assert f"{counts[LOST]} documents of partition 0 were not sent" in failure.message
         assert f"batch-pipeline resume {result.run_id}" in failure.message
         logged = " ".join(str(e) for e in instance.all_logs(result.run_id))
@@ -201,21 +201,21 @@ def test_a_store_frozen_mid_run_costs_the_partition_one_timeout_not_one_per_docu
 
 def test_every_call_into_a_silent_store_fails_fast_with_its_own_error_naming_it_masked():
     """Guarantee: each call into the store (reserve, pause, the learned limits, learning them) raises
-    RateLimitStoreUnavailable, never a Redis exception; the first within the socket timeout and its
+    PaceStateUnavailable, never a Redis exception; the first within the socket timeout and its
     retry, every later one at once; the message names the URL with its password masked; close() does
     not raise."""
 
     async def run(url: str) -> tuple[float, float, list[str]]:
         store = RedisPaceState(url, "test-fingerprint")
         started = time.monotonic()
-        with pytest.raises(RateLimitStoreUnavailable) as first:
+        with pytest.raises(PaceStateUnavailable) as first:
             await store.reserve("requests", 0.1, 1)
         detected = time.monotonic() - started
         messages = [str(first.value)]
         started = time.monotonic()
         for call in (store.reserve("tokens", 0.1, 5), store.pause(1.0), store.learned_limits(),
                      store.learn_limits(ProviderLimits(600))):  # fmt: skip
-            with pytest.raises(RateLimitStoreUnavailable) as later:
+            with pytest.raises(PaceStateUnavailable) as later:
                 await call
             messages.append(str(later.value))
         refused_in = time.monotonic() - started
@@ -226,7 +226,7 @@ def test_every_call_into_a_silent_store_fails_fast_with_its_own_error_naming_it_
         detected, refused_in, messages = asyncio.run(run(f"redis://:{PASSWORD}@127.0.0.1:{port}/0"))
     assert detected < DETECTED_WITHIN_SECONDS
     assert refused_in < 0.1, "the breaker let a call wait for the store again"
-    assert all(f"the rate-limit store at redis://:***@127.0.0.1:{port}/0 stopped answering" in m for m in messages)
+    assert all(f"the shared pace's Redis at redis://:***@127.0.0.1:{port}/0 stopped answering" in m for m in messages)
     assert not any(PASSWORD in m for m in messages)
 
 
@@ -234,7 +234,7 @@ def test_bookkeeping_after_an_answer_survives_a_lost_store_and_the_next_request_
     """Guarantee: what follows an answer (the limits it announces, a 429's pause, a failure, the token
     correction, the learned limits read at the end) never raises on a lost store, so an answer
     already paid for is kept; the next acquire, before anything is sent, raises
-    RateLimitStoreUnavailable."""
+    PaceStateUnavailable."""
     announced = {"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "0",
                  "x-ratelimit-reset-requests": "100ms", "x-ratelimit-limit-tokens": "100000"}  # fmt: skip
 
@@ -245,7 +245,7 @@ def test_bookkeeping_after_an_answer_survives_a_lost_store_and_the_next_request_
         await pacer.failed()
         await pacer.settle(100, 250)
         learned = await pacer.learned_limits()
-        with pytest.raises(RateLimitStoreUnavailable):
+        with pytest.raises(PaceStateUnavailable):
             await pacer.acquire(100, may_wait=60)
         await pacer.close()
         return learned
