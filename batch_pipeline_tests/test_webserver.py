@@ -50,7 +50,8 @@ def test_code_location_loads_and_a_launched_run_succeeds(dagster_services):
         "assetMaterializations(limit: 1) { runId partition metadataEntries { label __typename } } } }",
     )["assetNodes"]
     assert node["description"].startswith("The documents of a project analysed")
-    assert node["partitionDefinition"]["type"] == "DYNAMIC" and node["partitionKeys"] == ["test"]
+    # Other modules' runs share these services (conftest: dagster_services): their projects are there too.
+    assert node["partitionDefinition"]["type"] == "DYNAMIC" and "test" in node["partitionKeys"]
     (materialization,) = node["assetMaterializations"]
     assert (materialization["runId"], materialization["partition"]) == (run_id, "test")
     kinds = {e["label"]: e["__typename"] for e in materialization["metadataEntries"]}

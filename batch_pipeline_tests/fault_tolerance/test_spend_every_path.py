@@ -7,6 +7,7 @@ spend has reached the budget."""
 import asyncio
 import contextlib
 import socket
+import time
 
 import pytest
 import yaml
@@ -104,17 +105,20 @@ def test_reservations_of_cancelled_requests_are_released_if_unsent_and_kept_if_i
     at its worst case (it may be billed)."""
     spend = SpendLimit(store, "run-cancelled", 100.0, PRICE, max_output_tokens=40)
 
-    async def cancelled_after(seconds: float, settings: LlmSettings) -> None:
+    async def cancelled_once_the_first_is_sent(settings: LlmSettings, server: FakeOpenAIServer) -> None:
         task = asyncio.ensure_future(analyse_all(settings, spend, 6))
-        await asyncio.sleep(seconds)
-        task.cancel()
+        deadline = time.monotonic() + 30
+        while not document_requests(server):  # not a fixed delay: on a busy machine the first is late
+            assert time.monotonic() < deadline and not task.done(), "the first request was never sent"
+            await asyncio.sleep(0.01)
+        task.cancel()  # well within the second the next one waits for its slot
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
     # 60 requests a minute: one goes out at once, the others wait a second apart for their slots.
     with FakeOpenAIServer(Behaviour(hang_rate=1.0, hang_seconds=30)) as server:  # logged as they arrive
         settings = settings_for(server.url, requests_per_minute=60)
-        asyncio.run(cancelled_after(0.5, settings))
+        asyncio.run(cancelled_once_the_first_is_sent(settings, server))
         sent = len(document_requests(server))
     _, spent, reserved = spend_of(store, "run-cancelled")
     assert sent == 1 and reserved == pytest.approx(0.0, abs=1e-12)
