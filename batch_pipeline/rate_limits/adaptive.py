@@ -5,8 +5,9 @@ overshoot within seconds). The pace lives in the pace state (SharedPace), so eve
 the same provider, model and key adapts one pace."""
 
 import collections
-import time
 from dataclasses import dataclass
+
+from batch_pipeline.rate_limits import clock
 
 DECREASE_FACTOR = 0.7
 DECREASE_AT_MOST_EVERY_SECONDS = 2.0  # the 429s of one overshoot are one signal, not many
@@ -45,16 +46,16 @@ class RecentAnswers:
 
     def __init__(self):
         self._answers: collections.deque[float] = collections.deque()
-        self._started = time.monotonic()
+        self._started = clock.now()
 
     def answered(self) -> None:
-        now = time.monotonic()
+        now = clock.now()
         self._answers.append(now)
         while self._answers[0] < now - RECENT_SECONDS:
             self._answers.popleft()
 
     def per_minute(self) -> float:
         """Answers per minute over the last RECENT_SECONDS (at least a second)."""
-        now = time.monotonic()
+        now = clock.now()
         window = min(RECENT_SECONDS, max(now - self._started, 1.0))
         return sum(1 for t in self._answers if t >= now - window) / window * 60

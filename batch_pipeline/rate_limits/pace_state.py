@@ -16,10 +16,10 @@ empty window) and cannot pause everyone or give back an overestimate.
 import contextlib
 import hashlib
 import threading
-import time
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from batch_pipeline.rate_limits import clock
 from batch_pipeline.rate_limits.adaptive import (
     DECREASE_AT_MOST_EVERY_SECONDS,
     MOST_GROWTH_BEFORE_A_DECREASE,
@@ -186,11 +186,11 @@ class LocalPaceState:
         self._lock = threading.Lock()
         self._tats: dict[str, float] = {}
         self._limits = ProviderLimits()
-        self._pace: tuple[float, float] | None = None  # overshoot_rpm, at (monotonic)
+        self._pace: tuple[float, float] | None = None  # overshoot_rpm, at (clock.now)
 
     async def reserve(self, name: str, seconds_per_unit: float, units: float, pause: float = 0.0) -> float:
         with self._lock:
-            now = time.time()
+            now = clock.now()
             tat = max(self._tats.get(name, 0.0), now)
             self._tats[name] = max(tat + seconds_per_unit * units, now + pause)
             return tat - now
@@ -213,11 +213,11 @@ class LocalPaceState:
         with self._lock:
             if (overshoot := next_overshoot(self._read_pace(), rpm)) is None:
                 return self._read_pace()
-            self._pace = (overshoot, time.monotonic())
+            self._pace = (overshoot, clock.now())
             return SharedPace(overshoot, 0.0)
 
     def _read_pace(self) -> SharedPace | None:
-        return SharedPace(self._pace[0], time.monotonic() - self._pace[1]) if self._pace else None
+        return SharedPace(self._pace[0], clock.now() - self._pace[1]) if self._pace else None
 
     def recall(self, limits: ProviderLimits) -> None:
         """Limits an earlier process learned (kept in the document store), unless this one knows its own."""

@@ -15,9 +15,9 @@ store then costs the pacing state, never the answer.
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 
+from batch_pipeline.rate_limits import clock
 from batch_pipeline.rate_limits.adaptive import DECREASE_FACTOR, RecentAnswers, SharedPace
 from batch_pipeline.rate_limits.limits import ProviderLimits, exhausted_for_seconds, retry_after_seconds
 from batch_pipeline.rate_limits.pace_state import PaceState, PaceStateUnavailable
@@ -50,7 +50,7 @@ class Pacer:
         self._recent = RecentAnswers()
         self._shared: SharedPace | None = None  # the pace 429s set, as last read from the pace state
         self._shared_read_at = 0.0
-        self._next_read = 0.0  # of the shared pace (monotonic)
+        self._next_read = 0.0  # of the shared pace (clock.now)
         self._paced_rpm: float | None = None
         self._load_lock = asyncio.Lock()
         self._loaded = False
@@ -78,7 +78,7 @@ class Pacer:
     def limits(self) -> ProviderLimits:
         limits = self.configured.over(self._learned)
         if not limits.requests_per_minute and self._shared:
-            rpm = self._shared.rpm(time.monotonic() - self._shared_read_at)
+            rpm = self._shared.rpm(clock.now() - self._shared_read_at)
             return ProviderLimits(rpm, limits.tokens_per_minute, "429s")
         return limits
 
@@ -264,12 +264,12 @@ class Pacer:
     async def _refresh_pace(self, at_once: bool = False) -> None:
         if not self._requests_limit_unknown:
             return
-        if at_once or time.monotonic() >= self._next_read:
-            self._next_read = time.monotonic() + PACE_REFRESH_SECONDS  # one reader at a time
+        if at_once or clock.now() >= self._next_read:
+            self._next_read = clock.now() + PACE_REFRESH_SECONDS  # one reader at a time
             self._follow(await self.state.shared_pace())
 
     def _follow(self, shared: SharedPace | None) -> None:
-        self._shared, self._shared_read_at = shared, time.monotonic()
+        self._shared, self._shared_read_at = shared, clock.now()
         self._follow_pace()
 
     def _follow_pace(self) -> None:
