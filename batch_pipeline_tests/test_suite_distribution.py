@@ -23,7 +23,7 @@ def test_runs_beside_the_others(n):
 def test_a_group_of_tests_runs_on_one_worker(tmp_path):
     (tmp_path / "test_grouped.py").write_text(GROUPED)
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "3", "--dist", "loadgroup",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:looptime_plugin", "-n", "3", "--dist", "loadgroup",
          str(tmp_path / "test_grouped.py")],
         cwd=tmp_path, env={**os.environ, "RAN_ON": str(tmp_path / "ran_on")}, capture_output=True, text=True,
         timeout=120,
