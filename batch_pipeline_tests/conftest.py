@@ -435,22 +435,11 @@ SLOW_MODULES = {
 SERVICE_PARAMETERS = {"postgresql", "redis"}
 
 
-# The longest modules first (about 2.5 min down to 20 s each here): xdist hands out tests in this
-# order, so the long ones start at once instead of finishing alone at the end.
-LONGEST_MODULES = [
-    "test_benchmarks", "test_celery_workers", "test_concurrent_runs", "test_postgres", "test_webserver",
-    "test_browser", "test_real_model_server", "test_executor", "test_watch", "test_hostile_sources",
-    "test_sources_property", "test_stop_drains_in_flight", "test_llm_job", "test_shared_pace",
-]  # fmt: skip
-
-
 def _module_of(item) -> str:
     return item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
 
 
 def pytest_collection_modifyitems(config, items):
-    rank = {module: n for n, module in enumerate(LONGEST_MODULES)}
-    items.sort(key=lambda item: rank.get(_module_of(item), len(rank)))  # stable: the rest keep their order
     for item in items:
         module = _module_of(item)
         callspec = getattr(item, "callspec", None)

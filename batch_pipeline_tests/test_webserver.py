@@ -104,6 +104,16 @@ def test_submit_reports_an_unreachable_server_and_a_refused_config(dagster_servi
 def test_inbox_sensor_end_to_end(dagster_services):
     inbox = dagster_services.inbox
     inbox.mkdir()
+    try:
+        _inbox_sensor_requests_a_run_that_succeeds(dagster_services, inbox)
+    finally:  # the services outlive this test: a sensor ticking every second would cost the others CPU
+        subprocess.run(
+            [str(BIN / "dagster"), "sensor", "stop", "inbox_sensor", "-w", "workspace.yaml"],
+            cwd=REPO_ROOT, env=dagster_services.env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+
+def _inbox_sensor_requests_a_run_that_succeeds(dagster_services, inbox) -> None:
     started = subprocess.run(
         [str(BIN / "dagster"), "sensor", "start", "inbox_sensor", "-w", "workspace.yaml"],
         cwd=REPO_ROOT, env=dagster_services.env, capture_output=True, text=True, timeout=120,
