@@ -53,7 +53,12 @@ def test_sigterm_stores_the_answers_in_flight_and_resume_pays_for_no_document_tw
         env["OPENAI_BASE_URL"] = server.url
         process = dagster_execute(config_path, home, env)
         run_id = _wait_for_the_first_answer(store, home)
-        time.sleep(0.5)  # the lone first request is answered: the next 64 are on their way, answered 1.5 s later
+        # The lone first request is answered: the next 64 go out, answered 1.5 s later. Signal once
+        # half of them are in flight (a fixed delay was too short on a busy machine).
+        deadline = time.monotonic() + 30
+        while server.received - len(server.requests) < 32:  # requests are logged as they are answered
+            assert time.monotonic() < deadline and process.poll() is None, "the requests never went out"
+            time.sleep(0.02)
         process.send_signal(signal.SIGTERM)
         signalled_at, sent_by_then = time.time(), server.received
         output, _ = process.communicate(timeout=120)
