@@ -1,4 +1,6 @@
 import contextlib
+import fcntl
+import functools
 import json
 import os
 import shutil
@@ -7,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 from unittest import mock
+from urllib.parse import urlsplit
 
 import dagster as dg
 import pytest
@@ -62,16 +65,48 @@ def own_paces(monkeypatch):
     monkeypatch.delenv("BATCH_PIPELINE_RATE_LIMIT_URL", raising=False)
 
 
-# Under pytest-xdist each worker process (gw0, gw1, ...) has Redis databases of its own.
-XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
-assert XDIST_WORKER < 4, "the tests' Redis databases (13..10 and 7..4) allow four xdist workers"
+SLOTS = 4  # test processes at once on one machine, each with Redis databases of its own
 
-# The tests' own Redis database; only it is ever flushed.
-REDIS_TEST_URL = os.environ.get("BATCH_PIPELINE_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{13 - XDIST_WORKER}")
-# Celery's result backend in the Celery tests (results expire; nothing flushes it).
-CELERY_BACKEND_TEST_URL = os.environ.get(
-    "BATCH_PIPELINE_TEST_CELERY_BACKEND_URL", f"redis://127.0.0.1:6379/{7 - XDIST_WORKER}"
-)
+
+@functools.cache
+def _slot() -> int | None:
+    """A slot no other live test process holds (xdist workers, a second session, a worker xdist
+    restarted after a crash: the dead one's lock went with it), held until this process ends.
+    Taken on first use, so that pytest-xdist's controller, which runs no test, holds none. None
+    when all are held."""
+    for slot in range(SLOTS):
+        lock = open(Path(tempfile.gettempdir()) / f"batch_pipeline_tests_slot_{slot}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        _HELD_SLOT.append(lock)
+        return slot
+    return None
+
+
+_HELD_SLOT: list = []
+
+
+def _redis_url(variable: str, default: str) -> str:
+    """$variable (or the default), with this process's slot taken off its database number."""
+    if (slot := _slot()) is None:
+        pytest.fail(
+            f"{SLOTS} test processes already hold this machine's test Redis databases (pytest -n {SLOTS} at most)"
+        )
+    url = urlsplit(os.environ.get(variable, default))
+    return url._replace(path=f"/{int(url.path.strip('/') or 0) - slot}").geturl()
+
+
+def redis_test_url() -> str:
+    """The tests' own Redis database: 13 for the first slot, 12, 11, 10; only these are ever flushed."""
+    return _redis_url("BATCH_PIPELINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def celery_backend_test_url() -> str:
+    """Celery's result backend in the Celery tests, 7 down to 4 (results expire; nothing flushes it)."""
+    return _redis_url("BATCH_PIPELINE_TEST_CELERY_BACKEND_URL", "redis://127.0.0.1:6379/7")
 
 
 BROKER_URL = os.environ.get("BATCH_PIPELINE_TEST_BROKER_URL", "pyamqp://guest:guest@127.0.0.1:5672//")
@@ -97,13 +132,14 @@ def redis_url() -> str:
     """The URL of the tests' Redis database, emptied before and after; skips without Redis, except under CI=true."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=3)
+    url = redis_test_url()
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
     try:
         client.flushdb()
     except redis.RedisError as e:
         client.close()
-        _required_service_missing(f"Redis is not reachable at {REDIS_TEST_URL}: {e}")
-    yield REDIS_TEST_URL
+        _required_service_missing(f"Redis is not reachable at {url}: {e}")
+    yield url
     client.flushdb()
     client.close()
 
@@ -150,18 +186,35 @@ def _offline_pools():
 def one_offline_pool(monkeypatch, _offline_pools):
     """Job runs in this process reuse one pool of offline worker processes (starting two costs about
     1.6 s of CPU), one per value of what a worker reads from its environment, so a run never meets
-    workers started under other settings. Runs in their own processes start their own, as in use."""
+    workers started under other settings. A run that ends with work still in the pool (it failed
+    or was stopped) stops the pool, as the resource's own teardown does, and the next run starts
+    a new one. Runs in their own processes start their own pools, as in use."""
     from batch_pipeline.batch.offline import WORKER_ENVIRONMENT, OfflineWorkers
     from batch_pipeline.defs.resources import OfflineAnalysisResource
 
+    class SharedWorkers(OfflineWorkers):
+        def __init__(self, workers):
+            super().__init__(workers)
+            self.futures = []
+
+        def submit(self, items, timeout_seconds):
+            future = super().submit(items, timeout_seconds)
+            self.futures = [f for f in self.futures if not f.done()] + [future]
+            return future
+
+    def key_of(resource) -> tuple:
+        return (resource.workers, *(os.environ.get(name) for name in WORKER_ENVIRONMENT))
+
     def setup_for_execution(resource, _context) -> None:
-        key = (resource.workers, *(os.environ.get(name) for name in WORKER_ENVIRONMENT))
-        if key not in _offline_pools:
-            _offline_pools[key] = OfflineWorkers(resource.workers)
-        resource._workers = _offline_pools[key]
+        resource._workers = _offline_pools.setdefault(key_of(resource), SharedWorkers(resource.workers))
+
+    def teardown_after_execution(resource, _context) -> None:
+        if resource._workers is not None and any(not f.done() for f in resource._workers.futures):
+            resource._workers.close()
+            _offline_pools.pop(key_of(resource), None)
 
     monkeypatch.setattr(OfflineAnalysisResource, "setup_for_execution", setup_for_execution)
-    monkeypatch.setattr(OfflineAnalysisResource, "teardown_after_execution", lambda resource, _context: None)
+    monkeypatch.setattr(OfflineAnalysisResource, "teardown_after_execution", teardown_after_execution)
 
 
 @pytest.fixture

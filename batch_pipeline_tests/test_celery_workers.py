@@ -21,10 +21,10 @@ from batch_pipeline.defs.tags import BROKER_PRIORITIES, BROKER_PRIORITY_TAG, run
 from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import (
     BATCH_PIPELINE,
-    CELERY_BACKEND_TEST_URL,
     REPO_ROOT,
     _make_database,
     batch_config,
+    celery_backend_test_url,
     dagster_execute,
     environment_without_settings,
     with_llm,
@@ -61,7 +61,7 @@ def celery_env(broker, redis_url, postgres_server, tmp_path, monkeypatch) -> dic
         BATCH_PIPELINE_DATABASE_URL=postgres_store_url,
         BATCH_PIPELINE_REPORTS_DIR=str(tmp_path / "reports"),
         BATCH_PIPELINE_CELERY_BROKER=broker,
-        BATCH_PIPELINE_CELERY_BACKEND=CELERY_BACKEND_TEST_URL,
+        BATCH_PIPELINE_CELERY_BACKEND=celery_backend_test_url(),
         BATCH_PIPELINE_CELERY_QUEUE=queue,
         OPENAI_API_KEY="sk-test-key",
     )

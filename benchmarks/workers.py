@@ -33,7 +33,7 @@ from benchmarks.run import BIN, REPO_ROOT, Server, job_config, plain_script, run
 
 POSTGRES_ADMIN_URL = os.environ.get("BATCH_PIPELINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BROKER_URL = os.environ.get("BATCH_PIPELINE_BENCH_BROKER_URL", "pyamqp://guest:guest@127.0.0.1:5672//")
-BACKEND_URL = os.environ.get("BATCH_PIPELINE_BENCH_CELERY_BACKEND_URL", "redis://127.0.0.1:6379/11")
+BACKEND_URL = os.environ.get("BATCH_PIPELINE_BENCH_CELERY_BACKEND_URL", "redis://127.0.0.1:6379/15")
 PARTITION_SIZE = 1000
 CORES = sorted(os.sched_getaffinity(0))
 # One paragraph of a page-sized document for --paragraphs: about 200 bytes, an e-mail address and a

@@ -20,9 +20,9 @@ analysed_documents = dg.AssetSpec(
 
 
 def record_project(instance: dg.DagsterInstance, project: str) -> None:
-    """The project's partition exists before its first materialization. Dagster's storage looks for
-    the key and then inserts it: two first launches of a project at once can both look, and the
-    second insert then breaks the unique key, though the partition is there as wanted."""
+    """The project's partition exists before its first materialization. Dagster's SQLite storage
+    looks for the key and then inserts it: two first launches of a project at once can both look,
+    and the second insert then breaks the unique key, though the partition is there as wanted."""
     if instance.has_dynamic_partition(PROJECTS.name, project):
         return
     try:

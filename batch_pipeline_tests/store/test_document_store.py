@@ -173,23 +173,49 @@ def test_the_context_is_stored_once_per_run(store):
     assert len(rows) == 50 and set(rows["custom_instructions"]) == {"x" * 10_000}
 
 
-def test_results_stored_under_a_status_since_renamed_take_the_new_name_and_are_repaired_as_before(store):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sqlite_or_postgres_store(request, tmp_path):
+    if request.param == "sqlite":
+        url, drop = f"sqlite:///{tmp_path / 'store.sqlite'}", None
+    else:
+        url, drop = _make_database(request.getfixturevalue("postgres_server"), "renamed")
+    store = DocumentStore(url)
+    store.create_schema()
+    yield store
+    store.close()
+    if drop:
+        drop()
+
+
+def test_results_stored_under_a_status_since_renamed_take_the_new_name_once_and_are_repaired_as_before(
+    sqlite_or_postgres_store,
+):
     """A store from before `pace_state_unavailable` (which said rate_limit_store_unavailable): the first
-    create_schema of this version renames the stored status once, so the next run repairs those answers."""
+    create_schema of this version renames the stored status, so the next run repairs those answers;
+    later ones do not scan the results again (every step opens the store)."""
+    store = sqlite_or_postgres_store
     docs = [doc("a"), doc("b")]
     store.register_batch("run-old", "p", CONTEXT, docs)
-    with store.engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "UPDATE analysis_results SET status = 'rate_limit_store_unavailable', raw_output = '{\"x\": 1}', "
-                "finished_at = created_at "
-                "WHERE run_id = 'run-old'"
+
+    def stored_as_before_the_upgrade(run_id: str) -> None:
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE analysis_results SET status = 'rate_limit_store_unavailable', raw_output = '{\"x\": 1}', "
+                    "finished_at = created_at WHERE run_id = :run"
+                ),
+                {"run": run_id},
             )
-        )
+
+    stored_as_before_the_upgrade("run-old")
+    with store.engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE applied_migrations"))  # as in a store of that version
     store.create_schema()
     assert store.status_counts("run-old") == {"pace_state_unavailable": 2}
     ids = [d.document_id for d in docs]
     assert set(store.unrepaired_answers("run-new", CONTEXT.cache_key(), ids)) == set(ids)
-    with store.engine.connect() as conn:
-        assert conn.scalar(sa.text("SELECT count(*) FROM applied_migrations")) == 1
+
+    store.register_batch("run-marker", "p", CONTEXT, [doc("c")])
+    stored_as_before_the_upgrade("run-marker")  # a row only a second scan would rename
+    store.create_schema()
+    assert store.status_counts("run-marker") == {"rate_limit_store_unavailable": 1}
