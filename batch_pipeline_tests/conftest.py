@@ -206,7 +206,10 @@ def one_offline_pool(monkeypatch, _offline_pools):
         return (resource.workers, *(os.environ.get(name) for name in WORKER_ENVIRONMENT))
 
     def setup_for_execution(resource, _context) -> None:
-        resource._workers = _offline_pools.setdefault(key_of(resource), SharedWorkers(resource.workers))
+        key = key_of(resource)
+        if key not in _offline_pools:
+            _offline_pools[key] = SharedWorkers(resource.workers)
+        resource._workers = _offline_pools[key]
 
     def teardown_after_execution(resource, _context) -> None:
         if resource._workers is not None and any(not f.done() for f in resource._workers.futures):
@@ -424,6 +427,22 @@ def _make_database(admin_url: str, purpose: str):
         engine.dispose()
 
     return url, drop
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request, tmp_path):
+    """A fresh store on SQLite, and on PostgreSQL."""
+    drop = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    else:
+        url, drop = _make_database(request.getfixturevalue("postgres_server"), "store")
+    store = DocumentStore(url)
+    store.create_schema()
+    yield store
+    store.close()
+    if drop:
+        drop()
 
 
 @pytest.fixture(scope="session")

@@ -57,22 +57,6 @@ def quick_polls(monkeypatch):
     monkeypatch.setattr(batch_api_runner, "FIRST_POLL_SECONDS", 0.05)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_store(request, tmp_path):
-    """A fresh store on SQLite, and on PostgreSQL."""
-    drop = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.sqlite'}"
-    else:
-        url, drop = _make_database(request.getfixturevalue("postgres_server"), "once")
-    store = DocumentStore(url)
-    store.create_schema()
-    yield store
-    store.close()
-    if drop:
-        drop()
-
-
 class Crash(BaseException):
     """The step's process dies here (SIGKILL, OOM, a lost host): no handler and no cleanup runs."""
 

@@ -173,27 +173,13 @@ def test_the_context_is_stored_once_per_run(store):
     assert len(rows) == 50 and set(rows["custom_instructions"]) == {"x" * 10_000}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sqlite_or_postgres_store(request, tmp_path):
-    if request.param == "sqlite":
-        url, drop = f"sqlite:///{tmp_path / 'store.sqlite'}", None
-    else:
-        url, drop = _make_database(request.getfixturevalue("postgres_server"), "renamed")
-    store = DocumentStore(url)
-    store.create_schema()
-    yield store
-    store.close()
-    if drop:
-        drop()
-
-
 def test_results_stored_under_a_status_since_renamed_take_the_new_name_once_and_are_repaired_as_before(
-    sqlite_or_postgres_store,
+    any_store,
 ):
     """A store from before `pace_state_unavailable` (which said rate_limit_store_unavailable): the first
     create_schema of this version renames the stored status, so the next run repairs those answers;
     later ones do not scan the results again (every step opens the store)."""
-    store = sqlite_or_postgres_store
+    store = any_store
     docs = [doc("a"), doc("b")]
     store.register_batch("run-old", "p", CONTEXT, docs)
 
