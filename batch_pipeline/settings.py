@@ -18,6 +18,7 @@ SOURCE_ROOTS_ENV = "BATCH_PIPELINE_SOURCE_ROOTS"
 INBOX_ENV = "BATCH_PIPELINE_INBOX"
 SWEEP_SOURCE_ENV = "BATCH_PIPELINE_SWEEP_SOURCE"
 EXCLUDE_ENV = "BATCH_PIPELINE_EXCLUDE"
+ANALYSES_ENV = "BATCH_PIPELINE_ANALYSES"
 MAX_FINDINGS_ENV = "BATCH_PIPELINE_MAX_FINDINGS"
 DEFAULT_MAX_FINDINGS = 1000
 CONVERSION_MEMORY_ENV = "BATCH_PIPELINE_CONVERSION_MEMORY_MB"
@@ -86,6 +87,13 @@ def source_roots() -> list[Path]:
     the inbox and the sweep folder, which the deployment's own triggers read."""
     listed = [Path(p).expanduser() for p in os.environ.get(SOURCE_ROOTS_ENV, "").split(os.pathsep) if p.strip()]
     return [root.resolve() for root in [*(listed or [source_root()]), inbox_dir(), sweep_dir()]]
+
+
+def analyses_folders() -> list[Path]:
+    """Folders of analysis definition files the deployment adds (``BATCH_PIPELINE_ANALYSES``, separated
+    like PATH); run config never names one."""
+    value = os.environ.get(ANALYSES_ENV, "")
+    return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
 
 
 def is_private(path: Path) -> bool:

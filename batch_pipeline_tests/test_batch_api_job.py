@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from batch_pipeline.analysis import REGISTRY
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.cli.main import main
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.provider_batches import batches_of_run
@@ -25,7 +25,7 @@ from batch_pipeline_tests.conftest import (
 )
 from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
-COMPLIANCE = REGISTRY["content_compliance"]
+COMPLIANCE = catalogue().get("content_compliance")
 FAST_POLLS = {"batch_poll_max_seconds": 0.3}
 
 

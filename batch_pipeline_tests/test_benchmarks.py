@@ -73,13 +73,13 @@ def workers_smoke(broker, redis_url, postgres_server, monkeypatch):
     monkeypatch.setattr(workers, "BACKEND_URL", redis_url)
     sizes = ["--documents", "300", "--paragraphs", "2", "--partition-size", "100", "--llm-documents", "60",
              "--llm-latency", "0.05"]  # fmt: skip
-    return lambda scenario: workers.main([*sizes, "--only", scenario])
+    return lambda scenario: workers.main([*sizes, "--quick", "--only", scenario])
 
 
 def test_offline_workers_benchmark_smoke(workers_smoke):
     offline = workers_smoke("offline")["offline"]
-    assert offline["speed_up_vs_in_process"] > 0 and offline["per_partition_overhead_seconds_median"] >= 0
-    assert offline["speed_up_a_core_each_vs_confined_to_one_core"] > 0 and offline["paragraphs_per_document"] == 2
+    assert offline["per_partition_overhead_seconds_median"] >= 0 and offline["paragraphs_per_document"] == 2
+    assert offline["speed_up_a_core_each_vs_confined_to_one_core"] > 0
     assert offline["analysis_ms_per_document_on_the_workers"] > 0
 
 

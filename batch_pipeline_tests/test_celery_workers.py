@@ -16,7 +16,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.analysis.registry import catalogue
+from batch_pipeline.context import ProcessingContext
 from batch_pipeline.defs.tags import BROKER_PRIORITIES, BROKER_PRIORITY_TAG, run_tags
 from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import (
@@ -176,7 +177,7 @@ def test_high_priority_run_steps_are_taken_before_those_of_a_low_one_queued_earl
     after it has all of its steps taken while the low run's wait on the broker."""
     workers("solo")
     corpus = write_corpus(tmp_path / "corpus", 40)
-    context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
+    context = ProcessingContext(model_key="content_compliance", ai_model="local").pinned(catalogue())
     low = execute(
         celery_env, batch_config(str(corpus), project="low", partition_size=2), tmp_path / "low.yaml",
         tags=run_tags(context, "low"),

@@ -44,13 +44,14 @@ import sys
 import batch_pipeline.definitions
 from batch_pipeline.batch.registration import read_batch
 from batch_pipeline.batch.request import BatchRequest, FailurePolicy
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.context import ProcessingContext
 heavy = ("pandas", "matplotlib", "leather", "jinja2", "dagster_celery", "markitdown", "pypdfium2", "PIL", "pytesseract", "redis")
 loaded = [m for m in heavy + ("openai",) if m in sys.modules]
 request = BatchRequest(
     project="p", source={str(tmp_path)!r}, documents=None, partition_size=None, force=False, max_document_bytes=10_000,
     follow_symlinks=False, analysis_timeout_seconds=60, on_document_failure=FailurePolicy.succeed,
-    context=ProcessingContext(model_key="content_compliance", ai_model="gpt-4o-mini"),
+    context=ProcessingContext(model_key="content_compliance", ai_model="gpt-4o-mini").pinned(catalogue()),
 )
 assert len(read_batch(request).docs) == 1
 loaded += [m for m in heavy if m in sys.modules and m not in loaded]

@@ -6,7 +6,7 @@ import time
 import openai
 import pytest
 
-from batch_pipeline.analysis import REGISTRY
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.llm.completions import completion_request
 from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.response_format import ResponseFormatMode
@@ -27,7 +27,7 @@ def document(i: int) -> str:
 
 def chat_body(text: str, ai_model: str = "gpt-test") -> dict:
     """The online request's body, as the client would send it: extra_body (the response format) merged in."""
-    model, mode = REGISTRY[KEY], ResponseFormatMode.json_schema
+    model, mode = catalogue().get(KEY), ResponseFormatMode.json_schema
     request = completion_request(model, ai_model, build_messages(model, "", text, mode), mode, max_tokens=1024)
     body = {name: value for name, value in request.items() if name != "extra_body"}
     return {**body, **request.get("extra_body", {})}
@@ -124,7 +124,7 @@ def test_a_batch_answers_every_line_like_the_online_endpoint_in_a_shuffled_order
         assert item["id"].startswith("batch_req_") and item["error"] is None
         assert item["response"]["status_code"] == 200 and item["response"]["request_id"]
         completion = openai.types.chat.ChatCompletion.model_validate(item["response"]["body"])
-        expected = REGISTRY[KEY].analyse_offline(texts[item["custom_id"]]).model_dump_json()
+        expected = catalogue().get(KEY).analyse_offline(texts[item["custom_id"]]).model_dump_json()
         assert completion.choices[0].message.content == expected
         assert completion.model == online.model
     usages = [item["response"]["body"]["usage"] for item in output]
@@ -174,7 +174,7 @@ def test_batch_lines_misbehave_like_online_answers(behaviour, check):
 def test_an_unmerged_extra_body_is_an_unknown_argument():
     with FakeOpenAIServer(Behaviour(**FAST)) as server:
         client = client_for(server)
-        model, mode = REGISTRY[KEY], ResponseFormatMode.json_schema
+        model, mode = catalogue().get(KEY), ResponseFormatMode.json_schema
         request = completion_request(model, "gpt-test", build_messages(model, "", document(1), mode), mode, 1024)
         _, _, output, (item,) = finish(client, submit(client, jsonl([line("a", request)])).id)
     assert output == []

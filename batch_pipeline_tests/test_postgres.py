@@ -14,7 +14,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.analysis.registry import catalogue
+from batch_pipeline.context import ProcessingContext
 from batch_pipeline.defs.tags import run_tags
 from batch_pipeline.store import DocumentStore
 from batch_pipeline_tests.conftest import (
@@ -117,7 +118,7 @@ def test_queue_orders_by_priority_limits_runs_per_ai_model_and_contexts_never_cr
                 batch_config(str(corpus), project="queue", ai_model=ai_model, custom_instructions=f"Context {letter}."),
                 max_concurrent_requests=8,
             )  # fmt: skip
-            context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model=ai_model)
+            context = ProcessingContext(model_key="content_compliance", ai_model=ai_model).pinned(catalogue())
             tags = {**run_tags(context, priority), "test_batch": "queue", "letter": letter}
             launch_queued(home, pg_env, config, tags, tmp_path / f"queue_{letter}.yaml")
         run_ids = queued_run_ids(instance, "queue")

@@ -10,12 +10,12 @@ import time
 
 import openai
 
-from batch_pipeline.analysis import REGISTRY
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.response_format import ResponseFormatMode, response_format
 
 API_KEY = "sk-bench-key"
-MODEL = REGISTRY["content_compliance"]
+MODEL = catalogue().get("content_compliance")
 
 
 def document(i: int) -> dict:

@@ -128,7 +128,13 @@ def write_pages(path: Path, count: int, paragraphs: int) -> Path:
 
 
 def offline(
-    workdir: Path, env: dict, documents: int, report: dict, paragraphs: int = 0, partition_size: int = PARTITION_SIZE
+    workdir: Path,
+    env: dict,
+    documents: int,
+    report: dict,
+    paragraphs: int = 0,
+    partition_size: int = PARTITION_SIZE,
+    quick: bool = False,
 ) -> None:
     if paragraphs:
         source = write_pages(workdir / "pages.jsonl", documents, paragraphs)
@@ -144,6 +150,17 @@ def offline(
             run_config["resources"] = {"offline": {"config": {"workers": offline_workers}}}
         return run_config
 
+    if quick:
+        on_one_core, core_each = _one_core_against_a_core_each(workdir, env, config)
+        overheads, analysis_seconds = partition_times(env, core_each.run_id)
+        report["offline"] = {
+            "documents": documents,
+            "paragraphs_per_document": paragraphs,
+            "partition_size": partition_size,
+            **_one_core_figures(on_one_core, core_each),
+            **_partition_figures(overheads, analysis_seconds, documents),
+        }
+        return
     in_process = run_job(workdir, config("in-process"), "in_process", env)
     print(f"in-process: {in_process.seconds:.1f} s", flush=True)
     one_process = run_job(workdir, config("one-process", offline_workers=1), "one_process", env)
@@ -154,12 +171,7 @@ def offline(
         overheads, analysis_seconds = partition_times(env, celery.run_id)
         celery_one = run_job(workdir, config("celery-one", {"celery": {}}, offline_workers=1), "celery_one", env)
         print(f"celery, two workers, one offline worker process each: {celery_one.seconds:.1f} s", flush=True)
-    # A one-core host against two one-core "hosts".
-    on_one_core = run_job(workdir, config("on-one-core", offline_workers=1), "on_one_core", env, core=CORES[0])
-    print(f"in-process, confined to one core: {on_one_core.seconds:.1f} s", flush=True)
-    with workers_running(env, workdir, core_each=True):
-        core_each = run_job(workdir, config("celery-core-each", {"celery": {}}, offline_workers=1), "core_each", env)
-        print(f"celery, two workers confined to a core each: {core_each.seconds:.1f} s", flush=True)
+    on_one_core, core_each = _one_core_against_a_core_each(workdir, env, config)
     report["offline"] = {
         "documents": documents,
         "paragraphs_per_document": paragraphs,  # 0: one-line notes (benchmarks.plain.document)
@@ -172,9 +184,31 @@ def offline(
         "speed_up_one_offline_process_each_vs_in_process": round(in_process.seconds / celery_one.seconds, 2),
         # The issue's baseline: one analysing process, so one core busy and the other mostly idle.
         "speed_up_vs_one_analysing_process": round(one_process.seconds / celery.seconds, 2),
+        **_one_core_figures(on_one_core, core_each),
+        **_partition_figures(overheads, analysis_seconds, documents),
+    }
+
+
+def _one_core_against_a_core_each(workdir: Path, env: dict, config) -> tuple:
+    """A one-core host against two one-core "hosts"."""
+    on_one_core = run_job(workdir, config("on-one-core", offline_workers=1), "on_one_core", env, core=CORES[0])
+    print(f"in-process, confined to one core: {on_one_core.seconds:.1f} s", flush=True)
+    with workers_running(env, workdir, core_each=True):
+        core_each = run_job(workdir, config("celery-core-each", {"celery": {}}, offline_workers=1), "core_each", env)
+        print(f"celery, two workers confined to a core each: {core_each.seconds:.1f} s", flush=True)
+    return on_one_core, core_each
+
+
+def _one_core_figures(on_one_core, core_each) -> dict:
+    return {
         "in_process_confined_to_one_core_seconds": round(on_one_core.seconds, 1),
         "celery_two_workers_a_core_each_seconds": round(core_each.seconds, 1),
         "speed_up_a_core_each_vs_confined_to_one_core": round(on_one_core.seconds / core_each.seconds, 2),
+    }
+
+
+def _partition_figures(overheads: list[float], analysis_seconds: float, documents: int) -> dict:
+    return {
         "analysis_ms_per_document_on_the_workers": round(analysis_seconds / documents * 1000, 2),
         "per_partition_overhead_seconds_median": round(sorted(overheads)[len(overheads) // 2], 2),
         "per_partition_overhead_seconds_max": round(max(overheads), 2),
@@ -257,6 +291,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--partition-size", type=int, default=PARTITION_SIZE, help="offline partition size")
     parser.add_argument("--llm-documents", type=int, default=6_000)
     parser.add_argument("--llm-latency", type=float, default=0.5)
+    parser.add_argument(
+        "--quick", action="store_true", help="offline: only the one-core run against the two workers on a core "
+        "each (every code path once; the smoke test's setting)"
+    )  # fmt: skip
     parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {', '.join(SCENARIOS)}")
     args = parser.parse_args(argv)
     chosen = set(args.only.split(","))
@@ -269,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
         env = deployment(workdir, queue)
         try:
             if "offline" in chosen:
-                offline(workdir, env, args.documents, report, args.paragraphs, args.partition_size)
+                offline(workdir, env, args.documents, report, args.paragraphs, args.partition_size, args.quick)
             if "llm" in chosen:
                 llm_bound(workdir, env, args.llm_documents, report, args.llm_latency)
         finally:

@@ -1,8 +1,8 @@
 """An OpenAI-compatible server on 127.0.0.1 for tests: /v1/models, /v1/models/{id}, /v1/chat/completions,
 and the Files and Batch APIs (/v1/files, /v1/batches: fake_batch_api.py).
 
-It answers with the offline analysers' result for the document it was sent, so answers fit the
-requested schema, reports usage, checks the bearer key, and can be told to misbehave: latency,
+It answers with the offline analyser's result for the document it was sent (an analysis without one:
+a value built from the requested schema), so answers fit the requested schema, reports usage, checks the bearer key, and can be told to misbehave: latency,
 RPM/TPM limits with 429 + Retry-After, 500s, malformed JSON, refusals, length cut-offs, hangs,
 and rejecting response formats it "does not support" (like llama.cpp's server rejects json_schema).
 Batches run on a clock the Behaviour sets (seconds, not hours); they can expire, be cancelled, have
@@ -10,6 +10,7 @@ lines answered HTTP 400, and be slow to create.
 """
 
 import asyncio
+import json
 import math
 import random
 import re
@@ -25,9 +26,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from batch_pipeline.analysis import REGISTRY
+from batch_pipeline.analysis.registry import catalogue
 from testbed.fake_batch_api import BatchAPI
 from testbed.fake_openai_errors import error_body, error_response
+from testbed.schema_answers import answer_for_schema
 
 DOCUMENT_RE = re.compile(r"<document>\n(.*)\n</document>", re.S)
 ALL_FORMATS = {"json_schema", "json_object_schema", "json_object", "none"}
@@ -334,8 +336,7 @@ class FakeOpenAIServer:
     def _completion(self, call: ChatCall) -> dict:
         """A chat.completion object: the offline analyser's result, or a refusal, cut-off or malformed answer."""
         behaviour = self.behaviour
-        model = self._model_for(call.body, call.system)
-        content = model.analyse_offline(call.document or "").model_dump_json() if model else "{}"
+        content = self._content(call)
         refusal, finish_reason = None, "stop"
         if self._chance(behaviour.refusal_rate):
             content, refusal = None, "I'm sorry, I can't help with that."
@@ -369,12 +370,31 @@ class FakeOpenAIServer:
         }
 
     @staticmethod
-    def _model_for(body: dict, system: str):
-        response_format = body.get("response_format") or {}
-        name = (response_format.get("json_schema") or {}).get("name")
-        if name in REGISTRY:
-            return REGISTRY[name]
-        return next((m for m in REGISTRY.values() if system.startswith(m.system_prompt.strip())), None)
+    def _content(call: ChatCall) -> str:
+        """The offline analyser's answer when this process has one for the requested analysis; else one
+        built from the schema the request carries (in response_format, or in the system prompt)."""
+        response_format = call.body.get("response_format") or {}
+        json_schema = response_format.get("json_schema") or {}
+        schema = json_schema.get("schema") or response_format.get("schema") or _schema_in_prompt(call.system)
+        analyses = catalogue().analyses
+        name = json_schema.get("name")
+        analysis = analyses.get(name) or next(
+            (a for a in analyses.values() if call.system.startswith(a.system_prompt("").split("\n")[0])), None
+        )
+        if analysis is not None and analysis.offline is not None and (schema is None or schema == analysis.json_schema):
+            return analysis.analyse_offline(call.document or "").model_dump_json()
+        return json.dumps(answer_for_schema(schema, call.document or "")) if schema else "{}"
+
+
+def _schema_in_prompt(system: str) -> dict | None:
+    marker = "The JSON object must match this JSON schema:\n"
+    if marker not in system:
+        return None
+    try:
+        schema, _ = json.JSONDecoder().raw_decode(system.split(marker, 1)[1])
+    except ValueError:
+        return None
+    return schema
 
 
 def main() -> None:

@@ -6,10 +6,11 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from enum import StrEnum
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from batch_pipeline.analysis import AnalysisModel, SummarySections
+from batch_pipeline.analysis.analysis import AttachedAnalyser, PackagedAnalysis
 from batch_pipeline.analysis.detectors.phones import settings_fingerprint as phone_settings
 
 
@@ -44,18 +45,6 @@ class ComplianceResult(BaseModel):
     compliant: bool
     summary: str
 
-
-SYSTEM_PROMPT = """\
-You are a data-protection reviewer. Find personal data and secrets in the document:
-e-mail addresses, phone numbers, payment card numbers (only numbers that pass the Luhn check),
-IBANs, US social security numbers, and API keys, access tokens, passwords or private keys.
-For each finding give its category, a short description of its kind, an excerpt of the
-surrounding text in which the sensitive value is masked with '*' except for at most its last
-four characters, and the 1-based line number. Never repeat a sensitive value unmasked.
-Set risk_level to "high" if any secret, payment card, IBAN or SSN is present, "medium" for
-phone numbers or more than two e-mail addresses, "low" for one or two e-mail addresses,
-"none" when nothing is found. The document is compliant only when nothing is found.
-"""
 
 HIGH_RISK = {Category.secret, Category.payment_card, Category.iban, Category.ssn}
 EXCERPT_RADIUS = 30
@@ -248,25 +237,13 @@ def analyse(text: str) -> ComplianceResult:
     return ComplianceResult(findings=findings, risk_level=risk_level(findings), compliant=not findings, summary=summary)
 
 
-def summarize(results: Sequence[ComplianceResult]) -> SummarySections:
-    return {
-        "Risk levels": dict(Counter(r.risk_level.value for r in results).most_common()),
-        "Findings per category": dict(Counter(f.category.value for r in results for f in r.findings).most_common()),
-        "Compliance": {
-            "compliant": sum(r.compliant for r in results),
-            "non_compliant": sum(not r.compliant for r in results),
-        },
-    }
-
-
-MODEL = AnalysisModel(
-    key="content_compliance",
-    description="Finds personal data and secrets (e-mails, phones, cards, IBANs, SSNs, keys) and rates the risk.",
-    version="3",  # 2: detection on normalised text; 3: phones across regions, more secrets and card issuers
-    system_prompt=SYSTEM_PROMPT,
-    result_schema=ComplianceResult,
-    analyse_offline=analyse,
-    summarize=summarize,
-    offline_data_packages=("phonenumbers", "detect-secrets", "python-stdnum"),
-    offline_settings=phone_settings,
+# The definition (prompt, schema, summary) is content_compliance.yaml; the code attaches its offline analyser.
+ANALYSIS = PackagedAnalysis(
+    definition_file=Path(__file__).with_name("content_compliance.yaml"),
+    offline=AttachedAnalyser(
+        analyse=analyse,
+        version="3",  # 2: detection on normalised text; 3: phones across regions, more secrets and card issuers
+        data_packages=("phonenumbers", "detect-secrets", "python-stdnum"),
+        settings=phone_settings,
+    ),
 )

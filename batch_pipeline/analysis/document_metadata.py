@@ -1,16 +1,16 @@
 """document_metadata: title, structure, size, language, links, dates and an extractive summary."""
 
 import re
-import statistics
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from batch_pipeline.analysis import AnalysisModel, SummarySections
+from batch_pipeline.analysis.analysis import AttachedAnalyser, PackagedAnalysis
 
 if TYPE_CHECKING:
     from markdown_it import MarkdownIt
@@ -34,14 +34,6 @@ class DocumentMetadata(BaseModel):
     dates_mentioned: list[str] = Field(description="Dates as written in the document")
     summary: str = Field(description="At most two sentences taken from the document")
 
-
-SYSTEM_PROMPT = """\
-You are a librarian cataloguing documents. Describe the document: its title (the first
-heading, else its first line), every markdown heading with its level, the number of words,
-the reading time in minutes at 200 words per minute, its main language as an ISO 639-1 code,
-every link target, every date mentioned (as written), and a summary of at most two sentences
-copied from the document.
-"""
 
 WORDS_PER_MINUTE = 200
 SUMMARY_SENTENCES = 2
@@ -151,30 +143,12 @@ def analyse(text: str) -> DocumentMetadata:
     )
 
 
-def summarize(results: Sequence[DocumentMetadata]) -> SummarySections:
-    word_counts = [r.word_count for r in results]
-    return {
-        "Languages": dict(Counter(r.language for r in results).most_common()),
-        "Word counts": {
-            "total": sum(word_counts),
-            "mean": round(statistics.fmean(word_counts), 1) if word_counts else 0,
-            "median": statistics.median(word_counts) if word_counts else 0,
-            "max": max(word_counts, default=0),
-        },
-        "Structure": {
-            "documents_with_links": sum(bool(r.links) for r in results),
-            "documents_with_dates": sum(bool(r.dates_mentioned) for r in results),
-        },
-    }
-
-
-MODEL = AnalysisModel(
-    key="document_metadata",
-    description="Extracts title, headings, word count, reading time, language, links, dates and a short summary.",
-    version="1",
-    system_prompt=SYSTEM_PROMPT,
-    result_schema=DocumentMetadata,
-    analyse_offline=analyse,
-    summarize=summarize,
-    offline_data_packages=("py3langid", "markdown-it-py"),
+# The definition (prompt, schema, summary) is document_metadata.yaml; the code attaches its offline analyser.
+ANALYSIS = PackagedAnalysis(
+    definition_file=Path(__file__).with_name("document_metadata.yaml"),
+    offline=AttachedAnalyser(
+        analyse=analyse,
+        version="1",
+        data_packages=("py3langid", "markdown-it-py"),
+    ),
 )

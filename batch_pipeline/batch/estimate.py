@@ -3,6 +3,7 @@ excluded), their input tokens from the offline tokenizer over the real prompts, 
 tokens, and the price online and through the Batch API. Calibrated from the usage earlier runs of
 the same context recorded, when there are any."""
 
+import json
 import random
 
 import sqlalchemy as sa
@@ -10,7 +11,7 @@ from pydantic import BaseModel
 
 from batch_pipeline.batch.registration import ReadBatch
 from batch_pipeline.batch.request import BatchRequest
-from batch_pipeline.context import ProcessingContext
+from batch_pipeline.context import PinnedContext
 from batch_pipeline.costs.prices import estimate_cost, price_for, price_table
 from batch_pipeline.llm.prompts import build_messages
 from batch_pipeline.llm.response_format import ResponseFormatMode, response_format
@@ -69,7 +70,7 @@ def expected_response_format(
     return ResponseFormatMode(remembered) if remembered else ResponseFormatMode.json_schema
 
 
-def prompt_tokens(context: ProcessingContext, text: str, mode: ResponseFormatMode) -> int:
+def prompt_tokens(context: PinnedContext, text: str, mode: ResponseFormatMode) -> int:
     """Input tokens of one document's request as the tokenizer counts them, the response format's schema included."""
     messages = build_messages(context.model, context.custom_instructions, text, mode)
     return estimate_request_tokens({"messages": messages, "response_format": response_format(context.model, mode)})
@@ -78,7 +79,7 @@ def prompt_tokens(context: ProcessingContext, text: str, mode: ResponseFormatMod
 def estimate_batch(
     store: DocumentStore, request: BatchRequest, read: ReadBatch, mode: ResponseFormatMode
 ) -> CostEstimate:
-    context = request.context
+    context = request.pinned_context
     analysable = [d for d in read.docs if d.problem is None]
     cached = {} if request.force else store.find_cached("", context.cache_key(), [d.document_id for d in analysable])
     to_send = [d for d in analysable if d.document_id not in cached]
@@ -89,7 +90,7 @@ def estimate_batch(
         answers, correction, output_per_document = calibration
     else:
         answers, correction = 0, 1.0
-        output_per_document = _offline_output_tokens(context, [d.text or "" for d in to_send])
+        output_per_document = _uncalibrated_output_tokens(context, [d.text or "" for d in to_send])
     input_tokens = round(counted_input * correction)
     output_tokens = round(output_per_document * len(to_send))
 
@@ -115,7 +116,7 @@ def estimate_batch(
 
 
 def _calibration(
-    store: DocumentStore, context: ProcessingContext, mode: ResponseFormatMode
+    store: DocumentStore, context: PinnedContext, mode: ResponseFormatMode
 ) -> tuple[int, float, float] | None:
     """From the latest answers recorded under this context (else this model_key and ai_model):
     (answers, recorded input / tokenizer input, output tokens per document), repairs and retries included."""
@@ -129,7 +130,7 @@ def _calibration(
         .limit(CALIBRATION_ROWS)
     )
     same_context = base.where(r.context_key == context.cache_key())
-    same_model = base.where(runs.model_key == context.model_key.value, runs.ai_model == context.ai_model)
+    same_model = base.where(runs.model_key == context.model_key, runs.ai_model == context.ai_model)
     with store.engine.connect() as conn:
         rows = conn.execute(same_context).all() or conn.execute(same_model).all()
     if not rows:
@@ -140,10 +141,17 @@ def _calibration(
     return len(rows), recorded_input / max(counted, 1), recorded_output / len(rows)
 
 
-def _offline_output_tokens(context: ProcessingContext, texts: list[str]) -> float:
-    """Without history: the tokens of the offline analysers' answer (same schema) on a sample."""
+def _uncalibrated_output_tokens(context: PinnedContext, texts: list[str]) -> float:
+    """Without history: the tokens of the offline analyser's answer (same schema) on a sample; for an
+    analysis without one, of its examples' results; else of its schema (an answer names every field)."""
     if not texts:
         return 0.0
-    sample = random.Random(0).sample(texts, min(OFFLINE_SAMPLE, len(texts)))
-    answers = [context.model.analyse_offline(text).model_dump_json() for text in sample]
+    analysis = context.model
+    if analysis.offline is not None:
+        sample = random.Random(0).sample(texts, min(OFFLINE_SAMPLE, len(texts)))
+        answers = [analysis.analyse_offline(text).model_dump_json() for text in sample]
+    elif analysis.definition.examples:
+        answers = [json.dumps(example.result) for example in analysis.definition.examples]
+    else:
+        answers = [json.dumps(analysis.json_schema)]
     return sum(estimate_tokens(answer) for answer in answers) / len(answers)

@@ -11,21 +11,33 @@ from concurrent.futures import Future
 import pebble
 
 from batch_pipeline import settings
-from batch_pipeline.analysis import REGISTRY
 from batch_pipeline.analysis.detectors.phones import REGIONS_ENV
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.analysis.stored_result import stored_json
-from batch_pipeline.context import ProcessingContext
+from batch_pipeline.context import PinnedContext
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 
 # What a worker reads from the environment it started with: a pool serves runs that agree on these.
 WORKER_ENVIRONMENT = (settings.MAX_FINDINGS_ENV, REGIONS_ENV)
 
 
-def analyse_in_worker(model_key: str, text: str) -> tuple[DocumentStatus, str, float]:
+def analysis_reference(context: PinnedContext) -> str:
+    """What a worker is told to run: the key and the digest of the definition the run was pinned to."""
+    return f"{context.model_key}@{context.definition.digest}"
+
+
+def analyse_in_worker(reference: str, text: str) -> tuple[DocumentStatus, str, float]:
     """(status, result JSON or error, seconds), run in a worker process."""
     started = time.perf_counter()
+    model_key, _, digest = reference.partition("@")
     try:
-        result = stored_json(REGISTRY[model_key].analyse_offline(text), settings.max_findings())
+        analysis = catalogue().get(model_key)
+        if analysis.digest != digest:
+            raise ValueError(
+                f"this worker's definition of {model_key!r} ({analysis.definition.origin}) is not the one the run was "
+                "launched with: the installation changed since; resume the run where both agree"
+            )
+        result = stored_json(analysis.analyse_offline(text), settings.max_findings())
     except Exception as e:  # an analyser bug on one document must not sink the batch
         return DocumentStatus.analysis_error, f"{type(e).__name__}: {e}", time.perf_counter() - started
     return DocumentStatus.ok, result, time.perf_counter() - started
@@ -34,12 +46,13 @@ def analyse_in_worker(model_key: str, text: str) -> tuple[DocumentStatus, str, f
 def warm_up_worker() -> None:
     """Runs once in each new worker: the analysers load their libraries here, not inside the first
     document's time limit."""
-    for model in REGISTRY.values():
-        model.analyse_offline("Warm-up: mail a@example.com, call +1 415 555 0100.")
+    for analysis in catalogue().analyses.values():
+        if analysis.offline is not None:
+            analysis.analyse_offline("Warm-up: mail a@example.com, call +1 415 555 0100.")
 
 
 def analyse_chunk_in_worker(items: list[tuple[str, str]]) -> list[tuple[DocumentStatus, str, float]]:
-    return [analyse_in_worker(model_key, text) for model_key, text in items]
+    return [analyse_in_worker(reference, text) for reference, text in items]
 
 
 class OfflineWorkers:
@@ -50,7 +63,7 @@ class OfflineWorkers:
         self._pool: pebble.ProcessPool | None = None
 
     def submit(self, items: list[tuple[str, str]], timeout_seconds: float) -> Future:
-        """Analyse (model_key, text) items in one worker; the future's result lists their outcomes."""
+        """Analyse (analysis_reference, text) items in one worker; the future's result lists their outcomes."""
         if self._pool is None:
             # spawn: a fork of a process running Dagster's threads and an event loop is not safe.
             context = multiprocessing.get_context("spawn")
@@ -70,7 +83,7 @@ class OfflineWorkers:
 CHUNK_DOCUMENTS = 32
 CHUNK_CHARACTERS = 64_000
 
-Item = tuple[str, str, asyncio.Future]  # model_key, text, where its outcome goes
+Item = tuple[str, str, asyncio.Future]  # analysis_reference, text, where its outcome goes
 
 
 class OfflineAnalyser:
@@ -84,18 +97,16 @@ class OfflineAnalyser:
         self._characters = 0
         self._chunks: set[asyncio.Task] = set()
 
-    async def analyse(
-        self, text: str, context: ProcessingContext, earlier_answer: str | None = None
-    ) -> AnalysisOutcome:
+    async def analyse(self, text: str, context: PinnedContext, earlier_answer: str | None = None) -> AnalysisOutcome:
         """(earlier_answer: never given; the offline analysers are never stopped mid-repair.)"""
         loop = asyncio.get_running_loop()
         outcome: asyncio.Future = loop.create_future()
         if len(text) >= CHUNK_CHARACTERS:
-            self._start([(context.model_key.value, text, outcome)])
+            self._start([(analysis_reference(context), text, outcome)])
         else:
             if not self._waiting:
                 loop.call_soon(self._flush)  # after the documents already on their way join this chunk
-            self._waiting.append((context.model_key.value, text, outcome))
+            self._waiting.append((analysis_reference(context), text, outcome))
             self._characters += len(text)
             if len(self._waiting) >= CHUNK_DOCUMENTS or self._characters >= CHUNK_CHARACTERS:
                 self._flush()
@@ -112,7 +123,7 @@ class OfflineAnalyser:
         task.add_done_callback(self._chunks.discard)
 
     async def _run(self, chunk: list[Item]) -> None:
-        items = [(model_key, text) for model_key, text, _ in chunk]
+        items = [(reference, text) for reference, text, _ in chunk]
         try:
             results = await asyncio.wrap_future(self.workers.submit(items, self.timeout_seconds))
         except (TimeoutError, pebble.ProcessExpired) as e:

@@ -3,17 +3,18 @@
 from pydantic import BaseModel
 
 from batch_pipeline.batch.request import BatchRequest
-from batch_pipeline.context import ProcessingContext
+from batch_pipeline.context import PinnedContext
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.outcome import LlmApi
 
 
 class Partition(BaseModel):
-    """A slice of a batch: document ids plus the context they are analysed under."""
+    """A slice of a batch: document ids plus the context they are analysed under (with the
+    analysis definition pinned at launch)."""
 
     index: int
     project: str
-    context: ProcessingContext
+    context: PinnedContext
     document_ids: list[str]
     force: bool = False
     analysis_timeout_seconds: float = BatchRequest.model_fields["analysis_timeout_seconds"].default

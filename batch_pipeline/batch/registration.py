@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from batch_pipeline import settings
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.batch.request import BatchRequest, FailurePolicy
-from batch_pipeline.context import ProcessingContext
+from batch_pipeline.context import PinnedContext
 from batch_pipeline.conversion.limits import Conversion, ConversionLimits
 from batch_pipeline.documents.sources import RawDocument, read_source
 from batch_pipeline.documents.vetting import PreparedDocument, document_id, prepare
@@ -21,7 +21,7 @@ from batch_pipeline.store import DocumentStore
 
 class RegisteredBatch(BaseModel):
     project: str
-    context: ProcessingContext
+    context: PinnedContext
     documents: int
     analysable: int
     converted_files: int  # PDFs, Office files, e-mails, scans turned into markdown (or found converted)
@@ -140,7 +140,8 @@ def register_batch(
     """Register the batch's documents (read now unless already read); raises SourceError before writing anything."""
     read = read or read_batch(request)
     docs = read.docs
-    store.register_batch(run_id, request.project, request.context, docs)
+    context = request.pinned_context
+    store.register_batch(run_id, request.project, context, docs)
 
     analysable = [d.document_id for d in docs if d.problem is None]
     size = partition_size
@@ -148,7 +149,7 @@ def register_batch(
         Partition(
             index=i // size,
             project=request.project,
-            context=request.context,
+            context=context,
             document_ids=analysable[i : i + size],
             force=request.force,
             analysis_timeout_seconds=request.analysis_timeout_seconds,
@@ -159,7 +160,7 @@ def register_batch(
     ]
     batch = RegisteredBatch(
         project=request.project,
-        context=request.context,
+        context=context,
         documents=len(docs),
         analysable=len(analysable),
         converted_files=sum(d.converter is not None for d in docs),

@@ -8,7 +8,7 @@ import re
 from pydantic import BaseModel, Field, model_validator
 
 from batch_pipeline import settings
-from batch_pipeline.context import ProcessingContext
+from batch_pipeline.context import PinnedContext, ProcessingContext
 from batch_pipeline.conversion.limits import ConversionLimits
 from batch_pipeline.documents.sources import MAX_FILE_BYTES, source_problem
 from batch_pipeline.outcome import LlmApi
@@ -117,6 +117,13 @@ class BatchRequest(BaseModel):
     def inline_documents(self) -> list[tuple[str, str]] | None:
         """The inline documents as (filename, markdown content)."""
         return [(d.filename, d.markdown_content) for d in self.documents] if self.documents else None
+
+    @property
+    def pinned_context(self) -> PinnedContext:
+        """The context with its analysis definition, once the launch pinned it (launch/sequence.pin)."""
+        if not isinstance(self.context, PinnedContext):
+            raise TypeError("the request's context is not pinned to a definition yet (launch.sequence.pin)")
+        return self.context
 
     def problems(self) -> list[str]:
         """Launch checks the Dagster config schema cannot express, every one at once (the source's

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from batch_pipeline.batch.partitions import Partition, PartitionSummary
-from batch_pipeline.context import ProcessingContext
+from batch_pipeline.context import PinnedContext
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 from batch_pipeline.store import DocumentStore
 
@@ -21,9 +21,7 @@ class Analyser(Protocol):
 
     max_concurrency: int
 
-    async def analyse(
-        self, text: str, context: ProcessingContext, earlier_answer: str | None = None
-    ) -> AnalysisOutcome:
+    async def analyse(self, text: str, context: PinnedContext, earlier_answer: str | None = None) -> AnalysisOutcome:
         """earlier_answer: the answer a stopped run got for this document and did not repair."""
         ...
 
@@ -34,9 +32,7 @@ class NothingToSend:
 
     max_concurrency = 1
 
-    async def analyse(
-        self, text: str, context: ProcessingContext, earlier_answer: str | None = None
-    ) -> AnalysisOutcome:
+    async def analyse(self, text: str, context: PinnedContext, earlier_answer: str | None = None) -> AnalysisOutcome:
         return AnalysisOutcome(
             status=DocumentStatus.request_error,
             error="not sent: its cached result vanished during the run; run the batch again",

@@ -9,7 +9,7 @@ import pandas as pd
 from sqlalchemy.engine import make_url
 
 from batch_pipeline import settings
-from batch_pipeline.analysis import REGISTRY
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.batch.estimate import CostEstimate
 from batch_pipeline.batch.request import BatchRequest
 from batch_pipeline.definitions import resolve_document_batch_job
@@ -63,7 +63,7 @@ def _schema_problems(run_config: dict) -> list[str]:
     except dg.DagsterInvalidConfigError as e:
         problems = [error.message.split("\n\nStack Trace")[0].strip() for error in e.errors]
         if any("model_key" in p for p in problems):
-            problems.append("valid model_key values: " + ", ".join(REGISTRY))
+            problems.append("valid model_key values: " + ", ".join(catalogue().analyses))
         return problems
     return []
 
@@ -82,7 +82,13 @@ def config_problems(run_config: dict) -> list[str]:
     if problems := _schema_problems(run_config):
         return problems
     request = BatchConfig(**batch_config_of(run_config)).to_request()
-    return sequence.client_side_problems(request) + _llm_problems(request, run_config)
+    analysis = sequence.analysis_problems(request, catalogue())
+    return sequence.client_side_problems(request) + analysis + _llm_problems(request, run_config)
+
+
+def broken_analyses() -> list[str]:
+    """The definitions this deployment could not load, each with its error."""
+    return [broken.error for broken in catalogue().broken]
 
 
 def _llm_problems(request: BatchRequest, run_config: dict) -> list[str]:
@@ -111,8 +117,9 @@ def estimate(run_config: dict) -> CostEstimate:
     if problems := _schema_problems(run_config):
         raise CannotEstimate("; ".join(problems))
     request = BatchConfig(**batch_config_of(run_config)).to_request()
-    if problems := sequence.client_side_problems(request):
+    if problems := sequence.client_side_problems(request) + sequence.analysis_problems(request, catalogue()):
         raise CannotEstimate("; ".join(problems))
+    request = sequence.pin(request, catalogue())
     if request.context.is_local:
         raise CannotEstimate("ai_model 'local' runs the offline analysers: it sends nothing and costs nothing")
     llm_config = run_config.get("resources", {}).get("llm", {}).get("config", {})

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from batch_pipeline.analysis import REGISTRY
-from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.context import ProcessingContext
 from batch_pipeline.defs.tags import MAX_RUNTIME_TAG
 
 
@@ -111,12 +110,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from batch_pipeline.cli import local, remote
 
-    if args.model_key not in REGISTRY:
-        print(f"error: unknown model_key {args.model_key!r}; valid: {', '.join(REGISTRY)}", file=sys.stderr)
-        return 2
-    context = ProcessingContext(
-        model_key=ModelKey[args.model_key], ai_model=args.ai_model, custom_instructions=args.instructions
-    )
+    context = ProcessingContext(model_key=args.model_key, ai_model=args.ai_model, custom_instructions=args.instructions)
     run_config, tags = remote.submission(
         args.project, str(Path(args.path).resolve()), context, args.priority, args.executor
     )
@@ -161,11 +155,17 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(_args: argparse.Namespace) -> int:
-    width = max(len(key) for key in REGISTRY)
-    for key, model in REGISTRY.items():
-        print(f"{key:<{width}}  {model.description}")
-    return 0
+def cmd_models(args: argparse.Namespace) -> int:
+    from batch_pipeline.cli import analyses
+
+    return analyses.list_analyses(args.format)
+
+
+def cmd_try_analysis(args: argparse.Namespace) -> int:
+    from batch_pipeline.cli import analyses
+
+    document = Path(args.document) if args.document else None
+    return analyses.try_definition(Path(args.file), document, args.instructions, args.format)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -173,6 +173,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     run_config = yaml.safe_load(Path(args.config).read_text()) or {}
     problems = local.config_problems(run_config)
+    for broken in local.broken_analyses():
+        print(f"warning: an analysis definition is not loaded: {broken}", file=sys.stderr)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if not problems:
@@ -222,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = commands.add_parser("submit", help="submit a batch as a queued run to a running Dagster webserver")
     submit.add_argument("path", help="a folder of .md/.txt files or a .jsonl file (must be readable by the run)")
-    submit.add_argument("--model-key", required=True, help=f"one of: {', '.join(REGISTRY)}")
+    submit.add_argument("--model-key", required=True, help="an analysis the deployment loaded (batch-pipeline models)")
     submit.add_argument("--ai-model", required=True, help="the LLM name, or 'local' for the offline analysers")
     submit.add_argument("--instructions", default="", help="custom_instructions")
     submit.add_argument(
@@ -266,8 +268,23 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--config", help="a dagster.yaml to copy into $DAGSTER_HOME when it has none yet")
     init.set_defaults(handler=cmd_init)
 
-    models = commands.add_parser("models", help="list the analysis models (model_key values)")
+    models = commands.add_parser(
+        "models", help="list the analyses (model_key values) this deployment loads, and the definitions it cannot"
+    )
+    models.add_argument("--format", choices=["text", "json"], default="text")
     models.set_defaults(handler=cmd_models)
+
+    try_analysis = commands.add_parser(
+        "try-analysis",
+        help="validate an analysis definition file, and show the messages it would send for a sample document",
+    )
+    try_analysis.add_argument("file", help="the definition file (YAML)")
+    try_analysis.add_argument(
+        "--document", help="a document to render the prompt for (text, markdown or any file read at ingest)"
+    )
+    try_analysis.add_argument("--instructions", default="", help="custom_instructions to hand the prompt")
+    try_analysis.add_argument("--format", choices=["text", "json"], default="text")
+    try_analysis.set_defaults(handler=cmd_try_analysis)
 
     check = commands.add_parser("check", help="validate a run config file without launching anything")
     check.add_argument("config")

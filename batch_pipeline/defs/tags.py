@@ -22,7 +22,7 @@ MAX_RUNTIME_TAG = "dagster/max_runtime"
 
 def run_tags(context: ProcessingContext, priority: str | None = None) -> dict[str, str]:
     """Tags for a run of this context: filterable in the UI, matched by the queue's per-model limits."""
-    tags = {MODEL_KEY_TAG: context.model_key.value, AI_MODEL_TAG: context.ai_model}
+    tags = {MODEL_KEY_TAG: context.model_key, AI_MODEL_TAG: context.ai_model}
     if priority is not None:
         tags[PRIORITY_TAG] = PRIORITIES[priority]
         tags[BROKER_PRIORITY_TAG] = BROKER_PRIORITIES[priority]

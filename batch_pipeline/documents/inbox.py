@@ -14,7 +14,8 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from batch_pipeline import settings
-from batch_pipeline.context import PRIORITY_NAMES, ModelKey, ProcessingContext
+from batch_pipeline.analysis.registry import UnknownAnalysis, catalogue
+from batch_pipeline.context import PRIORITY_NAMES, ProcessingContext
 from batch_pipeline.conversion.suffixes import READ_SUFFIXES, reading_suffix
 from batch_pipeline.documents.folder import SkippedEntry, WalkRules, walk_folder
 from batch_pipeline.documents.sources import open_regular
@@ -97,18 +98,17 @@ def read_batch_settings(folder: Path, defaults: InboxDefaults) -> tuple[str, Pro
         values.update({k: v for k, v in loaded.items() if v is not None})
     if not values["model_key"]:
         raise InvalidBatchFile(f"no model_key: set it in {BATCH_FILE} or the sensor's configuration")
-    if values["model_key"] not in ModelKey.__members__:
-        raise InvalidBatchFile(
-            f"model_key {values['model_key']!r} is not one of {', '.join(ModelKey.__members__)} "
-            f"(set it in {BATCH_FILE} or the sensor's configuration)"
-        )
+    try:
+        catalogue().get(str(values["model_key"]))
+    except UnknownAnalysis as e:
+        raise InvalidBatchFile(f"{e} (set it in {BATCH_FILE} or the sensor's configuration)") from None
     if not values["ai_model"]:
         raise InvalidBatchFile(f"no ai_model: set it in {BATCH_FILE} or the sensor's configuration")
     if values["priority"] not in PRIORITY_NAMES:
         raise InvalidBatchFile(f"priority {values['priority']!r} is not one of {', '.join(PRIORITY_NAMES)}")
     try:
         context = ProcessingContext(
-            model_key=ModelKey[values["model_key"]],
+            model_key=str(values["model_key"]),
             ai_model=str(values["ai_model"]),
             custom_instructions=str(values["custom_instructions"] or ""),
         )

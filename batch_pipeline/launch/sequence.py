@@ -1,7 +1,11 @@
-"""The launch sequence: problems, source, budget, provider, registration, response format.
+"""The launch sequence: problems, the analysis pinned, source, budget, provider, registration,
+response format.
 
 Which checks need what:
-- `refuse_problems` needs nothing but the run config: `submit` may run it on a client;
+- `client_side_problems` needs nothing but the run config: `submit` may run it on a client;
+- `refuse_problems` adds the analysis's (its key among those the deployment loaded, an offline
+  analyser for ai_model local): where the run executes, and `check`; `pin` then fixes the run's
+  definition for every step, worker and resume;
 - `read`, `refuse_over_budget` and `register` need the source (and the store), so they run where
   the run executes, and for `check`/`estimate` on the host that has the folder;
 - `check_provider` and `settle_response_format` need the key and the endpoint: where the run
@@ -13,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from batch_pipeline.analysis.registry import Catalogue, UnknownAnalysis
 from batch_pipeline.batch.estimate import CostEstimate, estimate_batch, expected_response_format
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.batch.registration import (
@@ -55,11 +60,33 @@ def client_side_problems(request: BatchRequest) -> list[str]:
     return request.problems()
 
 
-def refuse_problems(request: BatchRequest) -> None:
-    """client_side_problems, named at once, as a refusal."""
-    if problems := client_side_problems(request):
+def analysis_problems(request: BatchRequest, catalogue: Catalogue) -> list[str]:
+    """The analysis the run names: loaded here (a broken definition is named with its error), and
+    with an offline analyser when ai_model is local."""
+    context = request.context
+    try:
+        analysis = catalogue.get(context.model_key)
+    except UnknownAnalysis as e:
+        return [str(e)]
+    if context.is_local and analysis.offline is None:
+        offline = ", ".join(catalogue.with_offline_analyser) or "none"
+        return [
+            f"ai_model 'local' runs an analysis's offline analyser, and {context.model_key!r} has none "
+            f"(analyses with one: {offline}); name an LLM as ai_model"
+        ]
+    return []
+
+
+def refuse_problems(request: BatchRequest, catalogue: Catalogue) -> None:
+    """client_side_problems and analysis_problems, named at once, as a refusal."""
+    if problems := client_side_problems(request) + analysis_problems(request, catalogue):
         listed = "".join(f"\n- {problem}" for problem in problems)
         raise LaunchRefused(REFUSED, f"{len(problems)} problem(s) in the run config:{listed}", retryable=False)
+
+
+def pin(request: BatchRequest, catalogue: Catalogue) -> BatchRequest:
+    """The request with its context pinned to the definition its model_key names now."""
+    return request.model_copy(update={"context": request.context.pinned(catalogue)})
 
 
 def read(request: BatchRequest, store: DocumentStore) -> ReadBatch:
@@ -156,7 +183,7 @@ def settle_response_format(
     """The response format every partition uses: configured, else as remembered for this endpoint
     and model, else probed once (each probe attempt reserved under max_cost_usd) and remembered.
     None when no document would be sent (all cached): then nothing is asked at all."""
-    processing = request.context
+    processing = request.pinned_context
     if processing.is_local or not needs_llm(store, run_id, partitions):
         return None
     try:

@@ -16,9 +16,9 @@ from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
 from batch_pipeline import settings
-from batch_pipeline.analysis import AnalysisModel
+from batch_pipeline.analysis.analysis import Analysis
 from batch_pipeline.analysis.stored_result import stored_json
-from batch_pipeline.context import ProcessingContext
+from batch_pipeline.context import PinnedContext
 from batch_pipeline.costs.spend import BudgetExceeded, Hold, SpendLimit
 from batch_pipeline.costs.usage import BilledTokens
 from batch_pipeline.llm.completions import (
@@ -144,7 +144,7 @@ class LlmAnalyser:
             return 0.0  # the pacer's shared pause does the waiting, for every request at once
         return wait_random_exponential(multiplier=0.5, max=self.settings.retry_max_wait_seconds)(retry_state)
 
-    async def _request(self, messages, ai_model: str, model: AnalysisModel, usage: _Usage) -> _Answer:
+    async def _request(self, messages, ai_model: str, model: Analysis, usage: _Usage) -> _Answer:
         # Token estimates feed a tokens-per-minute limit and max_cost_usd; without them they are not worth their CPU.
         kwargs = completion_request(model, ai_model, messages, self.mode, self.settings.max_output_tokens)
         prompt_tokens = estimate_request_tokens(sent_body(kwargs)) if self.pacer.limits_tokens or self.spend else 0
@@ -210,22 +210,20 @@ class LlmAnalyser:
         hold.settle(completion.usage)
         return raw, completion
 
-    def request_body(self, text: str, context: ProcessingContext) -> dict:
+    def request_body(self, text: str, context: PinnedContext) -> dict:
         """The body of this document's request, as sent online (a Batch API line's body)."""
         messages = build_messages(context.model, context.custom_instructions, text, self.mode)
         max_tokens = self.settings.max_output_tokens
         return sent_body(completion_request(context.model, context.ai_model, messages, self.mode, max_tokens))
 
-    async def analyse(
-        self, text: str, context: ProcessingContext, earlier_answer: str | None = None
-    ) -> AnalysisOutcome:
+    async def analyse(self, text: str, context: PinnedContext, earlier_answer: str | None = None) -> AnalysisOutcome:
         """earlier_answer: the model's answer to this document in a run stopped before repairing it:
         repaired from there, not asked again."""
         first = None if earlier_answer is None else _Answer(earlier_answer, None, "stop", None, None)
         return await self._analyse(text, context, first)
 
     async def analyse_batch_answer(
-        self, text: str, context: ProcessingContext, body: dict, request_id: str | None
+        self, text: str, context: PinnedContext, body: dict, request_id: str | None
     ) -> AnalysisOutcome:
         """An answer the Batch API gave for this document, judged as an online one; a repair, if it
         needs one, goes online."""
@@ -234,7 +232,7 @@ class LlmAnalyser:
     async def _analyse(
         self,
         text: str,
-        context: ProcessingContext,
+        context: PinnedContext,
         first: tuple[dict, str | None] | _Answer | None,
     ) -> AnalysisOutcome:
         """first: the answer to judge before asking anything (a Batch API line's body, or an earlier
@@ -314,7 +312,7 @@ class LlmAnalyser:
         return outcome(verdict.status, verdict.problem, raw=answer.content or answer.refusal)
 
     @staticmethod
-    def _judge(model: AnalysisModel, answer: _Answer) -> "_Verdict":
+    def _judge(model: Analysis, answer: _Answer) -> "_Verdict":
         if answer.refusal or answer.finish_reason == "content_filter":
             return _Verdict(
                 DocumentStatus.refused, f"the model refused: {answer.refusal or 'content filter'}", repairable=False

@@ -2,13 +2,13 @@
 
 import openai
 
-from batch_pipeline.analysis import AnalysisModel
+from batch_pipeline.analysis.analysis import Analysis
 from batch_pipeline.llm.response_format import ResponseFormatMode, response_format
 from batch_pipeline.outcome import DocumentStatus
 
 
 def completion_request(
-    model: AnalysisModel, ai_model: str, messages: list[dict[str, str]], mode: ResponseFormatMode, max_tokens: int
+    model: Analysis, ai_model: str, messages: list[dict[str, str]], mode: ResponseFormatMode, max_tokens: int
 ) -> dict:
     """Keyword arguments for chat.completions.create.
 

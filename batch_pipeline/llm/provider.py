@@ -7,7 +7,7 @@ from collections.abc import Callable
 import openai
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from batch_pipeline.analysis import AnalysisModel
+from batch_pipeline.analysis.analysis import Analysis
 from batch_pipeline.costs.spend import Hold, SpendLimit
 from batch_pipeline.llm.analyser import LlmAnalyser
 from batch_pipeline.llm.completions import completion_request, rejects_format, retryable, sent_body
@@ -96,7 +96,7 @@ class LlmProvider:
                 ) from None
 
     def settle_response_format(
-        self, model: AnalysisModel, ai_model: str, custom_instructions: str, spend: SpendLimit | None = None
+        self, model: Analysis, ai_model: str, custom_instructions: str, spend: SpendLimit | None = None
     ) -> ResponseFormatMode:
         """The richest response format the server accepts. In ``auto``, one probe request per mode
         (the run's prompt with an empty document, max_tokens=1) until the server accepts one; the

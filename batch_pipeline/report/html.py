@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import jinja2
 import pandas as pd
 
+from batch_pipeline.analysis.analysis import Analysis
 from batch_pipeline.analysis.stored_result import OMITTED_KEY
 from batch_pipeline.outcome import DocumentStatus
 from batch_pipeline.report.charts import bar_chart_svg
@@ -25,10 +26,11 @@ SHOWN_LABELS = 30  # rows of each summary table, bars of each chart
 @dataclass
 class FlaggedDocument:
     filename: str
-    level: str  # the result's risk_level, when the model has one
-    findings: list[dict] = field(default_factory=list)  # the first SHOWN_FINDINGS: category, kind, excerpt, line
-    stored: int = 0  # findings in the stored result
-    not_kept: int = 0  # findings the stored result left out (over $BATCH_PIPELINE_MAX_FINDINGS)
+    level: str  # the value of the definition's rank_by field, when it has one
+    fields: dict[str, object] = field(default_factory=dict)  # the result's top-level scalar fields
+    details: list[dict] = field(default_factory=list)  # the first SHOWN_FINDINGS items of the `details` list
+    stored: int = 0  # items of that list in the stored result
+    not_kept: int = 0  # its items the stored result left out (over $BATCH_PIPELINE_MAX_FINDINGS)
 
 
 def _environment() -> jinja2.Environment:
@@ -36,26 +38,37 @@ def _environment() -> jinja2.Environment:
     return jinja2.Environment(loader=loader, autoescape=jinja2.select_autoescape(["html", "j2"]))
 
 
-def flagged_documents(rows: pd.DataFrame) -> list[FlaggedDocument]:
-    """Documents whose result holds findings (already masked by the analyser), the riskiest first."""
-    order = {"high": 0, "medium": 1, "low": 2}
-    flagged = []
+def flagged_documents(rows: pd.DataFrame, model: Analysis) -> list[FlaggedDocument]:
+    """Documents the definition's summary flags (e.g. those with findings, already masked by the
+    analyser), the most severe first by its rank_by field."""
+    spec, schema = model.definition.summary, model.json_schema
+    scalars = [name for name, kind in model.fields.items() if kind not in ("array", "object")]
+    ranked = []
     for row in rows[rows["status"] == DocumentStatus.ok.value].itertuples():
         result = json.loads(row.result or "{}")
-        if findings := result.get("findings"):
-            not_kept = (result.get(OMITTED_KEY) or {}).get("findings", 0)
-            level = str(result.get("risk_level", ""))
-            flagged.append(FlaggedDocument(row.filename, level, findings[:SHOWN_FINDINGS], len(findings), not_kept))
-    return sorted(flagged, key=lambda d: (order.get(d.level, 3), d.filename))
+        if not spec.is_flagged(result):
+            continue
+        items = (result.get(spec.details) or []) if spec.details else []
+        not_kept = (result.get(OMITTED_KEY) or {}).get(spec.details, 0) if spec.details else 0
+        document = FlaggedDocument(
+            filename=row.filename,
+            level="" if spec.rank_by is None else str(result.get(spec.rank_by, "")),
+            fields={name: result.get(name) for name in scalars if name != spec.rank_by},
+            details=[item if isinstance(item, dict) else {"value": item} for item in items[:SHOWN_FINDINGS]],
+            stored=len(items),
+            not_kept=not_kept,
+        )
+        ranked.append((spec.rank(result, schema), row.filename, document))
+    return [document for _, _, document in sorted(ranked, key=lambda item: item[:2])]
 
 
-def render_html(report, rows: pd.DataFrame) -> str:
-    """The page for a BatchReport and its stored rows."""
+def render_html(report, rows: pd.DataFrame, model: Analysis) -> str:
+    """The page for a BatchReport, its stored rows and the analysis that produced them."""
     summary = {title: _shown_labels(values) for title, values in report.model_summary.items()}
     charts = [bar_chart_svg(report.status_counts, "Documents per status")]
     charts += [bar_chart_svg(values, title) for title, values in summary.items() if values]
     failed = rows[~rows["status"].isin([DocumentStatus.ok.value, DocumentStatus.pending.value])]
-    flagged = flagged_documents(rows)
+    flagged = flagged_documents(rows, model)
     return (
         _environment()
         .get_template("report.html.j2")
@@ -63,6 +76,8 @@ def render_html(report, rows: pd.DataFrame) -> str:
             report=report,
             charts=charts,
             flagged=flagged[:SHOWN_DOCUMENTS],
+            rank_by=model.definition.summary.rank_by,
+            details_name=model.definition.summary.details,
             flagged_count=len(flagged),
             failures=failed[["filename", "status", "error"]].head(SHOWN_FAILURES).to_dict("records"),
             failure_count=len(failed),

@@ -6,10 +6,12 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel
 
-from batch_pipeline.analysis import AnalysisModel, SummarySections
+from batch_pipeline.analysis.analysis import Analysis
+from batch_pipeline.analysis.summary import SummarySections
 from batch_pipeline.costs.prices import estimate_cost, price_for, price_table
 from batch_pipeline.outcome import DocumentStatus, LlmApi, count_failed
 from batch_pipeline.report.csv_cells import write_csv
+from batch_pipeline.report.result_columns import with_result_columns
 
 CSV_NAME = "results.csv"
 SUMMARY_NAME = "summary.md"
@@ -38,6 +40,7 @@ class BatchReport(BaseModel):
     model_key: str
     ai_model: str
     custom_instructions: str
+    definition_digest: str = ""  # of the analysis definition the run was launched with
     status_counts: dict[str, int]
     cached: int
     model_summary: SummarySections
@@ -46,6 +49,7 @@ class BatchReport(BaseModel):
     latency_p95_ms: float | None = None
     # Items the stored results left out, per list (e.g. findings): the summary counts only those kept.
     not_kept: dict[str, int] = {}
+    flagged: int | None = None  # documents the definition's summary flags; None: it flags none
 
     @property
     def estimated_cost_usd(self) -> float | None:
@@ -72,6 +76,7 @@ class BatchReport(BaseModel):
             f"- model_key: `{self.model_key}`",
             f"- ai_model: `{self.ai_model}`",
             f"- custom_instructions: {self.custom_instructions!r}",
+            f"- analysis definition: `{self.definition_digest[:16]}`",
             f"- documents: {self.documents} (ok: {self.status_counts.get(DocumentStatus.ok, 0)}, "
             f"served from cache: {self.cached}, failed: {self.failed})",
             "",
@@ -130,9 +135,11 @@ def token_usage(rows: pd.DataFrame) -> list[ModelUsage]:
     return usage
 
 
-def build_report(run_id: str, project: str, model: AnalysisModel, rows: pd.DataFrame) -> BatchReport:
+def build_report(run_id: str, project: str, model: Analysis, rows: pd.DataFrame) -> BatchReport:
     ok_rows = rows[rows["status"] == DocumentStatus.ok.value]
     stored = [model.parse_stored(text) for text in ok_rows["result"]]
+    dumped = [result.model_dump(mode="json") for result, _ in stored]
+    spec = model.definition.summary
     not_kept: Counter[str] = Counter()
     for _, omitted in stored:
         not_kept.update(omitted)
@@ -145,7 +152,9 @@ def build_report(run_id: str, project: str, model: AnalysisModel, rows: pd.DataF
         custom_instructions="" if first is None else first["custom_instructions"],
         status_counts={str(k): int(v) for k, v in rows["status"].value_counts().sort_index().items()},
         cached=int(ok_rows["cached_from_run_id"].notna().sum()),
-        model_summary=model.summarize([result for result, _ in stored]),
+        definition_digest=model.digest,
+        model_summary=spec.summarise(dumped),
+        flagged=None if spec.flagged is None else sum(1 for result in dumped if spec.is_flagged(result)),
         not_kept=dict(not_kept),
         usage=token_usage(rows),
         **_latency_percentiles(ok_rows),
@@ -159,13 +168,13 @@ def _latency_percentiles(ok_rows: pd.DataFrame) -> dict[str, float | None]:
     return {"latency_p50_ms": round(latencies.quantile(0.5), 1), "latency_p95_ms": round(latencies.quantile(0.95), 1)}
 
 
-def write_report(report: BatchReport, rows: pd.DataFrame, folder: Path) -> tuple[Path, Path, Path]:
-    """results.csv, summary.md and report.html in the run's folder; their paths."""
+def write_report(report: BatchReport, rows: pd.DataFrame, folder: Path, model: Analysis) -> tuple[Path, Path, Path]:
+    """results.csv (a column per field of the analysis), summary.md and report.html in the run's folder; their paths."""
     from batch_pipeline.report.html import HTML_NAME, render_html  # Jinja2 and leather: loaded only to write one
 
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, summary_path, html_path = folder / CSV_NAME, folder / SUMMARY_NAME, folder / HTML_NAME
-    write_csv(rows.drop(columns=["raw_output"]), csv_path)
+    write_csv(with_result_columns(rows.drop(columns=["raw_output"]), list(model.fields)), csv_path)
     summary_path.write_text(report.to_markdown(), encoding="utf-8")
-    html_path.write_text(render_html(report, rows), encoding="utf-8")
+    html_path.write_text(render_html(report, rows, model), encoding="utf-8")
     return csv_path, summary_path, html_path

@@ -15,17 +15,19 @@ from pydantic import BaseModel
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from batch_pipeline.context import ProcessingContext
+from batch_pipeline.analysis.definition import AnalysisDefinition
+from batch_pipeline.context import PinnedContext
 from batch_pipeline.conversion.limits import Conversion
 from batch_pipeline.documents.vetting import PreparedDocument
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 from batch_pipeline.store.engine import create_engine
 from batch_pipeline.store.migrations import add_new_columns, move_context_to_batch_runs, rename_statuses
 from batch_pipeline.store.schema import (
-    CONTEXT_COLUMNS,
     DOCUMENT_COLUMNS,
     INTEGER_COLUMNS,
     RESULT_COLUMNS,
+    RUN_COLUMNS,
+    analysis_definitions,
     analysis_results,
     batch_runs,
     documents,
@@ -73,7 +75,7 @@ def in_chunks(items: Sequence, size: int = WRITE_CHUNK) -> Iterator[Sequence]:
 
 
 def _table_of(result_column: str) -> sa.Table:
-    if result_column in CONTEXT_COLUMNS:
+    if result_column in RUN_COLUMNS:
         return batch_runs
     return documents if result_column in DOCUMENT_COLUMNS else analysis_results
 
@@ -126,7 +128,7 @@ class DocumentStore:
         raise NotImplementedError(f"The document store supports SQLite and PostgreSQL, not {dialect}")
 
     def register_batch(
-        self, run_id: str, project: str, context: ProcessingContext, docs: Sequence[PreparedDocument]
+        self, run_id: str, project: str, context: PinnedContext, docs: Sequence[PreparedDocument]
     ) -> None:
         """Insert the batch's documents if absent and one result row per document for this run.
 
@@ -150,15 +152,22 @@ class DocumentStore:
             for d in docs
         ]
         context_key = context.cache_key()
+        definition_row = {
+            "digest": context.definition.digest,
+            "model_key": context.model_key,
+            "definition": context.definition.model_dump_json(by_alias=True, exclude={"origin"}),
+            "created_at": now,
+        }
         run_row = {
             "run_id": run_id,
             "project": project,
-            "model_key": context.model_key.value,
+            "model_key": context.model_key,
             "ai_model": context.ai_model,
             "custom_instructions": context.custom_instructions,
             "analyser_version": context.analyser_version,
             "context_key": context_key,
             "created_at": now,
+            "definition_digest": context.definition.digest,
         }
         base = {"run_id": run_id, "project": project, "context_key": context_key, "created_at": now}
         result_rows = [
@@ -173,6 +182,7 @@ class DocumentStore:
             for d in docs
         ]
         with self.engine.begin() as conn:
+            self._insert_if_absent(conn, analysis_definitions, [definition_row])
             self._insert_if_absent(conn, batch_runs, [run_row])
             self._insert_if_absent(conn, documents, document_rows)
             self._fill_missing_content(conn, project, document_rows)
@@ -385,6 +395,13 @@ class DocumentStore:
             # Plain tuples: pandas probes each Row for namedtuple fields, which SQLAlchemy answers slowly.
             frame = pd.DataFrame([tuple(row) for row in conn.execute(query)], columns=RESULT_COLUMNS)
         return frame.astype({name: "Int64" for name in INTEGER_COLUMNS})
+
+    def analysis_definition(self, digest: str) -> AnalysisDefinition | None:
+        """The definition a run was launched with, by its digest (batch_runs.definition_digest)."""
+        query = sa.select(analysis_definitions.c.definition).where(analysis_definitions.c.digest == digest)
+        with self.engine.connect() as conn:
+            stored = conn.scalar(query)
+        return None if stored is None else AnalysisDefinition.model_validate_json(stored)
 
     def status_counts(self, run_id: str) -> dict[str, int]:
         r = analysis_results.c

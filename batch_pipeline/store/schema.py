@@ -3,7 +3,8 @@
 document), ``response_formats`` (what each LLM endpoint and model was found to accept),
 ``provider_limits`` (the rate limits a provider showed), ``provider_batches`` /
 ``provider_batch_documents`` / ``provider_batch_claims`` (what went to a provider's Batch API)
-``run_budgets`` (a run's spend against its max_cost_usd) and ``applied_migrations`` (the
+``run_budgets`` (a run's spend against its max_cost_usd), ``analysis_definitions`` (each definition a
+run was launched with, by digest) and ``applied_migrations`` (the
 one-time changes of stored data already made). The README's "Store schema" explains
 each column."""
 
@@ -36,6 +37,19 @@ batch_runs = sa.Table(
     sa.Column("custom_instructions", sa.Text, nullable=False),
     sa.Column("analyser_version", sa.String(40), nullable=False),
     sa.Column("context_key", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # The analysis definition the run was launched with (analysis_definitions); NULL before issue 27.
+    sa.Column("definition_digest", sa.String(64)),
+)
+
+# Every analysis definition a run was launched with, by its digest: what produced each run's results,
+# whatever became of the file since.
+analysis_definitions = sa.Table(
+    "analysis_definitions",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("model_key", sa.String(100), nullable=False),
+    sa.Column("definition", sa.Text, nullable=False),  # JSON: key, description, prompt, schema, examples, summary
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
@@ -170,10 +184,11 @@ indexes = [
 
 RESULT_COLUMNS = [
     "run_id", "document_id", "filename", "converter", "status", "error", "model_key", "ai_model", "custom_instructions",
-    "result", "cached_from_run_id", "input_tokens", "cached_input_tokens", "output_tokens", "latency_ms",
+    "definition_digest", "result", "cached_from_run_id", "input_tokens", "cached_input_tokens", "output_tokens", "latency_ms",
     "attempts", "request_id", "answered_by_model", "llm_api", "raw_output",
 ]  # fmt: skip
 
 
+RUN_COLUMNS = [*CONTEXT_COLUMNS, "definition_digest"]  # results show them from batch_runs
 DOCUMENT_COLUMNS = ["converter"]  # results show them from the documents table
 INTEGER_COLUMNS = ["input_tokens", "cached_input_tokens", "output_tokens", "attempts"]

@@ -244,9 +244,9 @@ def test_ids_dates_versions_and_amounts_are_not_phones(line):
 
 
 def test_the_phone_regions_are_a_setting_and_part_of_the_cache_key(monkeypatch):
-    from batch_pipeline.analysis import get_model
+    from batch_pipeline.analysis.registry import catalogue
 
-    model = get_model("content_compliance")
+    model = catalogue().get("content_compliance")
     monkeypatch.setenv("BATCH_PIPELINE_PHONE_REGIONS", "US")
     us_only = model.offline_version()
     assert analyse("Telefon: 030 901820").findings == []  # a German national number needs DE

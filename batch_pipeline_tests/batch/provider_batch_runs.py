@@ -5,9 +5,10 @@ import asyncio
 
 import openai
 
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.batch.batch_api_runner import BatchApiRun
 from batch_pipeline.batch.partitions import Partition
-from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.context import ProcessingContext
 from batch_pipeline.llm.batch_api import KEY_FIELD, BatchApi
 from batch_pipeline.llm.batch_lines import request_line
 from batch_pipeline.llm.completions import completion_request, sent_body
@@ -18,7 +19,7 @@ from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.outcome import LlmApi
 from batch_pipeline_tests.conftest import register_memos
 
-CONTEXT = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="gpt-test")
+CONTEXT = ProcessingContext(model_key="content_compliance", ai_model="gpt-test").pinned(catalogue())
 KEY = "sk-test-key"
 
 

@@ -1,20 +1,23 @@
 import asyncio
 import contextlib
-import dataclasses
 import importlib.metadata
 
 import sqlalchemy as sa
 
-from batch_pipeline.analysis import REGISTRY, distribution_version
-from batch_pipeline.batch.offline import OfflineAnalyser, analyse_in_worker
+from batch_pipeline.analysis.analysis import AttachedAnalyser, PackagedAnalysis, distribution_version
+from batch_pipeline.analysis.registry import catalogue
+from batch_pipeline.batch.offline import OfflineAnalyser, analyse_in_worker, analysis_reference
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.batch.runner import analyse_documents
-from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.context import ProcessingContext
 from batch_pipeline.outcome import AnalysisOutcome
 from batch_pipeline.store.schema import batch_runs
+from batch_pipeline_tests.analysis.sample_definition import VALID
 from batch_pipeline_tests.conftest import register_texts
 
-CONTEXT = ProcessingContext(model_key=ModelKey.document_metadata, ai_model="local", custom_instructions="x")
+CONTEXT = ProcessingContext(model_key="document_metadata", ai_model="local", custom_instructions="x").pinned(
+    catalogue()
+)
 
 
 def register(store, run_id: str, texts: list[str]) -> list[str]:
@@ -44,7 +47,7 @@ def test_a_failing_document_fails_alone_and_the_context_travels_with_the_partiti
         analyse_documents(store, "r1", Partition(index=0, project="p", context=CONTEXT, document_ids=ids), analyser)
     )
     assert summary.status_counts == {"ok": 2, "analysis_error": 1}
-    assert {c for _, c in analyser.seen} == {CONTEXT}
+    assert all(c == CONTEXT for _, c in analyser.seen) and len(analyser.seen) == 3
     rows = store.results("r1").set_index("filename")
     assert rows.loc["1.md", "error"] == "boom found"
 
@@ -60,16 +63,51 @@ def test_a_retried_partition_skips_documents_already_finished_in_this_run(store)
     assert summary.skipped_already_done == 1
 
 
-def test_offline_analyser_turns_an_exception_into_an_analysis_error(monkeypatch):
+def test_offline_analyser_turns_an_exception_into_an_analysis_error(tmp_path, monkeypatch):
     def explode(_text):
         raise ValueError("parser bug")
 
-    context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
-    broken = dataclasses.replace(REGISTRY["content_compliance"], analyse_offline=explode)
-    monkeypatch.setitem(REGISTRY, "content_compliance", broken)
-    status, error, _ = analyse_in_worker(context.model_key.value, "text")  # what each worker runs
-    assert status == "analysis_error"
-    assert error == "ValueError: parser bug"
+    import importlib.metadata as metadata
+
+    from batch_pipeline.analysis import registry
+
+    definition = tmp_path / "exploding.yaml"
+    definition.write_text(VALID)
+    entry_point = metadata.EntryPoint("exploding", "x:y", registry.ENTRY_POINT_GROUP)
+    packaged = PackagedAnalysis(definition, AttachedAnalyser(explode, version="1"))
+    monkeypatch.setattr(metadata.EntryPoint, "load", lambda self: packaged)
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [entry_point])
+    loaded = registry.load_catalogue([])
+    monkeypatch.setattr("batch_pipeline.batch.offline.catalogue", lambda: loaded)
+    context = ProcessingContext(model_key="exploding", ai_model="local").pinned(loaded)
+    status, error, _ = analyse_in_worker(analysis_reference(context), "text")  # what each worker runs
+    assert (status, error) == ("analysis_error", "ValueError: parser bug")
+
+
+def test_an_attached_analyser_whose_answer_leaves_the_schema_fails_that_document(tmp_path, monkeypatch):
+    import importlib.metadata as metadata
+
+    from batch_pipeline.analysis import registry
+
+    definition = tmp_path / "sloppy.yaml"
+    definition.write_text(VALID)
+    packaged = PackagedAnalysis(definition, AttachedAnalyser(lambda text: {"category": "other"}, version="1"))
+    monkeypatch.setattr(metadata.EntryPoint, "load", lambda self: packaged)
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [metadata.EntryPoint("sloppy", "x:y", "g")])
+    loaded = registry.load_catalogue([])
+    monkeypatch.setattr("batch_pipeline.batch.offline.catalogue", lambda: loaded)
+    context = ProcessingContext(model_key="sloppy", ai_model="local").pinned(loaded)
+    status, error, _ = analyse_in_worker(analysis_reference(context), "text")
+    assert status == "analysis_error" and "ValidationError" in error and "category" in error
+
+
+def test_a_worker_refuses_a_definition_other_than_the_run_s():
+    """A worker whose installation defines the analysis otherwise than the run was launched with
+    fails the document rather than mix two definitions in one run."""
+    pinned = ProcessingContext(model_key="content_compliance", ai_model="local").pinned(catalogue())
+    status, error, _ = analyse_in_worker(f"content_compliance@{'0' * 64}", "text")
+    assert status == "analysis_error" and "not the one the run was launched with" in error
+    assert analyse_in_worker(analysis_reference(pinned), "mail a@example.com")[0] == "ok"
 
 
 def stored_versions(store, run_id: str) -> set[str]:
@@ -91,7 +129,7 @@ def test_an_upgraded_data_library_re_analyses_instead_of_serving_old_results(sto
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "99.0" if name == "py3langid" else installed(name))
     distribution_version.cache_clear()
     try:
-        upgraded = ProcessingContext(**CONTEXT.model_dump())
+        upgraded = CONTEXT.unpinned().pinned(catalogue())
         ids = register(store, "r3", ["# a", "# b"])
         summary = asyncio.run(
             analyse_documents(store, "r3", partition.model_copy(update={"context": upgraded}), offline)
@@ -99,6 +137,7 @@ def test_an_upgraded_data_library_re_analyses_instead_of_serving_old_results(sto
         assert summary.cached == 0 and summary.status_counts == {"ok": 2}
         assert stored_versions(store, "r3") == {upgraded.analyser_version}
         assert stored_versions(store, "r1") == {CONTEXT.model.version + "+" + old_digest}
+        assert CONTEXT.model.version == CONTEXT.definition.digest[:16]
         assert upgraded.analyser_version != CONTEXT.model.version + "+" + old_digest
         assert set(store.results("r3")["document_id"]) == set(ids)
     finally:
@@ -109,7 +148,7 @@ def test_an_upgraded_data_library_re_analyses_instead_of_serving_old_results(sto
 def test_a_document_over_the_time_limit_ends_alone_and_the_worker_is_replaced(store, offline_workers):
     slow = " ".join(f"user{i}@example.com" for i in range(72_000))  # a few seconds of analysis
     ids = register(store, "r1", ["# a", slow, "# c", "# d"])
-    context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
+    context = ProcessingContext(model_key="content_compliance", ai_model="local").pinned(catalogue())
     partition = Partition(index=0, project="p", context=context, document_ids=ids)
     analyser = OfflineAnalyser(offline_workers, timeout_seconds=0.5)
     summary = asyncio.run(analyse_documents(store, "r1", partition, analyser))
@@ -119,7 +158,7 @@ def test_a_document_over_the_time_limit_ends_alone_and_the_worker_is_replaced(st
 
 
 def test_a_chunk_that_overruns_the_limit_is_split_and_only_the_slow_document_times_out(store, offline_workers):
-    context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
+    context = ProcessingContext(model_key="content_compliance", ai_model="local").pinned(catalogue())
     warm = register(store, "warm", ["# warm"])
     asyncio.run(analyse_documents(store, "warm", Partition(index=0, project="p", context=context, document_ids=warm),
                                   OfflineAnalyser(offline_workers, timeout_seconds=60)))  # fmt: skip

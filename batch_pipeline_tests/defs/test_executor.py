@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from batch_pipeline import settings
-from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.analysis.registry import catalogue
+from batch_pipeline.context import ProcessingContext
 from batch_pipeline.definitions import defs
 from batch_pipeline.defs.config import batch_run_config
 from batch_pipeline.defs.executor import CELERY_POLL_SECONDS, celery_executor_config, runs_steps_in_its_own_process
@@ -48,7 +49,7 @@ def test_launchpad_offers_the_three_executors_with_in_process_by_default():
 
 
 def test_triggered_runs_take_the_deployments_executor(monkeypatch):
-    context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
+    context = ProcessingContext(model_key="content_compliance", ai_model="local").pinned(catalogue())
     assert "execution" not in batch_run_config("p", "/in", context, settings.triggered_run_executor())
     monkeypatch.setenv("BATCH_PIPELINE_EXECUTOR", "celery")
     assert batch_run_config("p", "/in", context, settings.triggered_run_executor())["execution"] == {
@@ -60,7 +61,7 @@ def test_triggered_runs_take_the_deployments_executor(monkeypatch):
 
 
 def test_run_priority_orders_the_run_queue_and_the_broker():
-    tags = run_tags(ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local"), "high")
+    tags = run_tags(ProcessingContext(model_key="content_compliance", ai_model="local").pinned(catalogue()), "high")
     assert tags["dagster/priority"] == "10" and tags["dagster-celery/run_priority"] == "4"
 
 

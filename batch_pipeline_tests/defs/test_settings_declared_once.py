@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from batch_pipeline.batch.request import BatchRequest
-from batch_pipeline.defs.config import BatchConfig
+from batch_pipeline.defs.config import LAUNCHPAD_OVERRIDES, BatchConfig, ModelKey
 from batch_pipeline.defs.config_classes import config_class
 from batch_pipeline.defs.resources import LlmResource
 from batch_pipeline.defs.triggers.inbox_sensor import InboxConfig
@@ -22,6 +22,8 @@ def assert_shown_as_declared(fields: dict, model: type[BaseModel]) -> None:
     assert set(fields) == set(model.model_fields)
     for name, info in model.model_fields.items():
         shown = fields[name]
+        if (model, name) in dict(LAUNCHPAD_OVERRIDES):
+            continue  # checked by test_model_key_is_offered_as_the_loaded_analyses
         assert shown.description == info.description, name
         assert shown.is_required == info.is_required(), name
         if not info.is_required() and info.default is not None:
@@ -61,3 +63,13 @@ def test_the_op_receives_exactly_what_the_run_config_says():
     assert request.inline_documents == [("a.md", "# A")] and request.max_pages == 3
     assert request.context.custom_instructions == "c" and request.llm_api.value == "batch"
     assert LlmResource(max_repairs=0).provider().settings.max_repairs == 0
+
+
+def test_model_key_is_offered_as_the_loaded_analyses_each_with_its_description():
+    from batch_pipeline.analysis.registry import catalogue
+
+    shown = launchpad_fields(BatchConfig)["context"].config_type.fields["model_key"]
+    assert [value.config_value for value in shown.config_type.enum_values] == [k.value for k in ModelKey]
+    assert [k.value for k in ModelKey] == catalogue().offered_keys
+    for analysis in catalogue().analyses.values():
+        assert f"{analysis.key}: {analysis.description}" in shown.description

@@ -57,7 +57,8 @@ def test_scan_skips_links_out_of_the_inbox_fifos_and_unreadable_files_and_snapsh
     import subprocess
     import sys
 
-    from batch_pipeline.context import ModelKey, ProcessingContext
+    from batch_pipeline.analysis.registry import catalogue
+    from batch_pipeline.context import ProcessingContext
     from batch_pipeline.documents.inbox import InboxBatch, snapshot
     from batch_pipeline_tests.conftest import WITHOUT_READ_OVERRIDE
 
@@ -71,7 +72,7 @@ def test_scan_skips_links_out_of_the_inbox_fifos_and_unreadable_files_and_snapsh
     scanned = scan(inbox)
     assert list(scanned.files) == ["a.md"]
     assert {s.name for s in scanned.skipped} == {"passwd.txt", "status.txt", "pipe.md"}
-    context = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
+    context = ProcessingContext(model_key="content_compliance", ai_model="local").pinned(catalogue())
     batch = InboxBatch(project="p", context=context, priority="normal", files=scanned.files)
     copied = snapshot(inbox, batch, scanned.paths)
     assert sorted(p.name for p in copied.rglob("*")) == ["a.md"]

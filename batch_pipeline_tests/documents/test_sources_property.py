@@ -8,11 +8,12 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.batch.offline import OfflineAnalyser
 from batch_pipeline.batch.registration import register_batch
 from batch_pipeline.batch.request import BatchRequest, FailurePolicy
 from batch_pipeline.batch.runner import analyse_documents
-from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.context import ProcessingContext
 from batch_pipeline.store import DocumentStore
 
 NAME = st.binary(min_size=1, max_size=12).filter(
@@ -26,7 +27,7 @@ ENTRY = st.one_of(
     st.tuples(st.just("folder"), st.none()),
 )
 FOLDER = st.lists(st.tuples(NAME, SUFFIX, ENTRY), max_size=12, unique_by=lambda e: e[0] + e[1])
-CONTEXT = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
+CONTEXT = ProcessingContext(model_key="content_compliance", ai_model="local").pinned(catalogue())
 
 
 def build(root: bytes, entries) -> int:

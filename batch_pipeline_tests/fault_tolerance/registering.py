@@ -1,12 +1,13 @@
 """Documents as registration sees them, and a process registering them: light imports, for the
 processes test_rerun_after_a_fix spawns."""
 
-from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.analysis.registry import catalogue
+from batch_pipeline.context import ProcessingContext
 from batch_pipeline.documents.vetting import PreparedDocument, document_id
 from batch_pipeline.outcome import DocumentStatus
 from batch_pipeline.store import DocumentStore
 
-CONTEXT = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
+CONTEXT = ProcessingContext(model_key="content_compliance", ai_model="local").pinned(catalogue())
 
 
 def prepared(name: str, text: str | None, problem: DocumentStatus | None = None, **fields) -> PreparedDocument:

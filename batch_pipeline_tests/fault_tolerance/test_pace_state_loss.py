@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.cli.recovery import resume
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.llm.options import LlmSettings
@@ -172,7 +173,7 @@ def test_a_store_frozen_mid_run_costs_the_partition_one_timeout_not_one_per_docu
     """Guarantee: Redis frozen mid-run (accepting connections, answering nothing) is found within one
     socket timeout and its retry; after that the breaker fails the rest of the partition at once, so
     40 documents four at a time take seconds, not a timeout each; none ends `provider_error`."""
-    context = ProcessingContext(model_key="content_compliance", ai_model="gpt-test")
+    context = ProcessingContext(model_key="content_compliance", ai_model="gpt-test").pinned(catalogue())
 
     async def analyse_all(settings: LlmSettings) -> list[str]:
         analyser = LlmProvider(settings).analyser(ResponseFormatMode.json_schema, "gpt-test", lambda message: None)

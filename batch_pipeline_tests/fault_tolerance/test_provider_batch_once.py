@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.batch import batch_api_runner
 from batch_pipeline.batch.batch_api_runner import BatchApiRun
 from batch_pipeline.batch.partitions import Partition
-from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.context import ProcessingContext
 from batch_pipeline.costs.prices import ModelPrice
 from batch_pipeline.costs.spend import SpendLimit
 from batch_pipeline.llm.batch_api import BatchApi
@@ -45,7 +46,7 @@ from batch_pipeline.store.schema import provider_batches
 from batch_pipeline_tests.conftest import _make_database, register_memos
 from testbed.fake_openai_server import Behaviour, FakeOpenAIServer
 
-CONTEXT = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="gpt-test")
+CONTEXT = ProcessingContext(model_key="content_compliance", ai_model="gpt-test").pinned(catalogue())
 FAST = {"batch_validating_seconds": 0.05, "batch_in_progress_seconds": 0.2, "batch_finalizing_seconds": 0.05}
 DOCUMENTS = 6
 WAIT = 60  # seconds any one scenario may take before it counts as hung

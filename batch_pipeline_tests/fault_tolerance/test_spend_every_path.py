@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from batch_pipeline.analysis import REGISTRY
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.cli.recovery import resume
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.costs.prices import ModelPrice
@@ -31,7 +31,7 @@ from testbed.fake_openai_server import Behaviour, ChatCall, FakeOpenAIServer
 # USD per million tokens: dear enough that a few documents cost cents.
 PRICES = {"gpt-test": {"input": 100.0, "output": 400.0}}
 PRICE = ModelPrice(**PRICES["gpt-test"])
-CONTEXT = ProcessingContext(model_key="content_compliance", ai_model="gpt-test")
+CONTEXT = ProcessingContext(model_key="content_compliance", ai_model="gpt-test").pinned(catalogue())
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def test_every_response_format_probe_attempt_is_reserved_before_it_is_sent(
     assert result.success and len(probes) == hung + 1
     assert [r.status for r in probes] == [0] * hung + [200]
 
-    model = REGISTRY["content_compliance"]
+    model = catalogue().get("content_compliance")
     messages = build_messages(model, "", "", ResponseFormatMode.json_schema)
     probe = sent_body(completion_request(model, "gpt-test", messages, ResponseFormatMode.json_schema, max_tokens=1))
     worst = (int(estimate_request_tokens(probe) * 1.25) + 64) * PRICE.input / 1e6 + PRICE.output / 1e6

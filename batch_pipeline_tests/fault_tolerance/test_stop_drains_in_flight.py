@@ -12,6 +12,7 @@ import time
 import dagster as dg
 import yaml
 
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.batch.runner import analyse_documents
 from batch_pipeline.context import ProcessingContext
@@ -97,7 +98,7 @@ def _wait_for_the_first_answer(store: DocumentStore, home) -> str:
     raise AssertionError("the run did not get its first answer")
 
 
-CONTEXT = ProcessingContext(model_key="content_compliance", ai_model="gpt-test")
+CONTEXT = ProcessingContext(model_key="content_compliance", ai_model="gpt-test").pinned(catalogue())
 
 
 def _settings(base_url: str, grace: float) -> LlmSettings:

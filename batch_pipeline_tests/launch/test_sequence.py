@@ -1,8 +1,11 @@
 """The launch sequence without Dagster: a bad launch is refused with every problem named at once,
 before anything is written (the job test in test_job.py shows the op refuses the same way)."""
 
+from pathlib import Path
+
 import pytest
 
+from batch_pipeline.analysis.registry import catalogue, load_catalogue
 from batch_pipeline.batch.request import BatchRequest
 from batch_pipeline.launch import sequence
 from batch_pipeline.launch.sequence import REFUSED, LaunchRefused
@@ -15,7 +18,7 @@ def request_of(source: str | None = None, **options) -> BatchRequest:
 
 def launched(request: BatchRequest, store) -> None:
     """What the op runs before it writes anything."""
-    sequence.refuse_problems(request)
+    sequence.refuse_problems(request, catalogue())
     sequence.read(request, store)
 
 
@@ -58,3 +61,35 @@ def test_every_launch_problem_is_named_at_once(store, tmp_path):
         launched(request_of(str(tmp_path / "nowhere"), ai_model=""), store)
     assert "does not exist" in str(missing.value) and "ai_model must not be empty" in str(missing.value)
     assert store.count_documents() == 0
+
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "analyses"
+
+
+def test_an_unknown_or_broken_analysis_is_refused_with_the_rest(store, tmp_path):
+    (tmp_path / "broken.yaml").write_text("description: x\nprompt: '{{ oops'\nschema: {type: object}\n")
+    loaded = load_catalogue([tmp_path])
+    for key, message in [("nope", "unknown model_key 'nope'; valid keys: content_compliance, document_metadata"),
+                         ("broken", str(tmp_path / "broken.yaml") + ":2: prompt: template error")]:  # fmt: skip
+        request = request_of(str(EXAMPLE_DOCS), model_key=key, partition_size=0)
+        with pytest.raises(LaunchRefused) as refused:
+            sequence.refuse_problems(request, loaded)
+        assert message in str(refused.value) and "partition_size must be at least 1" in str(refused.value)
+    assert store.count_documents() == 0
+
+
+def test_local_is_refused_for_an_analysis_without_an_offline_analyser_naming_those_with_one():
+    loaded = load_catalogue([EXAMPLES])
+    request = request_of(str(EXAMPLE_DOCS), model_key="contract_terms", ai_model="local")
+    with pytest.raises(LaunchRefused, match="'contract_terms' has none \\(analyses with one: content_compliance, "
+                                            "document_metadata\\)"):  # fmt: skip
+        sequence.refuse_problems(request, loaded)
+    sequence.refuse_problems(request_of(str(EXAMPLE_DOCS), model_key="contract_terms", ai_model="gpt-x"), loaded)
+
+
+def test_the_launch_pins_the_definition_it_found(tmp_path):
+    loaded = load_catalogue([EXAMPLES])
+    pinned = sequence.pin(request_of(str(EXAMPLE_DOCS), model_key="contract_terms", ai_model="gpt-x"), loaded)
+    assert pinned.pinned_context.definition == loaded.get("contract_terms").definition
+    with pytest.raises(TypeError, match="not pinned"):
+        _ = request_of(str(EXAMPLE_DOCS)).pinned_context

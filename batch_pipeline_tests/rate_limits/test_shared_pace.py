@@ -8,6 +8,7 @@ import multiprocessing
 import pytest
 import redis
 
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.llm.options import LlmSettings
 from batch_pipeline.llm.provider import LlmProvider
@@ -32,7 +33,7 @@ def settings_for(base_url: str, rate_limit_url: str | None, requests_per_minute:
 
 def analyse_in_this_process(settings: LlmSettings, worker: int) -> list[str]:
     """One worker process: its documents through its own analyser, as an analysis step would."""
-    context = ProcessingContext(model_key="content_compliance", ai_model="gpt-test")
+    context = ProcessingContext(model_key="content_compliance", ai_model="gpt-test").pinned(catalogue())
 
     async def run() -> list[str]:
         analyser = LlmProvider(settings).analyser(ResponseFormatMode.json_schema, "gpt-test", lambda message: None)

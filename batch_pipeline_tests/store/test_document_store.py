@@ -3,14 +3,15 @@ import multiprocessing
 import pytest
 import sqlalchemy as sa
 
-from batch_pipeline.context import ModelKey, ProcessingContext
+from batch_pipeline.analysis.registry import catalogue
+from batch_pipeline.context import ProcessingContext
 from batch_pipeline.documents.vetting import PreparedDocument, document_id
 from batch_pipeline.outcome import AnalysisOutcome, DocumentStatus
 from batch_pipeline.store import CachedResult, DocumentStore
 from batch_pipeline.store.schema import documents
 from batch_pipeline_tests.conftest import _make_database
 
-CONTEXT = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local")
+CONTEXT = ProcessingContext(model_key="content_compliance", ai_model="local").pinned(catalogue())
 
 
 def doc(name: str, project: str = "p", problem: DocumentStatus | None = None) -> PreparedDocument:
@@ -61,7 +62,9 @@ def test_results_are_per_run_and_cache_points_at_the_producing_run(store):
     assert store.find_cached("run-3", CONTEXT.cache_key(), [a.document_id])[a.document_id].origin_run_id == "run-1"
     rows = store.results("run-2")
     assert rows.loc[0, "status"] == "ok" and rows.loc[0, "cached_from_run_id"] == "run-1"
-    other = ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local", custom_instructions="x")
+    other = ProcessingContext(model_key="content_compliance", ai_model="local", custom_instructions="x").pinned(
+        catalogue()
+    )
     assert store.find_cached("run-3", other.cache_key(), [a.document_id]) == {}
 
 
@@ -162,8 +165,8 @@ def test_a_store_that_held_the_context_on_every_row_is_moved_to_one_row_per_run(
 
 def test_the_context_is_stored_once_per_run(store):
     context = ProcessingContext(
-        model_key=ModelKey.content_compliance, ai_model="local", custom_instructions="x" * 10_000
-    )
+        model_key="content_compliance", ai_model="local", custom_instructions="x" * 10_000
+    ).pinned(catalogue())
     store.register_batch("run-1", "p", context, [doc(f"{n}.md") for n in range(50)])
     with store.engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM batch_runs WHERE run_id = 'run-1'")) == 1

@@ -10,7 +10,7 @@ import re
 import pandas as pd
 import pytest
 
-from batch_pipeline.analysis import REGISTRY
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.analysis.stored_result import stored_json
 from batch_pipeline.cli.main import main
 from batch_pipeline.llm.response_format import ResponseFormatMode, response_format
@@ -121,17 +121,19 @@ def test_an_llm_answer_is_capped_like_an_offline_result(pipeline_home, instance,
     stored = json.loads(rows_of(result.run_id).loc["mailing_list.md", "result"])
     assert len(stored["findings"]) == 100 and stored["omitted"] == {"findings": 500}
 
-    schema = response_format(REGISTRY["content_compliance"], ResponseFormatMode.json_schema)["json_schema"]["schema"]
+    schema = response_format(catalogue().get("content_compliance"), ResponseFormatMode.json_schema)["json_schema"][
+        "schema"
+    ]
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == set(schema["properties"]) and "omitted" not in schema["properties"]
 
 
-@pytest.mark.parametrize("key", list(REGISTRY))
+@pytest.mark.parametrize("key", list(catalogue().analyses))
 def test_every_models_lists_are_capped_and_a_capped_result_parses(key):
     """The cap is generic: every list of any model's result (content_compliance's findings,
     document_metadata's headings, links and dates) keeps at most the limit, the stored result counts
     the rest per list, and parse_result reads it back as the model's own result."""
-    model = REGISTRY[key]
+    model = catalogue().get(key)
     text = "# Title\n\n" + "\n\n".join(
         f"## Part {i}\n\nMail user{i}@example.com, see https://example.com/{i} on 2024-05-{i % 28 + 1:02d}."
         for i in range(30)
@@ -244,14 +246,14 @@ def test_a_bad_findings_limit_refuses_the_launch_before_anything_is_paid_for(mon
     """$BATCH_PIPELINE_MAX_FINDINGS is read when a result is stored, after an LLM's answer was
     bought: a value that is not a whole number is named at launch instead, with the other problems."""
     from batch_pipeline.batch.request import BatchRequest
-    from batch_pipeline.context import ModelKey, ProcessingContext
+    from batch_pipeline.context import ProcessingContext
 
     monkeypatch.setenv("BATCH_PIPELINE_MAX_FINDINGS", "lots")
     request = BatchRequest(
         project="p",
         source=str(tmp_path),
         documents=None,
-        context=ProcessingContext(model_key=ModelKey.content_compliance, ai_model="gpt-test"),
+        context=ProcessingContext(model_key="content_compliance", ai_model="gpt-test").pinned(catalogue()),
         partition_size=None,
         force=False,
         max_document_bytes=1000,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from batch_pipeline import settings
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.batch.registration import read_batch
 from batch_pipeline.batch.request import BatchRequest, FailurePolicy
 from batch_pipeline.context import ProcessingContext
@@ -168,7 +169,7 @@ def test_the_memory_limit_is_the_deployments_setting(tmp_path, monkeypatch):
         project="p", source=str(tmp_path), documents=None, partition_size=None, force=False,
         max_document_bytes=10_000, follow_symlinks=False, analysis_timeout_seconds=60,
         on_document_failure=FailurePolicy.succeed,
-        context=ProcessingContext(model_key="content_compliance", ai_model="local"),
+        context=ProcessingContext(model_key="content_compliance", ai_model="local").pinned(catalogue()),
     )  # fmt: skip
     monkeypatch.delenv(settings.CONVERSION_MEMORY_ENV, raising=False)
     read_batch(request)

@@ -148,7 +148,8 @@ def test_a_link_out_of_the_folder_is_skipped_without_revealing_its_target(layout
 def test_a_link_planted_where_the_inbox_copies_a_batch_is_not_followed(tmp_path):
     """The run key is foreseeable from the files: a link planted at .batches/<run key> pointing out
     of the inbox receives nothing."""
-    from batch_pipeline.context import ModelKey, ProcessingContext
+    from batch_pipeline.analysis.registry import catalogue
+    from batch_pipeline.context import ProcessingContext
     from batch_pipeline.documents.inbox import SNAPSHOT_DIR, InboxBatch, scan, snapshot
 
     inbox, elsewhere = tmp_path / "inbox", tmp_path / "elsewhere"
@@ -158,7 +159,7 @@ def test_a_link_planted_where_the_inbox_copies_a_batch_is_not_followed(tmp_path)
     scanned = scan(inbox)
     batch = InboxBatch(
         project="p",
-        context=ProcessingContext(model_key=ModelKey.content_compliance, ai_model="local"),
+        context=ProcessingContext(model_key="content_compliance", ai_model="local").pinned(catalogue()),
         priority="normal",
         files=scanned.files,
     )

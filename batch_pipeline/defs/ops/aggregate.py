@@ -10,7 +10,7 @@ from batch_pipeline import settings
 from batch_pipeline.batch.partitions import PartitionSummary
 from batch_pipeline.batch.registration import RegisteredBatch
 from batch_pipeline.batch.request import FailurePolicy
-from batch_pipeline.context import ProcessingContext
+from batch_pipeline.context import PinnedContext
 from batch_pipeline.defs.assets import analysed_documents, record_project
 from batch_pipeline.defs.process import freeze_loaded_objects
 from batch_pipeline.defs.resources import DocumentStoreResource
@@ -34,7 +34,8 @@ def aggregate(
 
     rows = document_store.store.results(context.run_id)
     report = build_report(context.run_id, batch.project, batch.context.model, rows)
-    csv_path, summary_path, html_path = write_report(report, rows, settings.reports_dir() / context.run_id)
+    folder = settings.reports_dir() / context.run_id
+    csv_path, summary_path, html_path = write_report(report, rows, folder, batch.context.model)
     processing = batch.context
     metadata = _report_metadata(report, processing, csv_path, summary_path, html_path)
     record_project(context.instance, batch.project)
@@ -77,7 +78,7 @@ def _run_metrics(context: dg.OpExecutionContext, report: "BatchReport") -> dict:
 
 
 def _report_metadata(
-    report: "BatchReport", processing: ProcessingContext, csv_path: Path, summary_path: Path, html_path: Path
+    report: "BatchReport", processing: PinnedContext, csv_path: Path, summary_path: Path, html_path: Path
 ) -> dict:
     return {
         "documents": report.documents,
@@ -94,7 +95,9 @@ def _report_metadata(
         "report_csv": dg.MetadataValue.path(str(csv_path)),
         "report_summary": dg.MetadataValue.path(str(summary_path)),
         "report_html": dg.MetadataValue.path(str(html_path)),
-        "model_key": processing.model_key.value,
+        "model_key": processing.model_key,
+        "definition_digest": processing.definition.digest,
+        "flagged": report.flagged,
         "ai_model": processing.ai_model,
         "custom_instructions": processing.custom_instructions,
         "input_tokens": sum(u.input_tokens for u in report.usage),

@@ -4,6 +4,7 @@ import time
 
 import dagster as dg
 
+from batch_pipeline.analysis.registry import catalogue
 from batch_pipeline.batch.partitions import Partition
 from batch_pipeline.batch.registration import RegisteredBatch
 from batch_pipeline.defs.config import BatchConfig
@@ -42,8 +43,9 @@ def _launch(
     context: dg.OpExecutionContext, config: BatchConfig, document_store: DocumentStoreResource, llm: LlmResource
 ) -> tuple[RegisteredBatch, list[Partition]]:
     request, store = config.to_request(), document_store.store
-    processing = request.context
-    sequence.refuse_problems(request)
+    sequence.refuse_problems(request, catalogue())
+    request = sequence.pin(request, catalogue())
+    processing = request.pinned_context
     started = time.monotonic()
     read = sequence.read(request, store)
     if request.max_cost_usd is not None:
@@ -121,7 +123,8 @@ def _batch_metadata(batch: RegisteredBatch) -> dict:
         "ignored_files": dg.MetadataValue.json(batch.ignored_files[:SKIPPED_SHOWN]),  # of formats not read
         "ignored_file_count": len(batch.ignored_files),
         "partitions": batch.partitions,
-        "model_key": batch.context.model_key.value,
+        "model_key": batch.context.model_key,
+        "definition_digest": batch.context.definition.digest,
         "ai_model": batch.context.ai_model,
         "response_format": batch.response_format.value if batch.response_format else "offline",
     }

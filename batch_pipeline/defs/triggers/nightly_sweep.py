@@ -3,7 +3,7 @@
 import dagster as dg
 
 from batch_pipeline import settings
-from batch_pipeline.context import LOCAL_AI_MODEL, ModelKey, ProcessingContext
+from batch_pipeline.context import LOCAL_AI_MODEL, ProcessingContext
 from batch_pipeline.defs.config import batch_run_config
 from batch_pipeline.defs.job import document_batch_job
 from batch_pipeline.defs.tags import TRIGGER_TAG, run_tags
@@ -21,7 +21,7 @@ def nightly_compliance_sweep(context: dg.ScheduleEvaluationContext):
     folder = settings.sweep_dir()
     if not folder.is_dir():
         return dg.SkipReason(f"sweep folder {folder} does not exist (set {settings.SWEEP_SOURCE_ENV})")
-    processing = ProcessingContext(model_key=ModelKey.content_compliance, ai_model=LOCAL_AI_MODEL)
+    processing = ProcessingContext(model_key="content_compliance", ai_model=LOCAL_AI_MODEL)
     return dg.RunRequest(
         run_key=context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else None,
         run_config=batch_run_config(

@@ -1,0 +1,50 @@
+"""An analysis's system prompt: a Jinja2 template rendered in Jinja's immutable sandbox, with
+``custom_instructions`` handed to it as a value (text in it is never rendered as template)."""
+
+from functools import cache
+
+import jinja2
+import jinja2.meta
+import jinja2.sandbox
+
+VARIABLES = frozenset({"custom_instructions"})
+
+
+@cache
+def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
+    return jinja2.sandbox.ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
+    )
+
+
+class TemplateProblem(ValueError):
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line = line  # 1-based, within the template
+        self.message = message
+
+
+def template_problems(source: str) -> list[TemplateProblem]:
+    """Syntax errors, and variables other than those a prompt is given."""
+    try:
+        parsed = _environment().parse(source)
+    except jinja2.TemplateSyntaxError as e:
+        return [TemplateProblem(e.lineno or 1, f"template error: {e.message}")]
+    unknown = jinja2.meta.find_undeclared_variables(parsed) - VARIABLES
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        return [TemplateProblem(1, f"the prompt uses {names}; a prompt is given only {', '.join(sorted(VARIABLES))}")]
+    return []
+
+
+def uses_custom_instructions(source: str) -> bool:
+    return "custom_instructions" in jinja2.meta.find_undeclared_variables(_environment().parse(source))
+
+
+@cache
+def _compiled(source: str) -> jinja2.Template:
+    return _environment().from_string(source)
+
+
+def render(source: str, custom_instructions: str) -> str:
+    return _compiled(source).render(custom_instructions=custom_instructions)
