@@ -95,6 +95,8 @@ def workers(celery_env, tmp_path):
     started: list[Worker] = []
 
     def start(name: str, env: dict | None = None) -> Worker:
+        # Unique on the host: two test processes' workers of one name would fight over its pidbox queue.
+        name = f"{name}-{uuid.uuid4().hex[:6]}"
         log = tmp_path / f"worker_{name}.log"
         process = subprocess.Popen(
             [BATCH_PIPELINE, "worker", "--name", name, "--concurrency", "1"],
@@ -161,7 +163,7 @@ def test_partitions_run_on_both_workers_and_every_document_lands_once(celery_env
         starts = step_starts(instance, run_id)
     partitions = [s for s in starts if s[1].startswith("analyse_partition")]
     assert len(partitions) == 10
-    assert {worker.split("@")[0] for _, _, worker, _ in partitions} == {"w1", "w2"}, "not on both workers"
+    assert {worker.split("@")[0] for _, _, worker, _ in partitions} == {w1.name, w2.name}, "not on both workers"
     assert {pid for *_, pid in starts} <= {w1.process.pid, w2.process.pid}  # never in the launching process
     assert process.pid not in {pid for *_, pid in starts}
 
@@ -286,7 +288,9 @@ def test_submit_runs_on_workers_and_run_monitoring_stops_a_run_whose_workers_are
         run = wait_until_finished(instance, run_id)
         assert run.status == dg.DagsterRunStatus.SUCCESS
         assert run.tags[BROKER_PRIORITY_TAG] == BROKER_PRIORITIES["high"]
-        assert {worker_name for _, _, worker_name, _ in step_starts(instance, run_id)} == {f"w1@{socket.gethostname()}"}
+        assert {worker_name for _, _, worker_name, _ in step_starts(instance, run_id)} == {
+            f"{worker.name}@{socket.gethostname()}"
+        }
 
         worker.stop()
         orphan_id = submit(celery_env, url, corpus, "orphan", "--max-runtime", "5")

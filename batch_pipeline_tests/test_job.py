@@ -48,7 +48,7 @@ def test_examples_end_to_end(pipeline_home, instance):
     report_dir = pipeline_home / "reports" / result.run_id
     assert (report_dir / "results.csv").exists()
     summary = (report_dir / "summary.md").read_text()
-    assert "Findings per category" in summary and "| secret" in summary
+    assert "findings.category: items per value" in summary and "| secret" in summary
     page = (report_dir / "report.html").read_text()
     assert page.count("<svg") >= 2  # outcomes and findings per category, drawn inline
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched: opens offline

@@ -27,8 +27,8 @@ LAYERS = [
     "conversion",
     "context",
     "outcome",
-    "settings",
     "analysis",
+    "settings",
 ]
 # Below the Dagster layer: plain Python.
 PLAIN = LAYERS[LAYERS.index("defs") + 1 :]

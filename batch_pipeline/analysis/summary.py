@@ -100,7 +100,7 @@ class SummarySpec(BaseModel):
                 "max": max(numbers, default=0),
             }
         if self.flagged is not None:
-            sections["Flagged documents"] = {
+            sections["Documents flagged"] = {
                 "flagged": sum(1 for r in results if self.is_flagged(r)),
                 "not_flagged": sum(1 for r in results if not self.is_flagged(r)),
             }

@@ -75,3 +75,10 @@ def test_the_folders_come_from_the_environment_only(tmp_path, monkeypatch):
     assert {"triage", "contract_terms"} <= set(load_catalogue().analyses)
     monkeypatch.delenv("BATCH_PIPELINE_ANALYSES")
     assert set(load_catalogue().analyses) == {"content_compliance", "document_metadata"}
+
+
+def test_the_code_location_s_log_names_a_definition_it_could_not_load(tmp_path, caplog):
+    (tmp_path / "bad.yaml").write_text("description: x\nprompt: '{{'\nschema: {type: object}\n")
+    with caplog.at_level("WARNING", logger="batch_pipeline.analysis.registry"):
+        load_catalogue([tmp_path], packages=False)
+    assert f"analysis definition not loaded: {tmp_path / 'bad.yaml'}:2: prompt: template error" in caplog.text

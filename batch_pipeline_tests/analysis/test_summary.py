@@ -17,7 +17,7 @@ def test_counts_lengths_numbers_and_flagged_are_summarised():
     assert summary["urgent: documents per value"] == {"false": 2, "true": 1}
     assert summary["tags: items"] == {"total": 3, "documents_with_any": 2, "max_per_document": 2}
     assert summary["score: values"] == {"total": 1.5, "mean": 0.5, "median": 0.5, "max": 0.8}
-    assert summary["Flagged documents"] == {"flagged": 1, "not_flagged": 2}
+    assert summary["Documents flagged"] == {"flagged": 1, "not_flagged": 2}
 
 
 def test_counts_reach_into_a_list_of_objects_and_rank_by_orders_most_severe_first():
@@ -41,4 +41,4 @@ def test_counts_reach_into_a_list_of_objects_and_rank_by_orders_most_severe_firs
 
 def test_an_empty_batch_summarises_to_zeros():
     summary = SPEC.summary.summarise([])
-    assert summary["score: values"]["mean"] == 0 and summary["Flagged documents"] == {"flagged": 0, "not_flagged": 0}
+    assert summary["score: values"]["mean"] == 0 and summary["Documents flagged"] == {"flagged": 0, "not_flagged": 0}

@@ -18,6 +18,9 @@ RESULT_FIELDS = {
 }  # fmt: skip
 
 
+ANALYSES = REPO_ROOT / "examples" / "analyses"
+
+
 @pytest.fixture
 def finished_run(pipeline_home, instance) -> str:
     return run_job(instance, batch_config(str(EXAMPLE_DOCS), custom_instructions="Note vendors.")).run_id
@@ -72,6 +75,59 @@ def test_models_lists_every_key_with_its_description(capsys):
     out = capsys.readouterr().out
     assert "content_compliance  Finds personal data" in out
     assert "document_metadata   Extracts title" in out
+
+
+def test_models_json_lists_every_analysis_loaded_or_not(capsys, monkeypatch, tmp_path):
+    from batch_pipeline.analysis.registry import load_catalogue
+
+    (tmp_path / "broken.yaml").write_text("description: x\nschema: {type: object}\n")
+    monkeypatch.setattr("batch_pipeline.cli.analyses.catalogue", lambda: load_catalogue([ANALYSES, tmp_path]))
+    assert main(["models", "--format", "json"]) == 0
+    listing = {item["key"]: item for item in json.loads(capsys.readouterr().out)}
+    assert set(listing) == {"content_compliance", "document_metadata", "contract_terms", "invoice_fields",
+                            "support_ticket_triage", "broken"}  # fmt: skip
+    for item in listing.values():
+        assert set(item) == {"key", "description", "origin", "digest", "offline", "fields", "error"}
+    assert listing["invoice_fields"]["fields"]["total"] == "number" and listing["invoice_fields"]["error"] is None
+    assert listing["content_compliance"]["offline"] is True and listing["invoice_fields"]["offline"] is False
+    assert len(listing["contract_terms"]["digest"]) == 64
+    broken = listing["broken"]
+    assert broken["digest"] is None and "broken.yaml:1: prompt is missing" in broken["error"]
+    assert main(["models"]) == 0
+    captured = capsys.readouterr()
+    assert "invoice_fields" in captured.out and "Not loaded (1)" in captured.err
+
+
+def test_try_analysis_validates_a_file_and_shows_what_a_document_would_send(tmp_path, capsys):
+    contract = ANALYSES / "contract_terms.yaml"
+    document = tmp_path / "lease.md"
+    document.write_text("LEASE between A Ltd and B LLC.")
+    assert main(["try-analysis", str(contract), "--document", str(document), "--instructions", "{{ 6 * 7 }}"]) == 0
+    out = capsys.readouterr().out
+    assert f"{contract}: a valid analysis definition" in out and "termination_notice_days (integer)" in out
+    assert "--- system ---\nYou review contracts" in out and "adds: {{ 6 * 7 }}" in out and "42" not in out
+    assert "--- assistant ---" in out and "<document>\nLEASE between A Ltd and B LLC.\n</document>" in out
+    assert main(["try-analysis", str(contract), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["key"] == "contract_terms"
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(contract.read_text().replace("additionalProperties: false", "additionalProperties: true"))
+    assert main(["try-analysis", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {bad}:17: schema: an object must say additionalProperties: false" in err
+    assert main(["try-analysis", str(tmp_path / "missing.yaml")]) == 1
+    assert "missing.yaml: No such file or directory" in capsys.readouterr().err
+
+
+def test_check_names_the_definitions_the_deployment_could_not_load(tmp_path, capsys, monkeypatch):
+    from batch_pipeline.analysis.registry import load_catalogue
+
+    (tmp_path / "broken.yaml").write_text("description: x\nprompt: hi\nschema: {type: object}\n")
+    monkeypatch.setattr("batch_pipeline.cli.local.catalogue", lambda: load_catalogue([tmp_path]))
+    assert main(["check", str(REPO_ROOT / "examples" / "compliance_local.yaml")]) == 0
+    assert "warning: an analysis definition is not loaded: " + str(tmp_path / "broken.yaml") + ":3: schema" in (
+        capsys.readouterr().err
+    )
 
 
 def test_check_names_the_bad_key_and_the_valid_ones(tmp_path, capsys):

@@ -28,7 +28,7 @@ def test_batch_yaml_overrides_defaults(tmp_path):
     project, context, priority = read_batch_settings(
         tmp_path, InboxDefaults(project="p", model_key="content_compliance")
     )
-    assert (project, context.model_key.value, context.ai_model, context.custom_instructions, priority) == (
+    assert (project, context.model_key, context.ai_model, context.custom_instructions, priority) == (
         "p", "document_metadata", "gpt-4.1-mini", "Be brief.", "high",
     )  # fmt: skip
 
@@ -38,7 +38,7 @@ def test_batch_yaml_overrides_defaults(tmp_path):
     [
         (
             "model_key: sentiment\nai_model: local\n",
-            "model_key 'sentiment' is not one of content_compliance, document_metadata",
+            "unknown model_key 'sentiment'; valid keys: content_compliance, document_metadata",
         ),
         ("model_key: content_compliance\n", "no ai_model"),
         ("model_key: content_compliance\nai_model: local\nmodle: x\n", "unknown keys ['modle']"),
