@@ -95,6 +95,9 @@ def test_a_dropped_in_definition_runs_end_to_end_is_cached_by_content_and_a_brok
         assert rows["msa.pdf"]["converter"].startswith("pypdfium2")
         page = (reports / "report.html").read_text()
         assert "auto_renewal: documents per value" in page and "Documents flagged" in page
+        flagged = page[page.index("<h2>Flagged documents") : page.index("<h2>Failed documents")]
+        for field in ("parties", "effective_date", "termination_notice_days", "governing_law"):
+            assert f"<b>{field}</b>" in flagged, field  # each flagged contract with the user's fields
         assert "parties: items" in (reports / "summary.md").read_text()
 
         second = run(env, tmp_path, "second", "contract_terms", corpus)

@@ -113,12 +113,14 @@ EXAMPLE_DOCUMENTS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(EXAMPLE_DOCUMENTS))
 def test_each_example_analysis_runs_against_the_real_server_and_its_answers_fit_its_schema(
-    name, llama_server, tmp_path, shared_store_env
+    llama_server, tmp_path, shared_store_env
 ):
-    """A deployment's own analysis (examples/analyses), as a fresh code location loads it, through
-    llama.cpp's schema-constrained output: every answer stored as ok fits the file's schema."""
+    """A deployment's own analyses (examples/analyses), as a fresh code location loads them, through
+    llama.cpp's schema-constrained output: every answer stored as ok fits its file's schema. The
+    server's grammar does not enforce every keyword (a date's format, say), so a 135M model's answer
+    can still miss: then it is sent back once for repair and, still wrong, kept as invalid_output
+    with its raw text, as any LLM's would be."""
     import sqlalchemy as sa
     import yaml
 
@@ -130,23 +132,28 @@ def test_each_example_analysis_runs_against_the_real_server_and_its_answers_fit_
     examples = REPO_ROOT / "examples" / "analyses"
     env = {**shared_store_env, "BATCH_PIPELINE_ANALYSES": str(examples), "OPENAI_API_KEY": API_KEY,
            "OPENAI_BASE_URL": llama_server}  # fmt: skip
-    run_config = with_llm(
-        batch_config(documents=[{"filename": f"{name}.md", "markdown_content": EXAMPLE_DOCUMENTS[name]}],
-                     model_key=name, ai_model="smollm2"),
-        max_output_tokens=256, timeout_seconds=300, max_concurrent_requests=1, max_attempts=2,
-    )  # fmt: skip
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(run_config))
-    process = dagster_execute(path, tmp_path / "home", env)
-    output, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, output[-3000:]
-    store = DocumentStore(env["BATCH_PIPELINE_DATABASE_URL"])
-    with store.engine.connect() as conn:
-        run_id = conn.scalar(sa.select(batch_runs.c.run_id))  # the store holds this run alone
-    [row] = store.results(run_id).to_dict("records")
-    store.close()
-    assert row["answered_by_model"] == "smollm2" and row["model_key"] == name
-    # A 135M model sometimes generates until max_output_tokens: classified as truncated, its raw answer kept.
-    assert row["status"] in ("ok", "truncated"), (row["status"], row["error"], row["raw_output"])
-    if row["status"] == "ok":
-        result_model(read_definition(examples / f"{name}.yaml").output_schema, name).model_validate_json(row["result"])
+    statuses = {}
+    for name, text in sorted(EXAMPLE_DOCUMENTS.items()):
+        run_config = with_llm(
+            batch_config(documents=[{"filename": f"{name}.md", "markdown_content": text}], model_key=name,
+                         ai_model="smollm2", project=name),
+            max_output_tokens=256, timeout_seconds=300, max_concurrent_requests=1, max_attempts=2,
+        )  # fmt: skip
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(run_config))
+        process = dagster_execute(path, tmp_path / "home", env)
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, output[-3000:]
+        store = DocumentStore(env["BATCH_PIPELINE_DATABASE_URL"])
+        with store.engine.connect() as conn:
+            run_id = conn.scalar(sa.select(batch_runs.c.run_id).where(batch_runs.c.project == name))
+        [row] = store.results(run_id).to_dict("records")
+        store.close()
+        assert row["answered_by_model"] == "smollm2" and row["model_key"] == name
+        statuses[name] = row["status"]
+        if row["status"] == "ok":
+            model = result_model(read_definition(examples / f"{name}.yaml").output_schema, name)
+            model.model_validate_json(row["result"])
+        else:  # truncated at max_output_tokens, or invalid after its repair: the raw answer is kept
+            assert row["status"] in ("truncated", "invalid_output") and row["raw_output"] and row["error"], row
+    assert "ok" in statuses.values(), statuses

@@ -15,6 +15,7 @@ from batch_pipeline.analysis.analysis import Analysis
 from batch_pipeline.analysis.stored_result import OMITTED_KEY
 from batch_pipeline.outcome import DocumentStatus
 from batch_pipeline.report.charts import bar_chart_svg
+from batch_pipeline.report.result_columns import cell
 
 HTML_NAME = "report.html"
 SHOWN_DOCUMENTS = 500  # flagged documents listed; the CSV holds them all
@@ -27,7 +28,7 @@ SHOWN_LABELS = 30  # rows of each summary table, bars of each chart
 class FlaggedDocument:
     filename: str
     level: str  # the value of the definition's rank_by field, when it has one
-    fields: dict[str, object] = field(default_factory=dict)  # the result's top-level scalar fields
+    fields: dict[str, object] = field(default_factory=dict)  # the result's other top-level fields (lists joined)
     details: list[dict] = field(default_factory=list)  # the first SHOWN_FINDINGS items of the `details` list
     stored: int = 0  # items of that list in the stored result
     not_kept: int = 0  # its items the stored result left out (over $BATCH_PIPELINE_MAX_FINDINGS)
@@ -42,7 +43,9 @@ def flagged_documents(rows: pd.DataFrame, model: Analysis) -> list[FlaggedDocume
     """Documents the definition's summary flags (e.g. those with findings, already masked by the
     analyser), the most severe first by its rank_by field."""
     spec, schema = model.definition.summary, model.json_schema
-    scalars = [name for name, kind in model.fields.items() if kind not in ("array", "object")]
+    shown = [
+        name for name, kind in model.fields.items() if kind != "object" and name not in (spec.rank_by, spec.details)
+    ]
     ranked = []
     for row in rows[rows["status"] == DocumentStatus.ok.value].itertuples():
         result = json.loads(row.result or "{}")
@@ -53,7 +56,7 @@ def flagged_documents(rows: pd.DataFrame, model: Analysis) -> list[FlaggedDocume
         document = FlaggedDocument(
             filename=row.filename,
             level="" if spec.rank_by is None else str(result.get(spec.rank_by, "")),
-            fields={name: result.get(name) for name in scalars if name != spec.rank_by},
+            fields={name: cell(result.get(name)) for name in shown},
             details=[item if isinstance(item, dict) else {"value": item} for item in items[:SHOWN_FINDINGS]],
             stored=len(items),
             not_kept=not_kept,
