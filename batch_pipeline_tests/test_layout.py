@@ -17,6 +17,7 @@ LAYERS = [
     "defs",
     "launch",
     "workers",
+    "evaluation",
     "report",
     "batch",
     "llm",

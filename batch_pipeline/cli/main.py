@@ -161,6 +161,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     return analyses.list_analyses(args.format)
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from batch_pipeline.cli import evaluation
+
+    return evaluation.compare_runs(args.run_ids, args.format)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from batch_pipeline.cli import evaluation
+
+    return evaluation.evaluate_run(args.run_id, Path(args.labels), args.format)
+
+
 def cmd_try_analysis(args: argparse.Namespace) -> int:
     from batch_pipeline.cli import analyses
 
@@ -273,6 +285,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("--format", choices=["text", "json"], default="text")
     models.set_defaults(handler=cmd_models)
+
+    compare = commands.add_parser(
+        "compare", help="runs of one analysis over the same documents: agreement per field, cost and latency"
+    )
+    compare.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="two or more; each is compared with the first")
+    compare.add_argument("--format", choices=["table", "json", "csv", "html"], default="table")
+    compare.set_defaults(handler=cmd_compare)
+
+    evaluate = commands.add_parser("evaluate", help="a run scored against labelled answers, field by field")
+    evaluate.add_argument("run_id")
+    evaluate.add_argument(
+        "--labels", required=True, help='JSONL: {"filename" or "sha256": ..., "expected": {field: value}}'
+    )
+    evaluate.add_argument("--format", choices=["table", "json", "csv", "html"], default="table")
+    evaluate.set_defaults(handler=cmd_evaluate)
 
     try_analysis = commands.add_parser(
         "try-analysis",

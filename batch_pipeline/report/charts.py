@@ -15,3 +15,16 @@ def bar_chart_svg(values: dict[str, int | float], title: str) -> str:
     chart = leather.Chart(title)
     chart.add_bars([(value, str(label)[:LABEL_CHARACTERS]) for label, value in values.items()], fill_color=BAR_COLOR)
     return chart.to_svg(width=WIDTH, height=45 * len(values) + 110)
+
+
+def dots_chart_svg(points: dict[str, tuple[float, float]], title: str, x_name: str, y_name: str) -> str:
+    """A scatter of label -> (x, y), each dot labelled in the title's legend order, as an <svg> element."""
+    chart = leather.Chart(title)
+    for index, (label, (x, y)) in enumerate(points.items()):
+        chart.add_dots([(x, y)], name=str(label)[:LABEL_CHARACTERS], fill_color=PALETTE[index % len(PALETTE)], radius=6)
+    chart.add_x_axis(name=x_name)
+    chart.add_y_axis(name=y_name)
+    return chart.to_svg(width=WIDTH, height=360)
+
+
+PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2")
