@@ -1,6 +1,7 @@
 """The UI path: dagster-webserver and dagster-daemon load workspace.yaml; a run launched through
 the webserver's GraphQL API (what the Launchpad does) is queued, started and succeeds."""
 
+import json
 import os
 import re
 import signal
@@ -82,6 +83,27 @@ def test_batch_pipeline_submit_and_status_against_the_webserver(dagster_services
     )
     tag_map = {t["key"]: t["value"] for t in tags["runOrError"]["tags"]}
     assert tag_map["dagster/priority"] == "10" and tag_map["batch_pipeline/model_key"] == "document_metadata"
+
+
+def test_one_submit_launches_one_isolated_run_per_context_and_names_the_compare_command(dagster_services):
+    url = f"http://127.0.0.1:{dagster_services.port}"
+    submitted = cli(
+        dagster_services, "submit", str(EXAMPLE_DOCS), "--model-key", "content_compliance", "--ai-model", "local",
+        "--instructions", "", "--instructions", "Only secrets matter.", "--project", "two-contexts", "--url", url,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    run_ids = submitted.stdout.split()
+    assert len(run_ids) == 2 and f"batch-pipeline compare {run_ids[0]} {run_ids[1]}" in submitted.stderr
+    for run_id, instructions in zip(run_ids, ["", "Only secrets matter."], strict=True):
+        watched = cli(dagster_services, "status", run_id, "--url", url, "--watch", "--interval", "0.5")
+        assert watched.returncode == 0, watched.stderr
+        rows = json.loads("[" + ",".join(cli(dagster_services, "results", run_id).stdout.splitlines()) + "]")
+        assert {row["custom_instructions"] for row in rows} == {instructions}  # each run its own context
+    compared = cli(dagster_services, "compare", *run_ids, "--format", "json")
+    assert compared.returncode == 0, compared.stderr
+    [pair] = json.loads(compared.stdout)["pairs"]
+    # The same offline analyser over the same documents, registered once for both runs: no disagreement.
+    assert pair["documents_in_both"] == EXAMPLE_COUNT and pair["agree_entirely_share"] == 1.0
 
 
 def test_submit_reports_an_unreachable_server_and_a_refused_config(dagster_services, tmp_path):

@@ -4,6 +4,7 @@ config or estimate its cost, submit to a webserver, resume a dead run, start a C
 import argparse
 import contextlib
 import functools
+import itertools
 import os
 import sys
 from collections.abc import Sequence
@@ -110,25 +111,41 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from batch_pipeline.cli import local, remote
 
-    context = ProcessingContext(model_key=args.model_key, ai_model=args.ai_model, custom_instructions=args.instructions)
-    run_config, tags = remote.submission(
-        args.project, str(Path(args.path).resolve()), context, args.priority, args.executor
-    )
-    if problems := local.launch_problems(run_config):  # all at once, before the webserver sees the run
-        for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
+    # One isolated run per context: every combination of the keys, models and instructions given.
+    contexts = [
+        ProcessingContext(model_key=key, ai_model=model, custom_instructions=instructions)
+        for key, model, instructions in itertools.product(
+            dict.fromkeys(args.model_key), dict.fromkeys(args.ai_model), dict.fromkeys(args.instructions or [""])
+        )
+    ]
+    submissions, problems = [], []
+    for context in contexts:
+        run_config, tags = remote.submission(
+            args.project, str(Path(args.path).resolve()), context, args.priority, args.executor
+        )
+        found = local.launch_problems(run_config)  # all at once, before the webserver sees any run
+        label = f"{context.model_key} / {context.ai_model}: " if len(contexts) > 1 else ""
+        problems += [label + problem for problem in found]
+        if args.max_runtime is not None:
+            tags[MAX_RUNTIME_TAG] = str(args.max_runtime)
+        submissions.append((run_config, tags))
+    for problem in dict.fromkeys(problems):
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
         return 2
-    if args.max_runtime is not None:
-        tags[MAX_RUNTIME_TAG] = str(args.max_runtime)
-    try:
-        run_id = remote.submit(args.url, run_config, tags)
-    except remote.WebserverUnreachable as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except remote.RunRefused as e:
-        print(f"error: the webserver refused the run: {e}", file=sys.stderr)
-        return 1
-    print(run_id)
+    run_ids = []
+    for run_config, tags in submissions:
+        try:
+            run_ids.append(remote.submit(args.url, run_config, tags))
+        except remote.WebserverUnreachable as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except remote.RunRefused as e:
+            print(f"error: the webserver refused the run: {e}", file=sys.stderr)
+            return 1
+        print(run_ids[-1], flush=True)
+    if len(run_ids) > 1:
+        print(f"compare them, once they end, with: batch-pipeline compare {' '.join(run_ids)}", file=sys.stderr)
     return 0
 
 
@@ -236,9 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = commands.add_parser("submit", help="submit a batch as a queued run to a running Dagster webserver")
     submit.add_argument("path", help="a folder of .md/.txt files or a .jsonl file (must be readable by the run)")
-    submit.add_argument("--model-key", required=True, help="an analysis the deployment loaded (batch-pipeline models)")
-    submit.add_argument("--ai-model", required=True, help="the LLM name, or 'local' for the offline analysers")
-    submit.add_argument("--instructions", default="", help="custom_instructions")
+    submit.add_argument(
+        "--model-key", required=True, action="append",
+        help="an analysis the deployment loaded (batch-pipeline models); repeat it, --ai-model or --instructions "
+        "to submit one run per combination (each prints its run id), to compare",
+    )  # fmt: skip
+    submit.add_argument(
+        "--ai-model", required=True, action="append", help="the LLM name, or 'local' for the offline analysers"
+    )
+    submit.add_argument("--instructions", action="append", help="custom_instructions (default none)")
     submit.add_argument(
         "--priority",
         choices=["high", "normal", "low"],

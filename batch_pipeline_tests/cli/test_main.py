@@ -171,6 +171,14 @@ def test_submit_names_every_launch_problem_at_once_before_contacting_the_webserv
     assert "unreachable" not in errors.lower()
 
 
+def test_a_multi_context_submit_names_each_context_s_problems_before_submitting_any(capsys):
+    code = main(["submit", str(EXAMPLE_DOCS), "--model-key", "content_compliance", "--model-key", "nope",
+                 "--ai-model", "local", "--ai-model", "gpt-x", "--url", "http://127.0.0.1:9"])  # fmt: skip
+    errors = capsys.readouterr().err
+    assert code == 2 and "unreachable" not in errors.lower()  # nothing was sent: all four contexts checked first
+    assert "nope / local: " in errors and "nope / gpt-x: " in errors and "content_compliance /" not in errors
+
+
 def test_check_names_a_missing_source_with_the_other_problems(tmp_path, capsys):
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(batch_config(str(tmp_path / "nowhere"), project=" ", max_pages=0)))
