@@ -41,10 +41,12 @@ class ProcessingContext(BaseModel):
     def is_local(self) -> bool:
         return self.ai_model == LOCAL_AI_MODEL
 
-    def pinned(self, catalogue: Catalogue) -> "PinnedContext":
-        """This context with the definition its model_key names in the catalogue (UnknownAnalysis if none)."""
-        analysis = catalogue.get(self.model_key)
-        return PinnedContext(**self.model_dump(), definition=analysis.definition)
+    def pinned(self, catalogue: Catalogue, launched_with: AnalysisDefinition | None = None) -> "PinnedContext":
+        """This context with its definition: the one a resumed run was launched with, else the one its
+        model_key names in the catalogue (UnknownAnalysis if none)."""
+        if launched_with is not None and launched_with.key == self.model_key:
+            return PinnedContext(**self.model_dump(), definition=launched_with)
+        return PinnedContext(**self.model_dump(), definition=catalogue.get(self.model_key).definition)
 
     def as_run_config(self) -> dict[str, str]:
         return {"model_key": self.model_key, "ai_model": self.ai_model, "custom_instructions": self.custom_instructions}

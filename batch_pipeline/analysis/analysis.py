@@ -122,9 +122,10 @@ _compiled: dict[tuple[str, AttachedAnalyser | None], Analysis] = {}
 
 
 def compiled(definition: AnalysisDefinition, offline: AttachedAnalyser | None = None) -> Analysis:
-    """One Analysis per definition digest (and analyser), compiled once per process: a memo of
-    immutable values, keyed by content."""
-    key = (definition.digest, offline)
+    """One Analysis per definition (and analyser), compiled once per process: a memo of immutable
+    values, keyed by the whole definition's content (its summary and description too, which the
+    digest leaves out), so that a run gets back exactly the definition it carries."""
+    key = (hashlib.sha256(definition.model_dump_json(by_alias=True).encode()).hexdigest(), offline)
     if key not in _compiled:
         _compiled[key] = Analysis(definition, result_model(definition.output_schema, definition.key), offline)
     return _compiled[key]

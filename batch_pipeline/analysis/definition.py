@@ -29,6 +29,24 @@ KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_FILE_BYTES = 1_000_000
 
 
+class DefinitionLoader(yaml.SafeLoader):
+    """YAML as JSON Schema means it: an unquoted 2024-01-01 stays text (not a date), and only
+    true/false are booleans (yes/no/on/off stay text, as in YAML 1.2)."""
+
+
+DefinitionLoader.yaml_implicit_resolvers = {
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+DefinitionLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 class Example(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     document: str
@@ -55,7 +73,8 @@ class AnalysisDefinition(BaseModel):
             "schema": self.output_schema,
             "examples": [e.model_dump() for e in self.examples],
         }
-        self._digest = hashlib.sha256(json.dumps(shaping, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        # Not sorted: the order of a schema's properties is the order an LLM writes them in.
+        self._digest = hashlib.sha256(json.dumps(shaping, ensure_ascii=False).encode()).hexdigest()
 
     @property
     def digest(self) -> str:
@@ -93,8 +112,8 @@ def read_definition(path: Path) -> AnalysisDefinition:
 
 def parse_definition(text: str, origin: str, default_key: str | None = None) -> AnalysisDefinition:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=DefinitionLoader)
+        data = yaml.load(text, Loader=DefinitionLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise DefinitionInvalid(
@@ -112,7 +131,13 @@ def parse_definition(text: str, origin: str, default_key: str | None = None) -> 
     except ValidationError as e:
         problems = [Problem(line=locate(err["loc"]), message=_message(err)) for err in e.errors()]
         raise DefinitionInvalid(origin, problems, key) from None
-    problems = _content_problems(definition, locate)
+    except Exception as e:  # e.g. a digest over values JSON cannot hold
+        raise DefinitionInvalid(origin, [Problem(line=None, message=f"cannot be used: {e}")], key) from None
+    try:
+        problems = _content_problems(definition, locate)
+        definition.digest  # noqa: B018 - computed at validation; here only to be sure it is
+    except Exception as e:  # whatever a hostile file finds that the checks above did not: it alone fails
+        problems = [Problem(line=None, message=f"cannot be used: {type(e).__name__}: {e}")]
     if problems:
         raise DefinitionInvalid(origin, problems, key)
     return definition

@@ -2,21 +2,24 @@
 here accepts (OpenAI's strict structured outputs, llama.cpp's schema grammars, the schema in the
 prompt), checked at load, and the pydantic model an answer is validated with.
 
-The subset: an object root; every object lists all its properties in ``required`` and says
+The subset (OpenAI's strict mode's supported keywords, and what llama.cpp's grammars take): an
+object root; every object lists all its properties in ``required`` and says
 ``additionalProperties: false``; a value that may be missing is nullable (``type: [X, "null"]``),
-never optional; ``enum``, arrays (``items``, ``minItems``/``maxItems``), nested objects, numbers
-with bounds, strings with ``pattern``, lengths and the formats below. No ``$ref``, no
-combinators: what a schema says, every mode can enforce.
+never optional; ``enum`` (its values of the field's type), arrays (``items``,
+``minItems``/``maxItems``), nested objects (at most 10 levels), numbers with bounds, strings with
+a ``pattern`` written ``^...$`` (no lookaround) or one of the formats below. No ``$ref``, no
+combinators, no string lengths: what a schema says, every mode can enforce.
 """
 
 import datetime as dt
 import ipaddress
+import math
 import re
 import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, create_model
 
 Path = tuple[str | int, ...]  # where in the schema, as keys and indexes
 
@@ -25,7 +28,7 @@ COMMON = {"type", "description", "title", "enum"}
 ALLOWED = {
     "object": COMMON | {"properties", "required", "additionalProperties"},
     "array": COMMON | {"items", "minItems", "maxItems"},
-    "string": COMMON | {"pattern", "format", "minLength", "maxLength"},
+    "string": COMMON | {"pattern", "format"},
     "number": COMMON | {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"},
     "integer": COMMON | {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"},
     "boolean": COMMON,
@@ -39,12 +42,17 @@ FORMATS: dict[str, Any] = {
     "ipv6": ipaddress.IPv6Address,
     "email": Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")],
     "hostname": Annotated[str, Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")],
-    "duration": Annotated[
-        str, Field(pattern=r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
-    ],
+    "duration": Annotated[str, Field(pattern=r"^P(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")],
 }
 # A name the store keeps beside a result's own fields (stored_result.OMITTED_KEY).
 RESERVED_FIELDS = {"omitted"}
+FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+MAX_DEPTH = 10  # OpenAI's limit on nesting
+MAX_PROPERTIES = 5000  # OpenAI's limit on properties in one schema
+BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+COUNTS = ("minItems", "maxItems")
+LOOKAROUND = re.compile(r"\(\?<?[=!]")
+VALUE_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
 
 
 class SchemaProblem(ValueError):
@@ -76,8 +84,11 @@ def _node_problems(node: Any, path: Path) -> Iterator[SchemaProblem]:
     if not isinstance(node, dict):
         yield SchemaProblem(path, "a schema must be a mapping")
         return
-    types, _ = _types_of(node)
-    if len(types) != 1 or types[0] not in TYPES:
+    if sum(1 for part in path if part == "properties") + sum(1 for part in path if part == "items") > MAX_DEPTH:
+        yield SchemaProblem(path, f"nested more than {MAX_DEPTH} levels deep")
+        return
+    types, nullable = _types_of(node)
+    if not all(isinstance(t, str) for t in types) or len(types) != 1 or types[0] not in TYPES:
         yield SchemaProblem(
             (*path, "type"),
             f'type must be one of {", ".join(TYPES)} (or a list of one of them and "null"), not {node.get("type")!r}',
@@ -86,15 +97,11 @@ def _node_problems(node: Any, path: Path) -> Iterator[SchemaProblem]:
     kind = types[0]
     for keyword in sorted(set(node) - ALLOWED[kind]):
         yield SchemaProblem((*path, keyword), f"{keyword!r} is not in the strict subset for type {kind}")
-    if "enum" in node and (not isinstance(node["enum"], list) or not node["enum"]):
-        yield SchemaProblem((*path, "enum"), "enum must be a non-empty list")
-    if kind == "string" and "format" in node and node["format"] not in FORMATS:
+    yield from _value_problems(node, path, kind, nullable)
+    if kind == "string" and "format" in node and (not isinstance(node["format"], str) or node["format"] not in FORMATS):
         yield SchemaProblem((*path, "format"), f"format must be one of {', '.join(FORMATS)}")
     if kind == "string" and "pattern" in node:
-        try:
-            re.compile(node["pattern"])
-        except (re.error, TypeError) as e:
-            yield SchemaProblem((*path, "pattern"), f"pattern is not a regular expression: {e}")
+        yield from _pattern_problems(node["pattern"], (*path, "pattern"))
     if kind == "object":
         yield from _object_problems(node, path)
     if kind == "array":
@@ -104,14 +111,67 @@ def _node_problems(node: Any, path: Path) -> Iterator[SchemaProblem]:
             yield from _node_problems(node["items"], (*path, "items"))
 
 
+def _value_problems(node: dict, path: Path, kind: str, nullable: bool) -> Iterator[SchemaProblem]:
+    """The keywords' own values: enum values of the field's type, bounds that are finite numbers,
+    counts that are whole numbers from 0."""
+    if "enum" in node:
+        values = node["enum"]
+        if not isinstance(values, list) or not values:
+            yield SchemaProblem((*path, "enum"), "enum must be a non-empty list")
+        elif kind in VALUE_TYPES:
+            wrong = [v for v in values if not (v is None and nullable) and not _of_type(v, kind)]
+            if wrong:
+                yield SchemaProblem((*path, "enum"), f"enum values must be of type {kind}: not {wrong!r} (quote them)")
+    for keyword in BOUNDS:
+        value = node.get(keyword)
+        if keyword in node and not (_of_type(value, "number") and math.isfinite(value)):
+            yield SchemaProblem((*path, keyword), f"{keyword} must be a finite number, not {value!r}")
+        elif keyword == "multipleOf" and keyword in node and value <= 0:
+            yield SchemaProblem((*path, keyword), "multipleOf must be more than 0")
+    for keyword in COUNTS:
+        value = node.get(keyword)
+        if keyword in node and not (_of_type(value, "integer") and value >= 0):
+            yield SchemaProblem((*path, keyword), f"{keyword} must be a whole number from 0, not {value!r}")
+
+
+def _of_type(value: Any, kind: str) -> bool:
+    if isinstance(value, bool):
+        return kind == "boolean"
+    return isinstance(value, VALUE_TYPES[kind])
+
+
+def _pattern_problems(pattern: Any, path: Path) -> Iterator[SchemaProblem]:
+    if not isinstance(pattern, str):
+        yield SchemaProblem(path, "pattern must be text")
+        return
+    if not (pattern.startswith("^") and pattern.endswith("$")):
+        yield SchemaProblem(path, "pattern must be written ^...$ (llama.cpp's grammars take no other)")
+    if LOOKAROUND.search(pattern):
+        yield SchemaProblem(path, "pattern may not use lookarounds ((?=, (?!, (?<=, (?<!)")
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        yield SchemaProblem(path, f"pattern is not a regular expression: {e}")
+
+
 def _object_problems(node: dict, path: Path) -> Iterator[SchemaProblem]:
     properties = node.get("properties")
     if not isinstance(properties, dict) or not properties:
         yield SchemaProblem(path, "an object must list its properties")
         return
+    for name in properties:
+        if not isinstance(name, str) or not FIELD_NAME.match(name) or name.startswith("model_"):
+            yield SchemaProblem(
+                (*path, "properties", str(name)),
+                f"field name {name!r}: a letter, then letters, digits or _ (not model_...)",
+            )
+    if any(not isinstance(name, str) for name in properties):
+        return
     if node.get("additionalProperties") is not False:
         yield SchemaProblem(path, "an object must say additionalProperties: false")
     required = node.get("required")
+    if isinstance(required, list) and not all(isinstance(name, str) for name in required):
+        required = None
     if not isinstance(required, list) or set(required) != set(properties):
         missing = sorted(set(properties) - set(required if isinstance(required, list) else []))
         yield SchemaProblem(
@@ -170,8 +230,8 @@ def _annotation(node: dict, name: str) -> Any:
             "lt": node.get("exclusiveMaximum"),
             "multiple_of": node.get("multipleOf"),
         }
-        number = int if kind == "integer" else float
-        annotation = Annotated[number, Field(**bounds)]
+        number = StrictInt if kind == "integer" else float
+        annotation = Annotated[number, Field(strict=True, **bounds)]
     return Optional[annotation] if nullable else annotation  # noqa: UP045 - a runtime-built type
 
 

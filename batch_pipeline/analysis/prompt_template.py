@@ -34,7 +34,21 @@ def template_problems(source: str) -> list[TemplateProblem]:
     if unknown:
         names = ", ".join(sorted(unknown))
         return [TemplateProblem(1, f"the prompt uses {names}; a prompt is given only {', '.join(sorted(VARIABLES))}")]
+    for sample in ("", "Sample instructions."):  # what fails only when rendered (an include, 1/0, a missing attribute)
+        try:
+            _environment().from_string(source).render(custom_instructions=sample)
+        except Exception as e:
+            line = next((frame.tb_lineno for frame in _template_frames(e)), 1)
+            return [TemplateProblem(line, f"template error when rendered: {type(e).__name__}: {e}")]
     return []
+
+
+def _template_frames(error: BaseException):
+    traceback = error.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_filename == "<template>":
+            yield traceback
+        traceback = traceback.tb_next
 
 
 def uses_custom_instructions(source: str) -> bool:

@@ -130,8 +130,6 @@ def _rule(field: str, node: dict, values: list) -> FieldRule:
         return FieldRule(field, "exact")
     if "format" in node or "pattern" in node:
         return FieldRule(field, "exact")
-    if node.get("maxLength", SHORT_STRING + 1) <= SHORT_STRING:
-        return FieldRule(field, "normalised")
     lengths = [len(v) for v in values if isinstance(v, str)]
     if lengths and statistics.median(lengths) > SHORT_STRING:
         return FieldRule(field, "changed")

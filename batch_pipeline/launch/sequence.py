@@ -5,7 +5,8 @@ Which checks need what:
 - `client_side_problems` needs nothing but the run config: `submit` may run it on a client;
 - `refuse_problems` adds the analysis's (its key among those the deployment loaded, an offline
   analyser for ai_model local): where the run executes, and `check`; `pin` then fixes the run's
-  definition for every step, worker and resume;
+  definition for every step and worker; a resumed run pins the definition its first run was
+  launched with (`launched_definition`), whatever the file says now;
 - `read`, `refuse_over_budget` and `register` need the source (and the store), so they run where
   the run executes, and for `check`/`estimate` on the host that has the folder;
 - `check_provider` and `settle_response_format` need the key and the endpoint: where the run
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from batch_pipeline.analysis.definition import AnalysisDefinition
 from batch_pipeline.analysis.registry import Catalogue, UnknownAnalysis
 from batch_pipeline.batch.estimate import CostEstimate, estimate_batch, expected_response_format
 from batch_pipeline.batch.partitions import Partition
@@ -37,6 +39,7 @@ from batch_pipeline.llm.unavailable import LlmUnavailable
 from batch_pipeline.settings import NotAllowed
 from batch_pipeline.store import DocumentStore
 from batch_pipeline.store.remembered import remember_response_format, remembered_response_format
+from batch_pipeline.store.run_records import run_record
 
 if TYPE_CHECKING:
     from batch_pipeline.llm.provider import LlmProvider
@@ -60,12 +63,14 @@ def client_side_problems(request: BatchRequest) -> list[str]:
     return request.problems()
 
 
-def analysis_problems(request: BatchRequest, catalogue: Catalogue) -> list[str]:
-    """The analysis the run names: loaded here (a broken definition is named with its error), and
-    with an offline analyser when ai_model is local."""
+def analysis_problems(
+    request: BatchRequest, catalogue: Catalogue, launched_with: AnalysisDefinition | None = None
+) -> list[str]:
+    """The analysis the run names: loaded here (a broken definition is named with its error), or
+    the definition a resumed run was launched with; with an offline analyser when ai_model is local."""
     context = request.context
     try:
-        analysis = catalogue.get(context.model_key)
+        analysis = context.pinned(catalogue, launched_with).model
     except UnknownAnalysis as e:
         return [str(e)]
     if context.is_local and analysis.offline is None:
@@ -77,16 +82,26 @@ def analysis_problems(request: BatchRequest, catalogue: Catalogue) -> list[str]:
     return []
 
 
-def refuse_problems(request: BatchRequest, catalogue: Catalogue) -> None:
+def refuse_problems(
+    request: BatchRequest, catalogue: Catalogue, launched_with: AnalysisDefinition | None = None
+) -> None:
     """client_side_problems and analysis_problems, named at once, as a refusal."""
-    if problems := client_side_problems(request) + analysis_problems(request, catalogue):
+    if problems := client_side_problems(request) + analysis_problems(request, catalogue, launched_with):
         listed = "".join(f"\n- {problem}" for problem in problems)
         raise LaunchRefused(REFUSED, f"{len(problems)} problem(s) in the run config:{listed}", retryable=False)
 
 
-def pin(request: BatchRequest, catalogue: Catalogue) -> BatchRequest:
-    """The request with its context pinned to the definition its model_key names now."""
-    return request.model_copy(update={"context": request.context.pinned(catalogue)})
+def pin(request: BatchRequest, catalogue: Catalogue, launched_with: AnalysisDefinition | None = None) -> BatchRequest:
+    """The request with its context pinned: to the definition a resumed run was launched with, else
+    to the one its model_key names now."""
+    return request.model_copy(update={"context": request.context.pinned(catalogue, launched_with)})
+
+
+def launched_definition(store: DocumentStore, run_id: str) -> AnalysisDefinition | None:
+    """The definition a run was launched with, as the store keeps it (None for runs from before)."""
+    record = run_record(store, run_id)
+    digest = record.definition_digest if record is not None else None
+    return store.analysis_definition(digest) if digest else None
 
 
 def read(request: BatchRequest, store: DocumentStore) -> ReadBatch:

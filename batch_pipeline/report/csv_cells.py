@@ -17,7 +17,10 @@ def neutralised(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame with its text cells unable to start a formula. Only text is touched: -3 in a numeric
     column, or as a number among a column's Python objects, stays -3."""
     text_columns = [c for c in frame.columns if frame[c].dtype == object or isinstance(frame[c].dtype, pd.StringDtype)]
-    return frame.assign(**{c: frame[c].map(_neutralised_cell) for c in text_columns})
+    neutral = frame.copy()
+    for column in text_columns:  # not assign(**...): a column may be named anything, "self" too
+        neutral[column] = frame[column].map(_neutralised_cell)
+    return neutral
 
 
 def write_csv(frame: pd.DataFrame, target) -> None:

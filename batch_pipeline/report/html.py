@@ -15,13 +15,14 @@ from batch_pipeline.analysis.analysis import Analysis
 from batch_pipeline.analysis.stored_result import OMITTED_KEY
 from batch_pipeline.outcome import DocumentStatus
 from batch_pipeline.report.charts import bar_chart_svg
-from batch_pipeline.report.result_columns import cell
+from batch_pipeline.report.result_columns import cell, columns_of
 
 HTML_NAME = "report.html"
 SHOWN_DOCUMENTS = 500  # flagged documents listed; the CSV holds them all
 SHOWN_FINDINGS = 10  # per flagged document
 SHOWN_FAILURES = 500
 SHOWN_LABELS = 30  # rows of each summary table, bars of each chart
+SHOWN_RESULTS = 100  # documents in the results table, a column per field of the analysis
 
 
 @dataclass
@@ -65,6 +66,20 @@ def flagged_documents(rows: pd.DataFrame, model: Analysis) -> list[FlaggedDocume
     return [document for _, _, document in sorted(ranked, key=lambda item: item[:2])]
 
 
+def results_table(rows: pd.DataFrame, model: Analysis) -> tuple[list[str], list[dict]]:
+    """The first SHOWN_RESULTS answered documents, a column per top-level field (as results.csv has them)."""
+    columns = columns_of(model.fields, model.json_schema)
+    table = []
+    for row in rows[rows["status"] == DocumentStatus.ok.value].head(SHOWN_RESULTS).itertuples():
+        result = json.loads(row.result or "{}")
+        cells = {
+            column: len(result.get(field) or []) if column != field else cell(result.get(field))
+            for column, field in columns.items()
+        }
+        table.append({"document": row.filename, **cells})
+    return ["document", *columns], table
+
+
 def render_html(report, rows: pd.DataFrame, model: Analysis) -> str:
     """The page for a BatchReport, its stored rows and the analysis that produced them."""
     summary = {title: _shown_labels(values) for title, values in report.model_summary.items()}
@@ -72,6 +87,7 @@ def render_html(report, rows: pd.DataFrame, model: Analysis) -> str:
     charts += [bar_chart_svg(values, title) for title, values in summary.items() if values]
     failed = rows[~rows["status"].isin([DocumentStatus.ok.value, DocumentStatus.pending.value])]
     flagged = flagged_documents(rows, model)
+    result_columns, results = results_table(rows, model)
     return (
         _environment()
         .get_template("report.html.j2")
@@ -80,6 +96,9 @@ def render_html(report, rows: pd.DataFrame, model: Analysis) -> str:
             charts=charts,
             flagged=flagged[:SHOWN_DOCUMENTS],
             rank_by=model.definition.summary.rank_by,
+            result_columns=result_columns,
+            results=results,
+            ok_count=int((rows["status"] == DocumentStatus.ok.value).sum()),
             details_name=model.definition.summary.details,
             flagged_count=len(flagged),
             failures=failed[["filename", "status", "error"]].head(SHOWN_FAILURES).to_dict("records"),

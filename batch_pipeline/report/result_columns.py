@@ -38,7 +38,8 @@ def with_result_columns(rows: pd.DataFrame, fields: dict[str, str], schema: dict
         name = f"result.{column}" if column in rows.columns or column == OMITTED_KEY else column
         counted = column != field
         columns[name] = [
-            (len(result[field]) if counted else cell(result[field])) if field in result else None for result in parsed
+            (len(result[field] or []) if counted else cell(result[field])) if field in result else None
+            for result in parsed
         ]
     position = list(rows.columns).index("result") + 1
     expanded = rows.copy()

@@ -1,5 +1,7 @@
 """Definition files: what loads, what is refused (named by file and line), and what the digest covers."""
 
+import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -36,9 +38,8 @@ def test_the_prompt_gets_custom_instructions_as_a_value_never_as_template_text()
 
 def test_the_sandbox_refuses_a_template_that_reaches_for_python_internals():
     text = VALID.replace("Read the ticket", "{{ custom_instructions.__class__.__mro__ }}")
-    analysis = compiled(parse_definition(text, "t.yaml", default_key="t"))
-    with pytest.raises(Exception, match="unsafe|not safely|access"):
-        analysis.system_prompt("x")
+    with pytest.raises(DefinitionInvalid, match="t.yaml:3: prompt: template error when rendered: SecurityError"):
+        parse_definition(text, "t.yaml", default_key="t")
 
 
 @pytest.mark.parametrize(
@@ -117,3 +118,71 @@ def test_a_file_that_is_not_a_mapping_or_not_utf8_is_refused(tmp_path):
     latin.write_bytes("description: caf\xe9\n".encode("latin-1"))
     with pytest.raises(DefinitionInvalid, match="latin.yaml:1: not UTF-8 text"):
         read_definition(latin)
+
+
+def schema_with(field: dict, name: str = "s") -> str:
+    schema = {"type": "object", "properties": {name: field}, "required": [name], "additionalProperties": False}
+    return f"description: d\nprompt: p\nschema: {json.dumps(schema)}\n"
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ({"type": "string", "pattern": "^(?=a)a$"}, "lookarounds"),
+        ({"type": "string", "pattern": "[A-Z]{3}"}, "written ^...$"),
+        ({"type": "integer", "minimum": "abc"}, "minimum must be a finite number"),
+        ({"type": "number", "multipleOf": 0}, "multipleOf must be more than 0"),
+        ({"type": "array", "items": {"type": "string"}, "minItems": -1}, "minItems must be a whole number"),
+        ({"type": "string", "format": ["date"]}, "format must be one of"),
+        ({"type": "string", "maxLength": 10}, "'maxLength' is not in the strict subset"),
+        ({"type": "string", "enum": ["a", 1]}, "enum values must be of type string"),
+    ],
+)
+def test_a_schema_no_mode_could_enforce_is_refused_not_crashed_on(field, message):
+    assert any(message in text for _, text in problems_of(schema_with(field))), problems_of(schema_with(field))
+
+
+@pytest.mark.parametrize("name", ["_id", "model_dump", "a b"])
+def test_a_field_name_pydantic_or_a_spreadsheet_could_not_hold_is_refused(name):
+    assert any("field name" in text for _, text in problems_of(schema_with({"type": "string"}, name)))
+
+
+def test_every_documented_format_loads_and_validates():
+    samples = {"date": "2024-02-29", "date-time": "2024-02-29T10:00:00Z", "time": "10:00:00", "uuid": str(uuid.uuid4()),
+               "email": "a@example.com", "hostname": "example.com", "ipv4": "192.0.2.1", "ipv6": "2001:db8::1",
+               "duration": "P1DT2H"}  # fmt: skip
+    for name, value in samples.items():
+        definition = parse_definition(schema_with({"type": "string", "format": name}), "f.yaml", default_key="f")
+        compiled(definition).result_schema.model_validate({"s": value})
+
+
+def test_unquoted_dates_and_yes_no_stay_text_as_json_schema_means_them():
+    text = VALID.replace("product: null", "product: 2024-01-01").replace(
+        "category: {type: string, enum: [billing, bug]}", "category: {type: string, enum: [billing, bug, yes]}"
+    )
+    definition = parse_definition(text, "t.yaml", default_key="t")
+    assert definition.examples[0].result["product"] == "2024-01-01"
+    assert definition.output_schema["properties"]["category"]["enum"] == ["billing", "bug", "yes"]
+
+
+def test_a_template_that_fails_only_when_rendered_is_refused_at_load():
+    for prompt, message in [("{{ 1/0 }}", "ZeroDivisionError"), ("{% include 'x' %}", "no loader"),
+                            ("{{ custom_instructions.missing }}", "has no attribute 'missing'")]:  # fmt: skip
+        found = problems_of(VALID.replace("Read the ticket and triage it.", prompt))
+        assert any("template error when rendered" in text and message in text for _, text in found), found
+
+
+def test_reordering_the_schema_s_properties_changes_the_digest():
+    reordered = VALID.replace(
+        "    category: {type: string, enum: [billing, bug]}\n    urgent: {type: boolean}\n",
+        "    urgent: {type: boolean}\n    category: {type: string, enum: [billing, bug]}\n",
+    )
+    assert reordered != VALID
+    assert parse_definition(reordered, "t.yaml", "t").digest != parse_definition(VALID, "t.yaml", "t").digest
+
+
+def test_a_pinned_definition_is_compiled_with_its_own_summary_not_another_of_the_same_digest():
+    first = parse_definition(VALID, "t.yaml", "triage")
+    second = parse_definition(VALID.replace("lengths: [tags]", "lengths: []"), "t.yaml", "triage")
+    assert first.digest == second.digest
+    assert compiled(first).definition.summary.lengths == ["tags"] and compiled(second).definition.summary.lengths == []

@@ -93,3 +93,23 @@ def test_the_launch_pins_the_definition_it_found(tmp_path):
     assert pinned.pinned_context.definition == loaded.get("contract_terms").definition
     with pytest.raises(TypeError, match="not pinned"):
         _ = request_of(str(EXAMPLE_DOCS)).pinned_context
+
+
+def test_a_resume_pins_the_definition_its_first_run_was_launched_with(store, tmp_path):
+    """The file was edited (or removed) since the first run: the resume still analyses with the
+    definition the first run was launched with, as the store kept it."""
+    from batch_pipeline.context import ProcessingContext
+    from batch_pipeline_tests.conftest import register_texts
+
+    loaded = load_catalogue([EXAMPLES])
+    first = ProcessingContext(model_key="contract_terms", ai_model="gpt-x").pinned(loaded)
+    register_texts(store, "first-run", first, ["a contract"])
+    kept = sequence.launched_definition(store, "first-run")
+    assert kept.digest == first.definition.digest and kept.summary == first.definition.summary
+    assert sequence.launched_definition(store, "no-such-run") is None
+
+    without_the_file = load_catalogue([])  # the deployment no longer has contract_terms.yaml
+    request = request_of(str(EXAMPLE_DOCS), model_key="contract_terms", ai_model="gpt-x")
+    assert sequence.analysis_problems(request, without_the_file) != []
+    sequence.refuse_problems(request, without_the_file, kept)
+    assert sequence.pin(request, without_the_file, kept).pinned_context.definition == kept

@@ -43,8 +43,11 @@ def _launch(
     context: dg.OpExecutionContext, config: BatchConfig, document_store: DocumentStoreResource, llm: LlmResource
 ) -> tuple[RegisteredBatch, list[Partition]]:
     request, store = config.to_request(), document_store.store
-    sequence.refuse_problems(request, catalogue())
-    request = sequence.pin(request, catalogue())
+    budget_run = _budget_run(context)  # before anything is written: a forged tag is refused
+    # A resume analyses with the definition its first run was launched with.
+    launched_with = sequence.launched_definition(store, budget_run) if budget_run != context.run_id else None
+    sequence.refuse_problems(request, catalogue(), launched_with)
+    request = sequence.pin(request, catalogue(), launched_with)
     processing = request.pinned_context
     started = time.monotonic()
     read = sequence.read(request, store)
@@ -59,7 +62,6 @@ def _launch(
             "custom_instructions are recorded with every result, but the offline analysers (ai_model: local) "
             "do not interpret them."
         )
-    budget_run = _budget_run(context)  # before anything is written: a forged tag is refused
     batch, partitions = sequence.register(store, context.run_id, request, read, llm.max_concurrent_requests, budget_run)
     seconds = time.monotonic() - started
     settled = sequence.settle_response_format(
