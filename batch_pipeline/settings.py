@@ -93,7 +93,8 @@ def analyses_folders() -> list[Path]:
     """Folders of analysis definition files the deployment adds (``BATCH_PIPELINE_ANALYSES``, separated
     like PATH); run config never names one."""
     value = os.environ.get(ANALYSES_ENV, "")
-    return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
+    folders = [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
+    return list({folder.resolve(): folder for folder in folders}.values())  # a folder named twice is read once
 
 
 def is_private(path: Path) -> bool:

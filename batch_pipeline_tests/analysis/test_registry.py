@@ -71,8 +71,8 @@ def test_a_missing_folder_is_reported_not_fatal(tmp_path):
 
 def test_the_folders_come_from_the_environment_only(tmp_path, monkeypatch):
     (tmp_path / "triage.yaml").write_text(VALID)
-    monkeypatch.setenv("BATCH_PIPELINE_ANALYSES", f"{tmp_path}:{EXAMPLES}")
-    assert {"triage", "contract_terms"} <= set(load_catalogue().analyses)
+    monkeypatch.setenv("BATCH_PIPELINE_ANALYSES", f"{tmp_path}:{EXAMPLES}:{tmp_path}/")  # one folder twice: read once
+    assert {"triage", "contract_terms"} <= set(load_catalogue().analyses) and not load_catalogue().broken
     monkeypatch.delenv("BATCH_PIPELINE_ANALYSES")
     assert set(load_catalogue().analyses) == {"content_compliance", "document_metadata"}
 
