@@ -59,6 +59,11 @@ class PinnedContext(ProcessingContext):
 
     @property
     def model(self) -> Analysis:
+        """The pinned analysis; for ai_model local with this installation's offline analyser. An LLM
+        needs only the definition: its processes never read the catalogue."""
+        return self.model_with_offline_analyser() if self.is_local else compiled(self.definition)
+
+    def model_with_offline_analyser(self) -> Analysis:
         from batch_pipeline.analysis.registry import catalogue
 
         loaded = catalogue().analyses.get(self.model_key)

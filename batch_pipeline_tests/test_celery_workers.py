@@ -264,7 +264,7 @@ def submit(env: dict, url: str, corpus: Path, project: str, *options: str) -> st
     submitted = subprocess.run(
         [BATCH_PIPELINE, "submit", str(corpus), "--model-key", "content_compliance", "--ai-model", "local",
          "--executor", "celery", "--project", project, "--url", url, *options],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env, capture_output=True, text=True, timeout=180,  # the webserver answers slowly under the whole suite
     )  # fmt: skip
     assert submitted.returncode == 0, submitted.stderr
     return submitted.stdout.strip()

@@ -146,7 +146,7 @@ def _uncalibrated_output_tokens(context: PinnedContext, texts: list[str]) -> flo
     analysis without one, of its examples' results; else of its schema (an answer names every field)."""
     if not texts:
         return 0.0
-    analysis = context.model
+    analysis = context.model_with_offline_analyser()
     if analysis.offline is not None:
         sample = random.Random(0).sample(texts, min(OFFLINE_SAMPLE, len(texts)))
         answers = [analysis.analyse_offline(text).model_dump_json() for text in sample]
