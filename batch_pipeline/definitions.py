@@ -2,8 +2,9 @@
 
 import dagster as dg
 
-from batch_pipeline.defs.assets import analysed_documents
-from batch_pipeline.defs.job import document_batch_job
+from batch_pipeline.defs.executor import batch_executor
+from batch_pipeline.defs.job import ASSET_RESOURCES, analysed_documents, document_batch_job
+from batch_pipeline.defs.launch_schema import launch_safe
 from batch_pipeline.defs.triggers.failure_sensor import batch_failure_sensor
 from batch_pipeline.defs.triggers.inbox_sensor import InboxConfig, inbox_sensor
 from batch_pipeline.defs.triggers.nightly_sweep import nightly_compliance_sweep
@@ -13,7 +14,8 @@ defs = dg.Definitions(
     jobs=[document_batch_job],
     sensors=[inbox_sensor, batch_failure_sensor],
     schedules=[nightly_compliance_sweep],
-    resources={"inbox": InboxConfig.from_env()},  # the job carries its own resources
+    resources={"inbox": launch_safe(InboxConfig.from_env()), **ASSET_RESOURCES},  # the job carries its own
+    executor=batch_executor,  # for Materialize on the asset's page, as for the job
 )
 
 

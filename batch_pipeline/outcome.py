@@ -64,3 +64,18 @@ class AnalysisOutcome(BaseModel):
     request_id: str | None = None
     answered_by_model: str | None = None
     llm_api: LlmApi | None = None  # the Batch API's price or the online one, for an LLM answer
+
+
+FAILURE_RATE_CHECK = "failure_rate"
+LABELLED_SCORE_CHECK = "labelled_score"
+
+
+class CheckOutcome(BaseModel):
+    """How one of a run's checks ended (the asset checks of analysed_documents): what it measured,
+    the line it had to keep, and whether the run kept it. With no line the check only measures."""
+
+    name: str  # FAILURE_RATE_CHECK or LABELLED_SCORE_CHECK
+    passed: bool
+    value: float | None  # the failure rate or the overall score; None: nothing to measure
+    threshold: float | None
+    description: str

@@ -21,6 +21,8 @@ EXCLUDE_ENV = "BATCH_PIPELINE_EXCLUDE"
 ANALYSES_ENV = "BATCH_PIPELINE_ANALYSES"
 MAX_FINDINGS_ENV = "BATCH_PIPELINE_MAX_FINDINGS"
 DEFAULT_MAX_FINDINGS = 1000
+MAX_FAILURE_RATE_ENV = "BATCH_PIPELINE_MAX_FAILURE_RATE"
+MIN_SCORE_ENV = "BATCH_PIPELINE_MIN_SCORE"
 CONVERSION_MEMORY_ENV = "BATCH_PIPELINE_CONVERSION_MEMORY_MB"
 # One conversion worker per core: two of them on a 2-core, 24 GB host leave most of it to the rest.
 DEFAULT_CONVERSION_MEMORY_MB = 4096
@@ -188,6 +190,31 @@ def conversion_memory_mb() -> int:
     """The memory (address space) each conversion worker process may use, in MB:
     ``$BATCH_PIPELINE_CONVERSION_MEMORY_MB``, else 4096. A file that needs more fails alone."""
     return _whole_number(CONVERSION_MEMORY_ENV, DEFAULT_CONVERSION_MEMORY_MB, " of MB")
+
+
+def max_failure_rate() -> float | None:
+    """The deployment's line for a run's share of failed documents (0 to 1), for runs that set none:
+    ``$BATCH_PIPELINE_MAX_FAILURE_RATE``, else None (the failure-rate check only measures)."""
+    return _share(MAX_FAILURE_RATE_ENV)
+
+
+def min_score() -> float | None:
+    """The deployment's lowest overall score (0 to 1) on labelled answers, for runs that set none:
+    ``$BATCH_PIPELINE_MIN_SCORE``, else None (the labelled-score check only measures)."""
+    return _share(MIN_SCORE_ENV)
+
+
+def _share(env: str) -> float | None:
+    value = os.environ.get(env, "").strip()
+    if not value:
+        return None
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"${env} is {value!r}; it must be a number from 0 to 1")
+    return share
 
 
 def _whole_number(env: str, default: int, unit: str = "") -> int:

@@ -4,6 +4,7 @@ import sys
 import dagster as dg
 
 from batch_pipeline.definitions import defs
+from batch_pipeline.defs.assets import ANALYSED_DOCUMENTS, PROJECTS
 
 
 def test_definitions_load_the_job_its_ops_and_resources():
@@ -11,12 +12,26 @@ def test_definitions_load_the_job_its_ops_and_resources():
     job = defs.resolve_job_def("document_batch_job")
     assert {node.name for node in job.nodes} == {"create_document_records", "analyse_partition", "aggregate"}
     assert set(job.resource_defs) == {"document_store", "llm", "offline", "io_manager"}
-    assert set(defs.resources) == {"inbox"}  # the sensor's
+    assert set(defs.resources) == {
+        "inbox",
+        "document_store",
+        "llm",
+        "offline",
+        "io_manager",
+    }  # the sensor's, the asset's
     assert {s.name for s in defs.sensors} == {"inbox_sensor", "batch_failure_sensor"}
     assert [s.name for s in defs.schedules] == ["nightly_compliance_sweep"]
     assert job.graph.node_named("analyse_partition").definition.pool == "llm"
     assert job.op_retry_policy is None
     assert job.graph.node_named("analyse_partition").definition.retry_policy.max_retries == 2
+
+
+def test_analysed_documents_is_materializable_over_the_jobs_ops_with_blocking_checks():
+    asset = defs.resolve_assets_def(ANALYSED_DOCUMENTS)
+    assert asset.is_materializable and asset.partitions_def == PROJECTS
+    nodes = {node.name for node in asset.node_def.nodes}
+    assert nodes == {"create_document_records", "analyse_partition", "conclude_analysed_documents"}
+    assert {spec.name: spec.blocking for spec in asset.check_specs} == {"failure_rate": True, "labelled_score": True}
 
 
 def test_launchpad_offers_the_model_keys_as_a_choice():

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from batch_pipeline import settings
 from batch_pipeline.batch.partitions import Partition
-from batch_pipeline.batch.request import BatchRequest, FailurePolicy
+from batch_pipeline.batch.request import BatchRequest, FailurePolicy, RunChecks
 from batch_pipeline.context import PinnedContext
 from batch_pipeline.conversion.limits import Conversion, ConversionLimits
 from batch_pipeline.documents.sources import RawDocument, read_source
@@ -31,6 +31,7 @@ class RegisteredBatch(BaseModel):
     skipped_entries: list[str]  # "name: reason" for each folder entry that was not read
     partitions: int
     on_document_failure: FailurePolicy
+    checks: RunChecks = RunChecks()  # with the deployment's lines filled in
     response_format: ResponseFormatMode | None = None
 
 
@@ -170,5 +171,6 @@ def register_batch(
         skipped_entries=read.skipped,
         partitions=len(partitions),
         on_document_failure=request.on_document_failure,
+        checks=request.checks.with_deployment_lines(),
     )
     return batch, partitions

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 from batch_pipeline import settings
 from batch_pipeline.context import PinnedContext, ProcessingContext
 from batch_pipeline.conversion.limits import ConversionLimits
-from batch_pipeline.documents.sources import MAX_FILE_BYTES, source_problem
+from batch_pipeline.documents.sources import MAX_FILE_BYTES, labels_problem, source_problem
 from batch_pipeline.outcome import LlmApi
 
 
@@ -33,6 +33,55 @@ class InlineDocument(BaseModel):
         if isinstance(value, tuple | list) and len(value) == 2:
             return {"filename": value[0], "markdown_content": value[1]}
         return value
+
+
+class RunChecks(BaseModel):
+    """The checks of analysed_documents every run gets. A check that fails against its line fails the
+    run once its results and report are stored (as on_document_failure: fail does); with no line, a
+    check measures and passes."""
+
+    max_failure_rate: float | None = Field(
+        default=None,
+        description="The largest share (0 to 1) of the batch's documents that may end in a failure status. "
+        f"Unset: ${settings.MAX_FAILURE_RATE_ENV}, else no line.",
+    )
+    labels: str | None = Field(
+        default=None,
+        description='Labelled answers to score the run against: a .jsonl file of {"filename" (or "sha256"): ..., '
+        '"expected": {field: value, ...}} lines, as `batch-pipeline evaluate --labels` reads, in a folder the '
+        "deployment allows sources in. Unset: no labelled-score check.",
+    )
+    min_score: float | None = Field(
+        default=None,
+        description=f"The lowest overall score (0 to 1) on the labels. Unset: ${settings.MIN_SCORE_ENV}, else no line.",
+    )
+
+    def problems(self) -> list[str]:
+        found = []
+        for name in ("max_failure_rate", "min_score"):
+            if (value := getattr(self, name)) is not None and not 0.0 <= value <= 1.0:
+                found.append(f"checks.{name} must be from 0 to 1, got {value}")
+        if self.min_score is not None and self.labels is None:
+            found.append("checks.min_score is set but checks.labels is not: there is nothing to score")
+        if self.labels is not None and (problem := labels_problem(self.labels)):
+            found.append(f"checks.labels: {problem}")
+        for deployment_setting in (settings.max_failure_rate, settings.min_score):
+            try:
+                deployment_setting()
+            except ValueError as e:
+                found.append(str(e))
+        return found
+
+    def with_deployment_lines(self) -> "RunChecks":
+        """The lines the run keeps: its own, else the deployment's (recorded with the run)."""
+        return self.model_copy(
+            update={
+                "max_failure_rate": self.max_failure_rate
+                if self.max_failure_rate is not None
+                else settings.max_failure_rate(),
+                "min_score": self.min_score if self.min_score is not None else settings.min_score(),
+            }
+        )
 
 
 class BatchRequest(BaseModel):
@@ -112,6 +161,10 @@ class BatchRequest(BaseModel):
         description="succeed: the run succeeds and counts failed documents in its metadata; "
         "fail: the run fails after writing the report if any document failed.",
     )
+    checks: RunChecks = Field(
+        default_factory=RunChecks,
+        description="The lines the run's checks on analysed_documents keep (failure rate; score on labelled answers).",
+    )
 
     @property
     def inline_documents(self) -> list[tuple[str, str]] | None:
@@ -152,6 +205,7 @@ class BatchRequest(BaseModel):
             found.append(f"max_cost_usd must be more than 0, got {self.max_cost_usd}")
         if problem := source_problem(self.source, self.inline_documents):
             found.append(problem)
+        found += self.checks.problems()
         for deployment_setting in (settings.max_findings, settings.conversion_memory_mb):
             try:  # the deployment's: a bad value fails the launch, not each document after it was paid for
                 deployment_setting()

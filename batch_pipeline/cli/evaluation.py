@@ -6,7 +6,8 @@ from pathlib import Path
 from batch_pipeline.analysis.registry import UnknownAnalysis
 from batch_pipeline.cli.local import open_store
 from batch_pipeline.evaluation.compare import CannotCompare, compare
-from batch_pipeline.evaluation.evaluate import BadLabels, evaluate, read_labels
+from batch_pipeline.evaluation.evaluate import evaluate
+from batch_pipeline.evaluation.labels import BadLabels, read_labels
 from batch_pipeline.evaluation.render import render
 from batch_pipeline.evaluation.runs import RunNotFound, load_run
 

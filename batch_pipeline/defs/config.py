@@ -6,6 +6,7 @@ import enum
 from batch_pipeline.analysis.registry import Catalogue, catalogue
 from batch_pipeline.batch.request import BatchRequest
 from batch_pipeline.context import ProcessingContext
+from batch_pipeline.defs.assets import ASSET_NODE
 from batch_pipeline.defs.config_classes import config_class
 
 BATCH_OP = "create_document_records"
@@ -48,5 +49,6 @@ def batch_run_config(project: str, source: str, context: ProcessingContext, exec
 
 
 def batch_config_of(run_config: dict) -> dict:
-    """The create_document_records section of a run config dict (empty when absent)."""
-    return run_config.get("ops", {}).get(BATCH_OP, {}).get("config", {})
+    """The batch's settings in a run config dict, of document_batch_job or of the asset (empty when absent)."""
+    ops = run_config.get("ops", {})
+    return ops.get(BATCH_OP, ops.get(ASSET_NODE, {})).get("config", {})

@@ -6,6 +6,7 @@ Modelled on Dagster's multi_or_in_process_executor, which offers only the first 
 import dagster as dg
 
 from batch_pipeline import settings
+from batch_pipeline.defs.launch_schema import without_environment
 from batch_pipeline.workers.celery_settings import celery_settings
 
 # Only the queue is the run's choice: the broker, the result backend and Celery's settings are the
@@ -46,12 +47,15 @@ def _requirements(config: dict) -> list[dg.ExecutorRequirement]:
 @dg.executor(
     name="in_process_multiprocess_or_celery",
     config_schema=dg.Field(
-        dg.Selector(
-            {
-                "in_process": dg.in_process_executor.config_schema.as_field(),
-                "multiprocess": dg.multiprocess_executor.config_schema.as_field(),
-                "celery": dg.Field(CELERY_CONFIG),
-            }
+        # Without {env: ...} and deployment-only fields: the asset job Dagster builds takes this schema as it is.
+        without_environment(
+            dg.Selector(
+                {
+                    "in_process": dg.in_process_executor.config_schema.as_field(),
+                    "multiprocess": dg.multiprocess_executor.config_schema.as_field(),
+                    "celery": dg.Field(CELERY_CONFIG),
+                }
+            )
         ),
         default_value={"in_process": {}},
         description="in_process (default): every step in the run's process, one after another. multiprocess: a "

@@ -32,6 +32,17 @@ def launchable(graph: dg.GraphDefinition, **job_arguments) -> dg.JobDefinition:
     )
 
 
+def launch_safe(resource: dg.ConfigurableResource) -> dg.ResourceDefinition:
+    """The resource's definition, its config schema without ``{env: ...}``: for the jobs Dagster
+    builds itself (the asset job behind Materialize), whose schema no ConfigMapping wraps."""
+    definition = resource.get_resource_definition()
+    return dg.ResourceDefinition(
+        resource_fn=definition.resource_fn,
+        config_schema=_field(definition.config_schema.as_field()),
+        description=definition.description,
+    )
+
+
 def reads_environment(config_type: Any) -> bool:
     """Whether a value of this type may be ``{env: NAME}`` (Dagster's *Source types)."""
     return (

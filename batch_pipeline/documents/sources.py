@@ -245,16 +245,8 @@ def source_problem(source: str | None, inline: Sequence[tuple[str, str]] | None)
     if not source:
         return "No documents: set `source` (a folder or a .jsonl file) or `documents`."
     path = source_path(source)
-    roots = settings.source_roots()
-    if settings.is_private(path):
-        return f"Source {source!r} is the deployment's own data (the store, reports or Dagster's home): never read."
-    if not any(path.is_relative_to(root) for root in roots):
-        # Checked before anything about the path is looked at: a launch learns nothing of what lies outside.
-        allowed = ", ".join(str(root) for root in roots)
-        return (
-            f"Source {source!r} is outside the folders this deployment allows sources in: {allowed} "
-            f"(${settings.SOURCE_ROOTS_ENV}; relative sources resolve from ${settings.SOURCE_ROOT_ENV})."
-        )
+    if problem := _outside_problem("Source", source, path):
+        return problem
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -267,6 +259,34 @@ def source_problem(source: str | None, inline: Sequence[tuple[str, str]] | None)
         return f"Source {source!r} is neither a folder nor a .jsonl file."
     if not stat.S_ISREG(mode):
         return f"Source {source!r} is not a regular file (a FIFO, socket or device is not read)."
+    return ""
+
+
+def labels_problem(labels: str) -> str:
+    """Why a run's labels file cannot be read ("" when it can): the source's rules, for one .jsonl file."""
+    path = source_path(labels)
+    if problem := _outside_problem("Labels file", labels, path):
+        return problem
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        return f"Labels file {labels!r} cannot be read: {e.strerror} (resolved to {path.absolute()})."
+    if not stat.S_ISREG(mode) or path.suffix.lower() != ".jsonl":
+        return f"Labels file {labels!r} is not a .jsonl file."
+    return ""
+
+
+def _outside_problem(what: str, given: str, path: Path) -> str:
+    roots = settings.source_roots()
+    if settings.is_private(path):
+        return f"{what} {given!r} is the deployment's own data (the store, reports or Dagster's home): never read."
+    if not any(path.is_relative_to(root) for root in roots):
+        # Checked before anything about the path is looked at: a launch learns nothing of what lies outside.
+        allowed = ", ".join(str(root) for root in roots)
+        return (
+            f"{what} {given!r} is outside the folders this deployment allows sources in: {allowed} "
+            f"(${settings.SOURCE_ROOTS_ENV}; relative paths resolve from ${settings.SOURCE_ROOT_ENV})."
+        )
     return ""
 
 

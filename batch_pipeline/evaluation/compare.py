@@ -21,6 +21,7 @@ class RunFigures(BaseModel):
     cost_per_1000_documents_usd: float | None
     latency_p50_ms: float | None
     latency_p95_ms: float | None
+    checks: str  # "passed", "failed: <check> (<what it measured>)", or "not checked"
 
 
 class FieldAgreement(BaseModel):
@@ -77,7 +78,16 @@ def figures(run: LoadedRun) -> RunFigures:
         else round(cost / report.documents * 1000, 6),
         latency_p50_ms=report.latency_p50_ms,
         latency_p95_ms=report.latency_p95_ms,
+        checks=_checks(run),
     )
+
+
+def _checks(run: LoadedRun) -> str:
+    if run.record.checks is None:
+        return "not checked"
+    if failed := run.record.failed_checks:
+        return "failed its check " + "; ".join(f"{c.name} ({c.description})" for c in failed)
+    return "passed"
 
 
 def compare(runs: list[LoadedRun]) -> Comparison:

@@ -3,16 +3,12 @@ by field with compare's rules. A label line is ``{"filename": ..., "expected": {
 ``"sha256"`` instead of ``filename``); a field a label leaves out is not scored. A labelled document
 the run did not answer ok counts against it (``not_answered``)."""
 
-import json
-from pathlib import Path
-
 from pydantic import BaseModel
 
 from batch_pipeline.evaluation.compare import RunFigures, figures
+from batch_pipeline.evaluation.labels import BadLabels, fields_problem
 from batch_pipeline.evaluation.rules import rules_for
 from batch_pipeline.evaluation.runs import LoadedRun
-
-MAX_LABEL_BYTES = 50_000_000
 
 
 class FieldScore(BaseModel):
@@ -47,40 +43,10 @@ class Evaluation(BaseModel):
     misses: list[Miss]
 
 
-class BadLabels(ValueError):
-    pass
-
-
-def read_labels(path: Path) -> list[dict]:
-    """The label lines, every bad one named at once."""
-    if path.stat().st_size > MAX_LABEL_BYTES:
-        raise BadLabels(f"{path}: larger than {MAX_LABEL_BYTES} bytes")
-    labels, problems = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            label = json.loads(line)
-        except json.JSONDecodeError as e:
-            problems.append(f"{path}:{number}: not JSON: {e.msg}")
-            continue
-        if not isinstance(label, dict) or not isinstance(label.get("expected"), dict):
-            problems.append(f'{path}:{number}: a label is {{"filename" or "sha256": ..., "expected": {{...}}}}')
-        elif not isinstance(label.get("filename") or label.get("sha256"), str):
-            problems.append(f'{path}:{number}: name the document with "filename" or "sha256"')
-        else:
-            labels.append(label)
-    if problems:
-        raise BadLabels("\n".join(problems))
-    return labels
-
-
 def evaluate(run: LoadedRun, labels: list[dict]) -> Evaluation:
     by_filename = {name: content_hash for content_hash, name in run.filenames.items()}
-    schema_fields = run.analysis.json_schema["properties"]
-    unknown = sorted({f for label in labels for f in label["expected"] if f not in schema_fields})
-    if unknown:
-        raise BadLabels(f"labels name fields {run.record.model_key} does not have: {', '.join(unknown)}")
+    if problem := fields_problem(labels, run.analysis):
+        raise BadLabels(problem)
     rules = rules_for(run.analysis.json_schema, [*run.results.values(), *(lab["expected"] for lab in labels)])
     matched, unmatched = [], []
     for label in labels:

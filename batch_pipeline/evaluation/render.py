@@ -33,7 +33,7 @@ def _run_rows(runs) -> list[dict]:
         {"run": r.run_id, "ai_model": r.ai_model, "instructions": r.custom_instructions[:60], "documents": r.documents,
          "statuses": ", ".join(f"{k} {v}" for k, v in r.status_counts.items()), "input_tokens": r.input_tokens,
          "output_tokens": r.output_tokens, "cost_usd": r.estimated_cost_usd, "per_1000_docs_usd": r.cost_per_1000_documents_usd,
-         "latency_p50_ms": r.latency_p50_ms, "latency_p95_ms": r.latency_p95_ms}
+         "latency_p50_ms": r.latency_p50_ms, "latency_p95_ms": r.latency_p95_ms, "checks": r.checks}
         for r in runs
     ]  # fmt: skip
 

@@ -50,7 +50,7 @@ def load_run(store: DocumentStore, run_id: str) -> LoadedRun:
     return LoadedRun(
         record=record,
         analysis=analysis,
-        report=build_report(run_id, record.project, analysis, rows),
+        report=build_report(run_id, record.project, analysis, rows, record.checks),
         rows=rows,
         results=results,
         statuses=dict(zip(rows["content_hash"], rows["status"], strict=True)),

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from batch_pipeline.analysis.analysis import Analysis
 from batch_pipeline.analysis.definition import AnalysisDefinition
 from batch_pipeline.analysis.registry import Catalogue, UnknownAnalysis
 from batch_pipeline.batch.estimate import CostEstimate, estimate_batch, expected_response_format
@@ -31,9 +32,11 @@ from batch_pipeline.batch.registration import (
     read_batch,
     register_batch,
 )
+from batch_pipeline.batch.request import RunChecks
 from batch_pipeline.costs.prices import PRICES_ENV, price_for, price_table
 from batch_pipeline.costs.spend import BudgetExceeded, SpendLimit
-from batch_pipeline.documents.sources import SourceError
+from batch_pipeline.documents.sources import SourceError, labels_problem, source_path
+from batch_pipeline.evaluation.labels import BadLabels, fields_problem, read_labels
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.unavailable import LlmUnavailable
 from batch_pipeline.settings import NotAllowed
@@ -79,7 +82,19 @@ def analysis_problems(
             f"ai_model 'local' runs an analysis's offline analyser, and {context.model_key!r} has none "
             f"(analyses with one: {offline}); name an LLM as ai_model"
         ]
-    return []
+    return labels_problems(request.checks, analysis)
+
+
+def labels_problems(checks: RunChecks, analysis: Analysis) -> list[str]:
+    """The run's labels file, read as its labelled-score check will read it, against the analysis's fields."""
+    if checks.labels is None or labels_problem(checks.labels):
+        return []  # no labels, or a path problem BatchRequest.problems names
+    try:
+        labels = read_labels(source_path(checks.labels))
+    except (BadLabels, OSError) as e:
+        return [f"checks.labels: {e}"]
+    problem = fields_problem(labels, analysis)
+    return [f"checks.labels: {problem}"] if problem else []
 
 
 def refuse_problems(

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from batch_pipeline.analysis.analysis import Analysis
 from batch_pipeline.analysis.summary import SummarySections
 from batch_pipeline.costs.prices import estimate_cost, price_for, price_table
-from batch_pipeline.outcome import DocumentStatus, LlmApi, count_failed
+from batch_pipeline.outcome import CheckOutcome, DocumentStatus, LlmApi, count_failed
 from batch_pipeline.report.csv_cells import write_csv
 from batch_pipeline.report.result_columns import with_result_columns
 
@@ -50,6 +50,11 @@ class BatchReport(BaseModel):
     # Items the stored results left out, per list (e.g. findings): the summary counts only those kept.
     not_kept: dict[str, int] = {}
     flagged: int | None = None  # documents the definition's summary flags; None: it flags none
+    checks: list[CheckOutcome] = []  # how the run's checks ended (empty: not checked yet)
+
+    @property
+    def failed_checks(self) -> list[CheckOutcome]:
+        return [check for check in self.checks if not check.passed]
 
     @property
     def estimated_cost_usd(self) -> float | None:
@@ -84,6 +89,12 @@ class BatchReport(BaseModel):
             "",
             _table(self.status_counts, "status", "documents"),
         ]
+        if self.checks:
+            lines += ["", "## Checks", ""]
+            lines += [f"- {c.name}: {'passed' if c.passed else '**FAILED**'} — {c.description}" for c in self.checks]
+            if failed := self.failed_checks:
+                names = ", ".join(c.name for c in failed)
+                lines += ["", f"The run failed its check {names}: it ended as failed once these results were stored."]
         if self.usage:
             lines += ["", "## Tokens and estimated cost", "", _usage_table(self.usage)]
             if self.batch_api_saved_usd:
@@ -135,7 +146,9 @@ def token_usage(rows: pd.DataFrame) -> list[ModelUsage]:
     return usage
 
 
-def build_report(run_id: str, project: str, model: Analysis, rows: pd.DataFrame) -> BatchReport:
+def build_report(
+    run_id: str, project: str, model: Analysis, rows: pd.DataFrame, checks: list[CheckOutcome] | None = None
+) -> BatchReport:
     ok_rows = rows[rows["status"] == DocumentStatus.ok.value]
     stored = [model.parse_stored(text) for text in ok_rows["result"]]
     dumped = [result.model_dump(mode="json") for result, _ in stored]
@@ -157,6 +170,7 @@ def build_report(run_id: str, project: str, model: Analysis, rows: pd.DataFrame)
         flagged=None if spec.flagged is None else sum(1 for result in dumped if spec.is_flagged(result)),
         not_kept=dict(not_kept),
         usage=token_usage(rows),
+        checks=checks or [],
         **_latency_percentiles(ok_rows),
     )
 

@@ -40,6 +40,8 @@ batch_runs = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     # The analysis definition the run was launched with (analysis_definitions); NULL before issue 27.
     sa.Column("definition_digest", sa.String(64)),
+    # JSON: how the run's checks ended (outcome.CheckOutcome each), written once its results are stored.
+    sa.Column("checks", sa.Text),
 )
 
 # Every analysis definition a run was launched with, by its digest: what produced each run's results,

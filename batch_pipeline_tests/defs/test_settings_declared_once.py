@@ -26,8 +26,9 @@ def assert_shown_as_declared(fields: dict, model: type[BaseModel]) -> None:
             continue  # checked by test_model_key_is_offered_as_the_loaded_analyses
         assert shown.description == info.description, name
         assert shown.is_required == info.is_required(), name
-        if not info.is_required() and info.default is not None:
-            default = info.default.value if hasattr(info.default, "value") else info.default
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
+        if default is not None:
+            default = default.model_dump() if isinstance(default, BaseModel) else getattr(default, "value", default)
             assert shown.default_value == default, name
         nested = info.annotation
         if isinstance(nested, type) and issubclass(nested, BaseModel):

@@ -11,7 +11,8 @@ from batch_pipeline.analysis.registry import catalogue, load_catalogue
 from batch_pipeline.cli.main import main
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.evaluation.compare import CannotCompare, compare
-from batch_pipeline.evaluation.evaluate import BadLabels, evaluate, read_labels
+from batch_pipeline.evaluation.evaluate import evaluate
+from batch_pipeline.evaluation.labels import BadLabels, read_labels
 from batch_pipeline.evaluation.runs import load_run
 from batch_pipeline.outcome import AnalysisOutcome
 from batch_pipeline_tests.conftest import register_texts

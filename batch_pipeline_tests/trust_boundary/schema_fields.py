@@ -20,3 +20,14 @@ def leaves(config_type, path: tuple = ()) -> list[tuple[tuple, object]]:
     if isinstance(config_type, dg.Array):
         return leaves(config_type.inner_type, (*path, ITEM))
     return [(path, config_type)]
+
+
+def declared_leaves(config_type) -> list[tuple[tuple, object]]:
+    """leaves() of a job Dagster builds itself (the asset job): its ops and resources sections also
+    take keys they do not declare (config for what the selection does not run, passed on unread)."""
+    return [
+        found
+        for section, field in config_type.fields.items()
+        for name, inner in (field.config_type.fields.items() if section in ("ops", "resources") else [(None, field)])
+        for found in leaves(inner.config_type, (section, name) if name else (section,))
+    ]

@@ -6,6 +6,7 @@ import pytest
 
 from batch_pipeline import settings
 from batch_pipeline.definitions import defs
+from batch_pipeline.defs.assets import ASSET_NODE
 from batch_pipeline_tests.conftest import (
     batch_config,
     llm_endpoint,
@@ -14,7 +15,7 @@ from batch_pipeline_tests.conftest import (
     with_llm,
     write_corpus,
 )
-from batch_pipeline_tests.trust_boundary.schema_fields import leaves
+from batch_pipeline_tests.trust_boundary.schema_fields import declared_leaves, leaves
 from testbed.fake_openai_server import FakeOpenAIServer
 
 
@@ -123,6 +124,7 @@ TEXT_FIELDS = {
     "ops.create_document_records.config.context.ai_model": "a model name, sent to the deployment's endpoint",
     "ops.create_document_records.config.context.custom_instructions": "prompt text",
     "ops.create_document_records.config.ocr_languages": "Tesseract language codes, checked at launch",
+    "ops.create_document_records.config.checks.labels": "a path, resolved inside $BATCH_PIPELINE_SOURCE_ROOTS",
     "resources.llm.config.base_url": "an endpoint, only among those the deployment lists",
     "execution.config.celery.queue": "a queue name on the deployment's broker",
     "execution.config.multiprocess.tag_concurrency_limits.[].key": "a run tag's name",
@@ -131,15 +133,26 @@ TEXT_FIELDS = {
 }
 
 
-def text_fields(config_type) -> list[str]:
-    return [".".join(path) for path, leaf in leaves(config_type) if getattr(leaf, "given_name", None) == "String"]
+def text_fields(found: list[tuple]) -> list[str]:
+    return [".".join(path) for path, leaf in found if getattr(leaf, "given_name", None) == "String"]
 
 
 def test_every_text_field_a_launcher_sets_is_known_to_name_no_host_or_path_of_its_choosing():
     """Run config names no broker, result backend, pace state, IO-manager folder or Celery
     setting: those are the deployment's environment."""
     job = defs.resolve_job_def("document_batch_job")
-    assert sorted(text_fields(job.run_config_schema.config_type)) == sorted(TEXT_FIELDS)
+    assert sorted(text_fields(leaves(job.run_config_schema.config_type))) == sorted(TEXT_FIELDS)
+
+
+def test_materialize_offers_the_same_text_fields_and_no_other():
+    """The asset job behind Materialize: the batch's settings one level up, the same resources."""
+    schema = defs.resolve_implicit_global_asset_job_def().run_config_schema.config_type
+    asset_fields = [field.replace(f"ops.{ASSET_NODE}.config.", "ops.create_document_records.config.")
+                    for field in text_fields(declared_leaves(schema))]  # fmt: skip
+    # Its inbox resource (the inbox sensor's defaults) comes with the code location's resources.
+    inbox = {field for field in asset_fields if field.startswith("resources.inbox.")}
+    assert inbox == {f"resources.inbox.config.{name}" for name in ("project", "model_key", "ai_model", "custom_instructions", "priority")}  # fmt: skip
+    assert sorted(set(asset_fields) - inbox) == sorted(TEXT_FIELDS)
 
 
 @pytest.mark.parametrize(

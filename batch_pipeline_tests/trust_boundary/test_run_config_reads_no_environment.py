@@ -8,7 +8,7 @@ import pytest
 from batch_pipeline.definitions import defs
 from batch_pipeline.defs.launch_schema import reads_environment
 from batch_pipeline_tests.conftest import batch_config, run_job, stored_document_count, write_corpus
-from batch_pipeline_tests.trust_boundary.schema_fields import ITEM, leaves
+from batch_pipeline_tests.trust_boundary.schema_fields import ITEM, declared_leaves, leaves
 
 SECRET_NAME = "BATCH_PIPELINE_TEST_DEPLOY_SECRET"
 SECRET_VALUE = "deploy-secret-7c1e"
@@ -65,6 +65,18 @@ def test_dagsters_schema_would_read_the_environment_in_many_fields():
 def test_no_field_of_the_launch_schema_takes_its_value_from_the_environment():
     outer = job().run_config_schema.config_type
     assert environment_fields(outer) == []
+
+
+def test_materialize_launches_a_job_whose_schema_reads_no_environment_either():
+    """The asset job behind analysed_documents' Materialize is Dagster's own (no ConfigMapping wraps
+    it): its op config, resources and executor are built without {env: ...} and deployment-only fields."""
+    schema = defs.resolve_implicit_global_asset_job_def().run_config_schema.config_type
+    found = declared_leaves(schema)
+    paths = [path for path, _ in found]
+    assert ("resources", "llm", "config", "base_url") in paths
+    assert any(path[:2] == ("ops", "batch_pipeline__analysed_documents") for path in paths)
+    assert [path for path, leaf in found if reads_environment(leaf)] == []
+    assert not {"marker_to_close", "preload_modules"} & {step for path in paths for step in path}
 
 
 @pytest.mark.parametrize(

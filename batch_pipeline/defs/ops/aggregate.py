@@ -1,6 +1,8 @@
-"""aggregate: the run's report from its stored rows, and the analysed batch's materialization."""
+"""aggregate: the run's report from its stored rows, its checks, and the analysed batch's
+materialization; conclude_analysed_documents does the same as the last step of the asset."""
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,13 +13,68 @@ from batch_pipeline.batch.partitions import PartitionSummary
 from batch_pipeline.batch.registration import RegisteredBatch
 from batch_pipeline.batch.request import FailurePolicy
 from batch_pipeline.context import PinnedContext
-from batch_pipeline.defs.assets import analysed_documents, record_project
+from batch_pipeline.defs.assets import ANALYSED_DOCUMENTS, CHECK_OUTPUTS, record_project
 from batch_pipeline.defs.process import freeze_loaded_objects
 from batch_pipeline.defs.resources import DocumentStoreResource
-from batch_pipeline.outcome import DocumentStatus
+from batch_pipeline.outcome import FAILURE_RATE_CHECK, LABELLED_SCORE_CHECK, CheckOutcome, DocumentStatus
+from batch_pipeline.store.run_records import record_checks
 
 if TYPE_CHECKING:
     from batch_pipeline.report.report import BatchReport
+
+
+@dataclass
+class Concluded:
+    """A run's stored results summarised: its report, how its checks ended, the asset metadata."""
+
+    report: "BatchReport"
+    checks: list[CheckOutcome]
+    metadata: dict
+    csv_path: Path
+
+
+def _conclude(
+    context: dg.OpExecutionContext, batch: RegisteredBatch, document_store: DocumentStoreResource
+) -> Concluded:
+    """The report written and the checks' outcomes stored, before anything can fail the run."""
+    freeze_loaded_objects()
+    # Imported here: pandas loads only in the process that writes the report, not at every start.
+    from batch_pipeline.evaluation.checks import run_checks
+    from batch_pipeline.report.report import build_report, write_report
+
+    store, processing = document_store.store, batch.context
+    rows = store.results(context.run_id)
+    report = build_report(context.run_id, batch.project, processing.model, rows)
+    checks = run_checks(store, context.run_id, batch.checks, report.status_counts)
+    report = report.model_copy(update={"checks": checks})
+    folder = settings.reports_dir() / context.run_id
+    csv_path, summary_path, html_path = write_report(report, rows, folder, processing.model)
+    record_checks(store, context.run_id, checks)
+    metadata = {
+        **_report_metadata(report, processing, csv_path, summary_path, html_path),
+        **_run_metrics(context, report, processing.ai_model),
+        "run_id": context.run_id,
+        "analyser_version": processing.analyser_version,
+    }
+    record_project(context.instance, batch.project)
+    context.log.info(
+        f"Run summary: {report.documents} documents, {metadata['ok']} ok ({report.cached} from cache), "
+        f"{report.failed} failed, {report.status_counts.get(DocumentStatus.pending, 0)} pending; report in {folder}"
+    )
+    return Concluded(report=report, checks=checks, metadata=metadata, csv_path=csv_path)
+
+
+def _check_metadata(outcome: CheckOutcome) -> dict:
+    return {"value": outcome.value, "threshold": outcome.threshold}
+
+
+def _fail_on_policy(concluded: Concluded, batch: RegisteredBatch) -> None:
+    report = concluded.report
+    if report.failed and batch.on_document_failure is FailurePolicy.fail:
+        raise dg.Failure(
+            f"{report.failed} of {report.documents} documents failed (on_document_failure: fail); see {concluded.csv_path}",
+            metadata={"failed": report.failed, "status_counts": dg.MetadataValue.json(report.status_counts)},
+        )
 
 
 @dg.op(tags={"kind": "report"})
@@ -27,53 +84,80 @@ def aggregate(
     partition_summaries: list[PartitionSummary],
     document_store: DocumentStoreResource,
 ) -> None:
-    """Summarise the run's stored results into a report (CSV + Markdown) and record the batch's lineage."""
-    freeze_loaded_objects()
-    # Imported here: pandas loads only in the process that writes the report, not at every start.
-    from batch_pipeline.report.report import build_report, write_report
-
-    rows = document_store.store.results(context.run_id)
-    report = build_report(context.run_id, batch.project, batch.context.model, rows)
-    folder = settings.reports_dir() / context.run_id
-    csv_path, summary_path, html_path = write_report(report, rows, folder, batch.context.model)
-    processing = batch.context
-    metadata = _report_metadata(report, processing, csv_path, summary_path, html_path)
-    record_project(context.instance, batch.project)
+    """Summarise the run's stored results into a report (CSV, Markdown, HTML), check them, and record
+    the batch's lineage as a materialization of analysed_documents with its checks' evaluations."""
+    concluded = _conclude(context, batch, document_store)
+    description = f"Documents of project {batch.project} analysed by run {context.run_id}"
     context.log_event(
         dg.AssetMaterialization(
-            asset_key=analysed_documents.key,
-            partition=batch.project,
-            description=f"Documents of project {batch.project} analysed by run {context.run_id}",
-            metadata={
-                **metadata,
-                **_run_metrics(context, report),
-                "run_id": context.run_id,
-                "analyser_version": processing.analyser_version,
-            },
+            asset_key=ANALYSED_DOCUMENTS, partition=batch.project, description=description, metadata=concluded.metadata
         )
     )
-    context.add_output_metadata(metadata)
-    context.log.info(
-        f"Run summary: {report.documents} documents, {metadata['ok']} ok ({report.cached} from cache), "
-        f"{report.failed} failed, {report.status_counts.get(DocumentStatus.pending, 0)} pending; report in {summary_path.parent}"
-    )
-    if report.failed and batch.on_document_failure is FailurePolicy.fail:
+    for outcome in concluded.checks:
+        context.log_event(
+            dg.AssetCheckEvaluation(
+                asset_key=ANALYSED_DOCUMENTS, check_name=outcome.name, passed=outcome.passed,
+                severity=dg.AssetCheckSeverity.ERROR, blocking=True, description=outcome.description,
+                metadata=_check_metadata(outcome),
+            )
+        )  # fmt: skip
+    context.add_output_metadata(concluded.metadata)
+    if failed := concluded.report.failed_checks:
+        names = ", ".join(f"{c.name} ({c.description})" for c in failed)
         raise dg.Failure(
-            f"{report.failed} of {report.documents} documents failed (on_document_failure: fail); see {csv_path}",
-            metadata={"failed": report.failed, "status_counts": dg.MetadataValue.json(report.status_counts)},
+            f"The run failed its check {names}; its results and report are stored in {concluded.csv_path.parent}"
         )
+    _fail_on_policy(concluded, batch)
 
 
-def _run_metrics(context: dg.OpExecutionContext, report: "BatchReport") -> dict:
-    """Numbers the asset page plots across runs: throughput and latency of what this run analysed."""
+@dg.op(
+    out={
+        "result": dg.Out(dg.Nothing, description="The analysed batch, in the store (the run's results)."),
+        **{name: dg.Out(dg.Nothing, is_required=False) for name in CHECK_OUTPUTS},
+    },
+    tags={"kind": "report"},
+)
+def conclude_analysed_documents(
+    context: dg.OpExecutionContext,
+    batch: RegisteredBatch,
+    partition_summaries: list[PartitionSummary],
+    document_store: DocumentStoreResource,
+):
+    """aggregate, as the last step of materializing analysed_documents: Dagster records the
+    materialization and the checks' results, and fails the run on a failed check."""
+    concluded = _conclude(context, batch, document_store)
+    yield dg.Output(None, "result", metadata=concluded.metadata)
+    for outcome in concluded.checks:
+        yield dg.AssetCheckResult(
+            check_name=outcome.name, passed=outcome.passed, severity=dg.AssetCheckSeverity.ERROR,
+            description=outcome.description, metadata=_check_metadata(outcome),
+        )  # fmt: skip
+    if not concluded.report.failed_checks:
+        _fail_on_policy(concluded, batch)
+
+
+def _run_metrics(context: dg.OpExecutionContext, report: "BatchReport", ai_model: str) -> dict:
+    """Numbers the asset page plots across runs: throughput and latency of what this run analysed,
+    and, under a key per ai_model (one plot per model), its failure rate, score, cost and latency."""
     record = context.instance.get_run_record_by_id(context.run_id)
     started = record.start_time if record and record.start_time else None
     seconds = time.time() - started if started else None
     analysed = report.documents - report.cached
+    cost = report.estimated_cost_usd if report.usage else (0.0 if ai_model == "local" else None)
+    measured = {check.name: check.value for check in report.checks}
+    per_model = {
+        FAILURE_RATE_CHECK: measured.get(FAILURE_RATE_CHECK),
+        LABELLED_SCORE_CHECK: measured.get(LABELLED_SCORE_CHECK),
+        "cost_per_1000_documents_usd": round(cost / report.documents * 1000, 6)
+        if cost is not None and report.documents
+        else None,
+        "latency_p50_ms": report.latency_p50_ms,
+    }
     return {
         "docs_per_second": round(analysed / seconds, 2) if seconds else None,
         "latency_p50_ms": report.latency_p50_ms,
         "latency_p95_ms": report.latency_p95_ms,
+        **{f"{name} · {ai_model}": value for name, value in per_model.items() if value is not None},
     }
 
 

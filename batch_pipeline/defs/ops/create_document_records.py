@@ -12,7 +12,7 @@ from batch_pipeline.defs.process import freeze_loaded_objects
 from batch_pipeline.defs.resources import DocumentStoreResource, LlmResource
 from batch_pipeline.defs.tags import BUDGET_RUN_TAG, RESUMED_FROM_TAG, run_tags
 from batch_pipeline.launch import sequence
-from batch_pipeline.launch.sequence import NOT_SENT, LaunchRefused
+from batch_pipeline.launch.sequence import NOT_SENT, REFUSED, LaunchRefused
 
 SKIPPED_SHOWN = 200
 
@@ -44,6 +44,14 @@ def _launch(
 ) -> tuple[RegisteredBatch, list[Partition]]:
     request, store = config.to_request(), document_store.store
     budget_run = _budget_run(context)  # before anything is written: a forged tag is refused
+    if context.has_partition_key and context.partition_key != request.project:
+        # Materialize on the asset's page: the partition is the project its results belong to.
+        raise LaunchRefused(
+            REFUSED,
+            f"the run materializes partition {context.partition_key!r} of analysed_documents but its config names "
+            f"project {request.project!r}: set project to {context.partition_key!r}",
+            retryable=False,
+        )
     # A resume analyses with the definition its first run was launched with.
     launched_with = sequence.launched_definition(store, budget_run) if budget_run != context.run_id else None
     sequence.refuse_problems(request, catalogue(), launched_with)

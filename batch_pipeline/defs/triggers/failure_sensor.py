@@ -8,7 +8,6 @@ import dagster as dg
 
 from batch_pipeline import settings
 from batch_pipeline.defs.config import batch_config_of
-from batch_pipeline.defs.job import document_batch_job
 from batch_pipeline.defs.resources import UNFINISHED_NOTE
 from batch_pipeline.outcome import count_failed
 from batch_pipeline.store import DocumentStore
@@ -36,7 +35,7 @@ def failure_message(run: dg.DagsterRun, error: str | None, status_counts: dict[s
 
 
 @dg.run_failure_sensor(
-    monitored_jobs=[document_batch_job],
+    # Every job of the code location: document_batch_job and the asset job behind Materialize.
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Marks a failed batch's unfinished documents interrupted, logs the batch (run, context, failed "
     "documents) and posts it to $BATCH_PIPELINE_FAILURE_WEBHOOK_URL when set.",
