@@ -5,14 +5,15 @@ import dagster as dg
 from batch_pipeline.defs.executor import batch_executor
 from batch_pipeline.defs.job import ASSET_RESOURCES, analysed_documents, document_batch_job
 from batch_pipeline.defs.launch_schema import launch_safe
+from batch_pipeline.defs.triggers.comparison import compare_contexts_job, comparison_runs_sensor
 from batch_pipeline.defs.triggers.failure_sensor import batch_failure_sensor
 from batch_pipeline.defs.triggers.inbox_sensor import InboxConfig, inbox_sensor
 from batch_pipeline.defs.triggers.nightly_sweep import nightly_compliance_sweep
 
 defs = dg.Definitions(
     assets=[analysed_documents],
-    jobs=[document_batch_job],
-    sensors=[inbox_sensor, batch_failure_sensor],
+    jobs=[document_batch_job, compare_contexts_job],
+    sensors=[inbox_sensor, batch_failure_sensor, comparison_runs_sensor],
     schedules=[nightly_compliance_sweep],
     resources={"inbox": launch_safe(InboxConfig.from_env()), **ASSET_RESOURCES},  # the job carries its own
     executor=batch_executor,  # for Materialize on the asset's page, as for the job

@@ -19,7 +19,7 @@ def test_definitions_load_the_job_its_ops_and_resources():
         "offline",
         "io_manager",
     }  # the sensor's, the asset's
-    assert {s.name for s in defs.sensors} == {"inbox_sensor", "batch_failure_sensor"}
+    assert {s.name for s in defs.sensors} == {"inbox_sensor", "batch_failure_sensor", "comparison_runs_sensor"}
     assert [s.name for s in defs.schedules] == ["nightly_compliance_sweep"]
     assert job.graph.node_named("analyse_partition").definition.pool == "llm"
     assert job.op_retry_policy is None

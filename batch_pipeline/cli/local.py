@@ -49,6 +49,21 @@ def dagster_run_status(run_id: str) -> str:
         return run.status.value if run else f"not found in the Dagster instance at {os.environ['DAGSTER_HOME']}"
 
 
+def runs_launched_by(launcher_run_id: str) -> list[str]:
+    """The runs compare_contexts_job's run launched (comparison_runs_sensor), in its contexts' order."""
+    from batch_pipeline.defs.tags import LAUNCHED_BY_TAG
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise LookupError("set DAGSTER_HOME to the instance the runs were launched in")
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={LAUNCHED_BY_TAG: launcher_run_id}))
+    if not runs:
+        raise LookupError(
+            f"no run was launched by {launcher_run_id} (yet) in the instance at {os.environ['DAGSTER_HOME']}"
+        )
+    return [run.run_id for run in sorted(runs, key=lambda run: int(run.tags["dagster/run_key"].rsplit("/", 1)[1]))]
+
+
 def run_progress(instance: dg.DagsterInstance, run_id: str) -> tuple[str, list[str]]:
     """(the run's Dagster status, the steps running now), from the local instance."""
     run = instance.get_run_by_id(run_id)

@@ -179,9 +179,19 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from batch_pipeline.cli import evaluation
+    from batch_pipeline.cli import evaluation, local
 
-    return evaluation.compare_runs(args.run_ids, args.format)
+    run_ids = list(args.run_ids)
+    if args.launched_by:
+        try:
+            run_ids += local.runs_launched_by(args.launched_by)
+        except LookupError as e:
+            print(f"error: {e.args[0]}", file=sys.stderr)
+            return 2
+    if len(run_ids) < 2:
+        print("error: compare needs two runs or more (RUN_ID ..., or --launched-by)", file=sys.stderr)
+        return 2
+    return evaluation.compare_runs(run_ids, args.format)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -312,7 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser(
         "compare", help="runs of one analysis over the same documents: agreement per field, cost and latency"
     )
-    compare.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="two or more; each is compared with the first")
+    compare.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="two or more; each is compared with the first")
+    compare.add_argument(
+        "--launched-by",
+        metavar="RUN_ID",
+        help="also the runs a compare_contexts_job run launched from the UI, in its contexts' order",
+    )
     compare.add_argument("--format", choices=["table", "json", "csv", "html"], default="table")
     compare.set_defaults(handler=cmd_compare)
 

@@ -67,6 +67,13 @@ def test_no_field_of_the_launch_schema_takes_its_value_from_the_environment():
     assert environment_fields(outer) == []
 
 
+@pytest.mark.parametrize("job_name", [job.name for job in defs.get_repository_def().get_all_jobs()])
+def test_no_job_of_the_code_location_takes_a_value_from_the_environment(job_name):
+    """A job added later is covered too (compare_contexts_job, the asset job, ...)."""
+    schema = defs.resolve_job_def(job_name).run_config_schema.config_type
+    assert [path for path, leaf in declared_leaves(schema) if reads_environment(leaf)] == []
+
+
 def test_materialize_launches_a_job_whose_schema_reads_no_environment_either():
     """The asset job behind analysed_documents' Materialize is Dagster's own (no ConfigMapping wraps
     it): its op config, resources and executor are built without {env: ...} and deployment-only fields."""

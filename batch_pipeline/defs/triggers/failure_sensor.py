@@ -35,12 +35,15 @@ def failure_message(run: dg.DagsterRun, error: str | None, status_counts: dict[s
 
 
 @dg.run_failure_sensor(
-    # Every job of the code location: document_batch_job and the asset job behind Materialize.
+    # Every job of the code location; the runs that analyse a batch are document_batch_job's and the
+    # asset job's (Materialize), not compare_contexts_job's.
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Marks a failed batch's unfinished documents interrupted, logs the batch (run, context, failed "
     "documents) and posts it to $BATCH_PIPELINE_FAILURE_WEBHOOK_URL when set.",
 )
 def batch_failure_sensor(context: dg.RunFailureSensorContext):
+    if not batch_config_of(context.dagster_run.run_config):
+        return
     run_id = context.dagster_run.run_id
     store = DocumentStore(settings.database_url())
     try:
