@@ -1,7 +1,10 @@
 """What users look at, in a real browser (Debian's Chromium, driven by Playwright): the analysed
-batch's asset page after a run, and the run's report.html opened from disk."""
+batch's asset page after a run (its checks and Materialize), the run's report.html opened from
+disk, and compare's HTML page for two runs."""
 
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -49,6 +52,13 @@ def test_the_asset_page_has_a_definition_partitions_and_the_runs_materialization
     page.get_by_text("browser", exact=True).first.wait_for(timeout=30_000)  # the project's partition
     page.goto(f"{base}/assets/batch_pipeline/analysed_documents?view=events", wait_until="networkidle")
     page.get_by_text(finished_run[:8], exact=False).first.wait_for(timeout=30_000)  # the run that produced it
+    # Graph-backed: Materialize launches the pipeline from here, and the run's checks are listed.
+    assert "External Asset" not in page.content()
+    page.get_by_role("button", name="Materialize").first.wait_for(timeout=30_000)
+    assert page.get_by_role("button", name="Materialize").first.is_enabled()
+    page.goto(f"{base}/assets/batch_pipeline/analysed_documents?view=checks", wait_until="networkidle")
+    page.get_by_text("failure_rate", exact=True).first.wait_for(timeout=30_000)
+    page.get_by_text("labelled_score", exact=True).first.wait_for(timeout=30_000)
 
 
 def test_report_html_opens_from_disk_with_its_charts_and_fetches_nothing(browser, dagster_services, finished_run):
@@ -63,3 +73,28 @@ def test_report_html_opens_from_disk_with_its_charts_and_fetches_nothing(browser
     flagged = page.locator("h2", has_text="Flagged documents")
     assert flagged.is_visible() and "deploy_runbook.md" in page.inner_text("body")
     assert page.screenshot(full_page=True)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_html_opens_from_disk_with_its_charts_and_the_differences(
+    browser, dagster_services, finished_run, tmp_path
+):
+    other = dagster_services.client.submit_job_execution(
+        "document_batch_job",
+        run_config=batch_config(str(EXAMPLE_DOCS), project="browser", custom_instructions="second opinion"),
+    )
+    assert wait_for_status(lambda: dagster_services.client.get_run_status(other).value) == "SUCCESS"
+    page_path = tmp_path / "compare.html"
+    compare = [sys.executable, "-m", "batch_pipeline.cli.main", "compare", finished_run, other, "--format", "html"]
+    page_path.write_text(
+        subprocess.run(compare, env=dagster_services.env, capture_output=True, text=True, check=True).stdout
+    )
+    page = browser.new_page()
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(page_path.as_uri(), wait_until="load")
+    assert [url for url in requested if not url.startswith(("file:", "data:"))] == []
+    charts = page.locator("svg")
+    assert charts.count() == 2 and all(charts.nth(i).bounding_box()["width"] > 100 for i in range(2))
+    body = page.inner_text("body")
+    assert finished_run in body and other in body and "risk_level" in body and "passed" in body
+    assert page.locator("h2", has_text="agreeing entirely").is_visible()
