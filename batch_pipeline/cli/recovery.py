@@ -5,7 +5,7 @@ import os
 
 import dagster as dg
 
-from batch_pipeline.defs.tags import BUDGET_RUN_TAG, PRIORITY_TAG, RESUMED_FROM_TAG, STOPPED_TAG
+from batch_pipeline.defs.tags import BUDGET_RUN_TAG, PARTITION_TAG, PRIORITY_TAG, RESUMED_FROM_TAG, STOPPED_TAG
 from batch_pipeline.store import DocumentStore
 
 IN_PROGRESS = {dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING}
@@ -51,11 +51,15 @@ def resume(instance: dg.DagsterInstance, store: DocumentStore, run_id: str) -> d
         if live := sorted(pid for pid in _run_pids(instance, run_id) if _alive(pid)):
             raise CannotResume(f"Run {run_id} is still running (pid {live[0]}); cancel it first")
         instance.report_run_failed(run, message="Marked failed by `batch-pipeline resume`: its process is gone.")
+    materializing = run.job_name != "document_batch_job"  # Materialize on analysed_documents' page
     result = dg.execute_job(
-        dg.build_reconstructable_job("batch_pipeline.definitions", "resolve_document_batch_job"),
+        dg.build_reconstructable_job(
+            "batch_pipeline.definitions",
+            "resolve_analysed_documents_job" if materializing else "resolve_document_batch_job",
+        ),
         instance=instance,
         run_config=run.run_config,
-        tags=_resume_tags(run),
+        tags={**_resume_tags(run), **({PARTITION_TAG: run.tags[PARTITION_TAG]} if materializing else {})},
     )
     store.mark_interrupted(run_id, f"the run died; resumed as run {result.run_id}")
     return result

@@ -68,3 +68,12 @@ def analysed_documents():
     summaries = partitions.map(analyse_partition)
     concluded = conclude_analysed_documents(batch, summaries.collect())
     return {"result": concluded.result, **{name: getattr(concluded, name) for name in CHECK_OUTPUTS}}
+
+
+# The asset's job by name (the UI's Materialize uses Dagster's implicit one, with the same config):
+# what `batch-pipeline resume` re-executes a Materialize run with.
+analysed_documents_job = dg.define_asset_job(
+    "analysed_documents_job",
+    selection=[ANALYSED_DOCUMENTS],
+    description="Materialize analysed_documents (the same pipeline as document_batch_job; config one level up).",
+)

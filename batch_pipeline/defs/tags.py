@@ -18,6 +18,7 @@ PRIORITY_TAG = "dagster/priority"
 BROKER_PRIORITY_TAG = "dagster-celery/run_priority"
 PRIORITIES = {"high": "10", "normal": "0", "low": "-10"}
 BROKER_PRIORITIES = {"high": "4", "normal": "0", "low": "-4"}
+PARTITION_TAG = "dagster/partition"  # the project a Materialize run of analysed_documents is for
 # Seconds after which the daemon's run monitoring stops a run (instance config: run_monitoring.enabled).
 MAX_RUNTIME_TAG = "dagster/max_runtime"
 

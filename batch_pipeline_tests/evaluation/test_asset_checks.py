@@ -158,3 +158,27 @@ def test_a_bad_deployment_line_is_refused_at_launch(pipeline_home, instance, cor
         in failure.step_failure_data.error.message
     )
     assert stored_document_count() == 0
+
+
+def test_resume_finishes_a_materialization_that_crashed_as_the_same_asset_partition(
+    pipeline_home, instance, store, corpus, monkeypatch
+):
+    from batch_pipeline.cli.recovery import resume
+    from batch_pipeline.defs.tags import RESUMED_FROM_TAG
+
+    with monkeypatch.context() as crashing:
+
+        def crash(*_):
+            raise dg.Failure("crashed reading the partition's texts", allow_retries=False)
+
+        crashing.setattr("batch_pipeline.batch.runner.texts_to_analyse", crash)
+        crashed = materialize(instance, batch_config(str(corpus), project="claims"), "claims")
+    assert not crashed.success
+    resumed = resume(instance, store, crashed.run_id)
+    assert resumed.success
+    run = instance.get_run_by_id(resumed.run_id)
+    assert run.job_name == "analysed_documents_job" and run.tags["dagster/partition"] == "claims"
+    assert run.tags[RESUMED_FROM_TAG] == crashed.run_id
+    latest = instance.get_latest_materialization_event(ANALYSED_DOCUMENTS)
+    assert latest.run_id == resumed.run_id and latest.dagster_event.partition == "claims"
+    assert load_run(store, resumed.run_id).report.status_counts == {"empty": 1, "ok": 3}
