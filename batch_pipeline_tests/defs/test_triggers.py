@@ -113,7 +113,7 @@ def test_failed_run_is_posted_to_the_webhook(pipeline_home, instance, tmp_path, 
     bad.mkdir()
     (bad / "ok.md").write_text("# fine")
     (bad / "empty.md").write_text("")
-    run_config = batch_config(str(bad), custom_instructions="nightly", on_document_failure="fail")
+    run_config = batch_config(str(bad), custom_instructions="nightly", checks={"max_failure_rate": 0.25})
     result = run_job(instance, run_config, raise_on_error=False)
     assert not result.success
     run = instance.get_run_by_id(result.run_id)
@@ -132,6 +132,8 @@ def test_failed_run_is_posted_to_the_webhook(pipeline_home, instance, tmp_path, 
     assert message["model_key"] == "content_compliance" and message["ai_model"] == "local"
     assert message["custom_instructions"] == "nightly"
     assert message["failed_documents"] == 1 and message["status_counts"] == {"empty": 1, "ok": 1}
+    assert message["text"].endswith("failed its check failure_rate")
+    assert [(c["name"], c["value"], c["threshold"]) for c in message["failed_checks"]] == [("failure_rate", 0.5, 0.25)]
 
 
 def test_schedule_is_stopped_by_default_and_produces_the_documented_run_config(tmp_path, monkeypatch):

@@ -9,19 +9,23 @@ import dagster as dg
 from batch_pipeline import settings
 from batch_pipeline.defs.config import batch_config_of
 from batch_pipeline.defs.resources import UNFINISHED_NOTE
-from batch_pipeline.outcome import count_failed
+from batch_pipeline.outcome import CheckOutcome, count_failed
 from batch_pipeline.store import DocumentStore
+from batch_pipeline.store.run_records import run_record
 
 WEBHOOK_ENV = "BATCH_PIPELINE_FAILURE_WEBHOOK_URL"
 WEBHOOK_TIMEOUT_SECONDS = 10
 
 
-def failure_message(run: dg.DagsterRun, error: str | None, status_counts: dict[str, int]) -> dict:
+def failure_message(
+    run: dg.DagsterRun, error: str | None, status_counts: dict[str, int], failed_checks: list[CheckOutcome] = ()
+) -> dict:
     failed = count_failed(status_counts)
+    checks = "; failed its check " + ", ".join(c.name for c in failed_checks) if failed_checks else ""
     config = batch_config_of(run.run_config)
     context = config.get("context", {})
     return {
-        "text": f"Batch run {run.run_id} failed: {failed} failed document(s) of {sum(status_counts.values())}",
+        "text": f"Batch run {run.run_id} failed: {failed} failed document(s) of {sum(status_counts.values())}{checks}",
         "run_id": run.run_id,
         "job": run.job_name,
         "project": config.get("project"),
@@ -30,6 +34,7 @@ def failure_message(run: dg.DagsterRun, error: str | None, status_counts: dict[s
         "custom_instructions": context.get("custom_instructions", ""),
         "failed_documents": failed,
         "status_counts": status_counts,
+        "failed_checks": [check.model_dump() for check in failed_checks],
         "error": (error or "")[:500],
     }
 
@@ -51,9 +56,11 @@ def batch_failure_sensor(context: dg.RunFailureSensorContext):
         # A run with a process per step has no resource that outlives it to do this (resources.py).
         store.mark_interrupted(run_id, UNFINISHED_NOTE.format(run_id=run_id))
         counts = store.status_counts(run_id)
+        record = run_record(store, run_id)
     finally:
         store.close()
-    message = failure_message(context.dagster_run, context.failure_event.message, counts)
+    failed_checks = record.failed_checks if record is not None else []
+    message = failure_message(context.dagster_run, context.failure_event.message, counts, failed_checks)
     context.log.error(json.dumps(message))
     if url := os.environ.get(WEBHOOK_ENV):
         post_json(url, message)
