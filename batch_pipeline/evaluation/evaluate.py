@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from batch_pipeline.evaluation.compare import RunFigures, figures
 from batch_pipeline.evaluation.labels import BadLabels, fields_problem
-from batch_pipeline.evaluation.rules import rules_for
+from batch_pipeline.evaluation.rules import ItemTally, rules_for
 from batch_pipeline.evaluation.runs import LoadedRun
 
 
@@ -65,27 +65,18 @@ def evaluate(run: LoadedRun, labels: list[dict]) -> Evaluation:
             field=field, rule=rule.described, labelled=len(scored), not_answered=len(scored) - len(answered)
         )
         if rule.rule == "set_f1":
-            common = expected_items = found_items = 0
+            tally = ItemTally()
             for h, value in scored:
-                wanted, got = rule.items(value), rule.items(run.results.get(h, {}).get(field))
-                common, expected_items, found_items = (
-                    common + len(wanted & got),
-                    expected_items + len(wanted),
-                    found_items + len(got),
-                )
+                found = run.results.get(h, {}).get(field)
+                wanted, got = rule.items(value), rule.items(found)
+                tally.add(wanted, got)
                 if wanted != got:
-                    misses.append(
-                        Miss(
-                            filename=run.filenames[h],
-                            field=field,
-                            expected=value,
-                            found=run.results.get(h, {}).get(field),
-                        )
-                    )
-            precision = common / found_items if found_items else (1.0 if not expected_items else 0.0)
-            recall = common / expected_items if expected_items else 1.0
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            score.precision, score.recall, score.f1 = round(precision, 4), round(recall, 4), round(f1, 4)
+                    misses.append(Miss(filename=run.filenames[h], field=field, expected=value, found=found))
+            score.precision, score.recall, score.f1 = (
+                round(tally.precision, 4),
+                round(tally.recall, 4),
+                round(tally.f1, 4),
+            )
         else:
             right = 0
             for h, value in scored:

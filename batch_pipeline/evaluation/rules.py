@@ -91,6 +91,34 @@ def normalise(value: Any) -> str:
     return re.sub(r"\s+", " ", str(value)).strip().casefold()
 
 
+@dataclass
+class ItemTally:
+    """List items matched over many documents: micro-averaged precision, recall and F1 of what was
+    found against what was expected (nothing expected and nothing found scores 1)."""
+
+    common: int = 0
+    expected: int = 0
+    found: int = 0
+
+    def add(self, expected: set, found: set) -> None:
+        self.common += len(expected & found)
+        self.expected += len(expected)
+        self.found += len(found)
+
+    @property
+    def precision(self) -> float:
+        return self.common / self.found if self.found else (1.0 if not self.expected else 0.0)
+
+    @property
+    def recall(self) -> float:
+        return self.common / self.expected if self.expected else 1.0
+
+    @property
+    def f1(self) -> float:
+        total = self.precision + self.recall
+        return 2 * self.precision * self.recall / total if total else 0.0
+
+
 def f1(a: set, b: set) -> float:
     """F1 of b against a (symmetric); two empty sets agree."""
     if not a and not b:
