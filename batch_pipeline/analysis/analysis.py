@@ -125,7 +125,7 @@ def compiled(definition: AnalysisDefinition, offline: AttachedAnalyser | None = 
     """One Analysis per definition (and analyser), compiled once per process: a memo of immutable
     values, keyed by the whole definition's content (its summary and description too, which the
     digest leaves out), so that a run gets back exactly the definition it carries."""
-    key = (hashlib.sha256(definition.model_dump_json(by_alias=True).encode()).hexdigest(), offline)
+    key = (definition.content_hash, offline)
     if key not in _compiled:
         _compiled[key] = Analysis(definition, result_model(definition.output_schema, definition.key), offline)
     return _compiled[key]

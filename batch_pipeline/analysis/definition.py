@@ -65,6 +65,7 @@ class AnalysisDefinition(BaseModel):
     summary: SummarySpec = SummarySpec()
     origin: str = ""
     _digest: str = PrivateAttr("")
+    _content_hash: str = PrivateAttr("")
 
     def model_post_init(self, context: Any) -> None:
         shaping = {
@@ -75,12 +76,18 @@ class AnalysisDefinition(BaseModel):
         }
         # Not sorted: the order of a schema's properties is the order an LLM writes them in.
         self._digest = hashlib.sha256(json.dumps(shaping, ensure_ascii=False).encode()).hexdigest()
+        self._content_hash = hashlib.sha256(self.model_dump_json(by_alias=True).encode()).hexdigest()
 
     @property
     def digest(self) -> str:
         """Of what shapes a result: the key, prompt, schema and examples (not the description,
         the summary or where the file is)."""
         return self._digest
+
+    @property
+    def content_hash(self) -> str:
+        """Of the whole definition, its description and summary too (computed once: it is frozen)."""
+        return self._content_hash
 
 
 class Problem(BaseModel):
