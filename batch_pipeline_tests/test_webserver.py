@@ -120,7 +120,10 @@ def test_submit_reports_an_unreachable_server_and_a_refused_config(dagster_servi
     )
     assert down.returncode == 2 and "cannot reach the Dagster webserver" in down.stderr
     bad = cli(dagster_services, "submit", str(EXAMPLE_DOCS), "--model-key", "sentiment", "--ai-model", "local")
-    assert bad.returncode == 2 and "valid model_key values: content_compliance, document_metadata" in bad.stderr
+    assert (
+        bad.returncode == 2
+        and "is not an analysis this deployment has; use one of: content_compliance, document_metadata" in bad.stderr
+    )
 
 
 def test_inbox_sensor_end_to_end(dagster_services):

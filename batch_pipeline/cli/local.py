@@ -2,10 +2,13 @@
 
 import json
 import os
+import re
 import sys
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import yaml
 from sqlalchemy.engine import make_url
 
 from batch_pipeline import settings
@@ -76,11 +79,16 @@ def _schema_problems(run_config: dict) -> list[str]:
     try:
         dg.validate_run_config(resolve_document_batch_job(), run_config)
     except dg.DagsterInvalidConfigError as e:
-        problems = [error.message.split("\n\nStack Trace")[0].strip() for error in e.errors]
-        if any("model_key" in p for p in problems):
-            problems.append("valid model_key values: " + ", ".join(catalogue().analyses))
-        return problems
+        return [_plain(error.message.split("\n\nStack Trace")[0].strip()) for error in e.errors]
     return []
+
+
+def _plain(problem: str) -> str:
+    """Dagster's message for an unknown model_key, as what to do instead."""
+    if (match := re.search(r"model_key not in enum type ModelKey got (.*)$", problem)) is not None:
+        keys = ", ".join(catalogue().offered_keys)
+        return f"context.model_key {match.group(1)!r} is not an analysis this deployment has; use one of: {keys}"
+    return problem
 
 
 def launch_problems(run_config: dict) -> list[str]:
@@ -106,6 +114,11 @@ def broken_analyses() -> list[str]:
     return [broken.error for broken in catalogue().broken]
 
 
+def llm_needs(run_config: dict) -> list[str]:
+    """What the run will need from this environment that it lacks (the key, an allowed endpoint)."""
+    return _llm_problems(BatchConfig(**batch_config_of(run_config)).to_request(), run_config)
+
+
 def _llm_problems(request: BatchRequest, run_config: dict) -> list[str]:
     if request.context.is_local:
         return []
@@ -127,6 +140,52 @@ class CannotEstimate(Exception):
     pass
 
 
+class BadRunConfigFile(Exception):
+    """A run config file that cannot be read as one: the message says where and what to do."""
+
+
+def read_run_config(path: Path) -> dict:
+    """A run config YAML file, or BadRunConfigFile naming the file (and the line of a YAML error)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadRunConfigFile(f"{path}: no such file (give the path of a run config YAML file)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadRunConfigFile(f"{path}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        run_config = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise BadRunConfigFile(
+            f"{where}: not valid YAML: {e.problem or e.context} (check the indentation there)"
+        ) from None
+    except yaml.YAMLError as e:
+        raise BadRunConfigFile(f"{path}: not valid YAML: {e}") from None
+    if run_config is None:
+        return {}
+    if not isinstance(run_config, dict):
+        raise BadRunConfigFile(f"{path}: a run config is a mapping (ops: {{create_document_records: {{config: ...}}}})")
+    return run_config
+
+
+def provider_problems(run_config: dict) -> list[str]:
+    """`check --provider`: the endpoint answers, accepts the key and serves the run's model (an LLM run only)."""
+    request = BatchConfig(**batch_config_of(run_config)).to_request()
+    if request.context.is_local:
+        return []
+    try:
+        sequence.check_provider(_llm_resource(run_config).provider, request.context.ai_model)
+    except LaunchRefused as e:
+        return [e.reason]
+    return []
+
+
+def _llm_resource(run_config: dict) -> LlmResource:
+    llm_config = run_config.get("resources", {}).get("llm", {}).get("config", {})
+    return LlmResource(**{k: v for k, v in llm_config.items() if k in LlmResource.model_fields})
+
+
 def estimate(run_config: dict) -> CostEstimate:
     """The pre-run estimate of a run config's batch, against the local store; sends nothing."""
     if problems := _schema_problems(run_config):
@@ -137,8 +196,7 @@ def estimate(run_config: dict) -> CostEstimate:
     request = sequence.pin(request, catalogue())
     if request.context.is_local:
         raise CannotEstimate("ai_model 'local' runs the offline analysers: it sends nothing and costs nothing")
-    llm_config = run_config.get("resources", {}).get("llm", {}).get("config", {})
-    llm = LlmResource(**{k: v for k, v in llm_config.items() if k in LlmResource.model_fields})
+    llm = _llm_resource(run_config)
     store = open_store()
     try:
         read = sequence.read(request, store)

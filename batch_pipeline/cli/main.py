@@ -10,8 +10,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.defs.tags import MAX_RUNTIME_TAG
 
@@ -210,41 +208,71 @@ def cmd_try_analysis(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from batch_pipeline.cli import local
 
-    run_config = yaml.safe_load(Path(args.config).read_text()) or {}
+    try:
+        run_config = local.read_run_config(Path(args.config))
+    except local.BadRunConfigFile as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     problems = local.config_problems(run_config)
+    if not problems and args.provider:
+        problems = local.provider_problems(run_config)
     for broken in local.broken_analyses():
         print(f"warning: an analysis definition is not loaded: {broken}", file=sys.stderr)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if not problems:
-        print(f"{args.config}: valid run config for document_batch_job")
+        checked = " (the provider accepts the key and serves the model)" if args.provider else ""
+        print(f"{args.config}: valid run config for document_batch_job{checked}")
     return 1 if problems else 0
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     from batch_pipeline.cli import local
 
-    run_config = yaml.safe_load(Path(args.config).read_text()) or {}
     try:
+        run_config = local.read_run_config(Path(args.config))
         estimate = local.estimate(run_config)
+    except local.BadRunConfigFile as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except local.CannotEstimate as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(estimate.model_dump_json(indent=2) if args.format == "json" else estimate.summary())
+    for problem in local.llm_needs(run_config):
+        print(f"note: {problem}", file=sys.stderr)
     return 0
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Each option's default after its help, where it has one worth stating (not None, not a flag's)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        stated = "default" in help_text or not action.option_strings
+        if not stated and action.default not in (None, False, argparse.SUPPRESS, ""):
+            help_text += " (default: %(default)s)"
+        return help_text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="batch-pipeline", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="batch-pipeline",
+        description="Inspect runs' results and status, list the analyses, check a run config or estimate its "
+        "cost, submit batches to a webserver, compare and evaluate runs, resume a dead run, start a Celery worker. "
+        "`batch-pipeline COMMAND --help` explains each command.",
+        formatter_class=_HelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser = functools.partial(commands.add_parser, formatter_class=_HelpFormatter)
 
     results = commands.add_parser("results", help="print one row per document of a run")
-    results.add_argument("run_id")
-    results.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    results.add_argument("run_id", help="the run's id (Dagster's run id, as submit prints it)")
+    results.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="one JSON object per line, or CSV")
     results.set_defaults(handler=cmd_results)
 
     status = commands.add_parser("status", help="print a run's Dagster status and document counts per status")
-    status.add_argument("run_id")
+    status.add_argument("run_id", help="the run's id")
     status.add_argument("--url", help="read the status from this Dagster webserver (default: the local $DAGSTER_HOME)")
     status.add_argument(
         "--watch",
@@ -258,11 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser(
         "resume", help="finish a batch whose run died: mark it failed and run the same batch again"
     )
-    resume.add_argument("run_id")
+    resume.add_argument("run_id", help="the id of the failed, canceled or dead run")
     resume.set_defaults(handler=cmd_resume)
 
     submit = commands.add_parser("submit", help="submit a batch as a queued run to a running Dagster webserver")
-    submit.add_argument("path", help="a folder of .md/.txt files or a .jsonl file (must be readable by the run)")
+    submit.add_argument(
+        "path",
+        help="a folder of documents (text, markdown, PDF, Office, HTML, e-mail, images) or a .jsonl file; the run "
+        "reads it, so it must lie in a folder the deployment allows ($BATCH_PIPELINE_SOURCE_ROOTS)",
+    )
     submit.add_argument(
         "--model-key", required=True, action="append",
         help="an analysis the deployment loaded (batch-pipeline models); repeat it, --ai-model or --instructions "
@@ -289,8 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds after which run monitoring stops the run (the dagster/max_runtime tag): a Celery run "
         "whose workers are all gone would otherwise wait for them forever",
     )
-    submit.add_argument("--project", default="default")
-    submit.add_argument("--url", default=os.environ.get("DAGSTER_WEBSERVER_URL", "http://127.0.0.1:3000"))
+    submit.add_argument("--project", default="default", help="the project the documents' records belong to")
+    submit.add_argument(
+        "--url",
+        default=os.environ.get("DAGSTER_WEBSERVER_URL", "http://127.0.0.1:3000"),
+        help="the Dagster webserver (from $DAGSTER_WEBSERVER_URL when set)",
+    )
     submit.set_defaults(handler=cmd_submit)
 
     worker = commands.add_parser(
@@ -316,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser(
         "models", help="list the analyses (model_key values) this deployment loads, and the definitions it cannot"
     )
-    models.add_argument("--format", choices=["text", "json"], default="text")
+    models.add_argument("--format", choices=["text", "json"], default="text", help="lines for people, or JSON")
     models.set_defaults(handler=cmd_models)
 
     compare = commands.add_parser(
@@ -328,15 +364,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_ID",
         help="also the runs a compare_contexts_job run launched from the UI, in its contexts' order",
     )
-    compare.add_argument("--format", choices=["table", "json", "csv", "html"], default="table")
+    compare.add_argument(
+        "--format",
+        choices=["table", "json", "csv", "html"],
+        default="table",
+        help="Markdown tables, JSON, CSV, or one self-contained HTML page with charts",
+    )
     compare.set_defaults(handler=cmd_compare)
 
     evaluate = commands.add_parser("evaluate", help="a run scored against labelled answers, field by field")
-    evaluate.add_argument("run_id")
+    evaluate.add_argument("run_id", help="the run to score")
     evaluate.add_argument(
         "--labels", required=True, help='JSONL: {"filename" or "sha256": ..., "expected": {field: value}}'
     )
-    evaluate.add_argument("--format", choices=["table", "json", "csv", "html"], default="table")
+    evaluate.add_argument(
+        "--format",
+        choices=["table", "json", "csv", "html"],
+        default="table",
+        help="Markdown tables, JSON, CSV, or one self-contained HTML page with charts",
+    )
     evaluate.set_defaults(handler=cmd_evaluate)
 
     try_analysis = commands.add_parser(
@@ -348,18 +394,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--document", help="a document to render the prompt for (text, markdown or any file read at ingest)"
     )
     try_analysis.add_argument("--instructions", default="", help="custom_instructions to hand the prompt")
-    try_analysis.add_argument("--format", choices=["text", "json"], default="text")
+    try_analysis.add_argument("--format", choices=["text", "json"], default="text", help="lines for people, or JSON")
     try_analysis.set_defaults(handler=cmd_try_analysis)
 
     check = commands.add_parser("check", help="validate a run config file without launching anything")
-    check.add_argument("config")
+    check.add_argument("config", help="the run config YAML file (as for the Launchpad or dagster job execute -c)")
+    check.add_argument(
+        "--provider",
+        action="store_true",
+        help="also ask the LLM provider whether it accepts the key and serves ai_model (sends no document)",
+    )
     check.set_defaults(handler=cmd_check)
 
     estimate = commands.add_parser(
         "estimate", help="what a run config's batch would cost, without sending anything (cached documents excluded)"
     )
-    estimate.add_argument("config")
-    estimate.add_argument("--format", choices=["text", "json"], default="text")
+    estimate.add_argument("config", help="the run config YAML file")
+    estimate.add_argument("--format", choices=["text", "json"], default="text", help="lines for people, or JSON")
     estimate.set_defaults(handler=cmd_estimate)
     return parser
 

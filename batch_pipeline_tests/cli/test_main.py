@@ -1,3 +1,4 @@
+import argparse
 import csv
 import io
 import json
@@ -9,7 +10,7 @@ import pytest
 import yaml
 
 from batch_pipeline.cli.main import main
-from batch_pipeline_tests.conftest import EXAMPLE_COUNT, EXAMPLE_DOCS, REPO_ROOT, batch_config, run_job
+from batch_pipeline_tests.conftest import EXAMPLE_COUNT, EXAMPLE_DOCS, REPO_ROOT, batch_config, llm_endpoint, run_job
 
 RESULT_FIELDS = {
     "run_id", "document_id", "filename", "status", "error", "model_key", "ai_model", "custom_instructions",
@@ -136,8 +137,11 @@ def test_check_names_the_bad_key_and_the_valid_ones(tmp_path, capsys):
     path.write_text(yaml.safe_dump(config))
     assert main(["check", str(path)]) == 1
     err = capsys.readouterr().err
-    assert "got sentiment" in err
-    assert "valid model_key values: content_compliance, document_metadata" in err
+    assert (
+        "error: context.model_key 'sentiment' is not an analysis this deployment has; "
+        "use one of: content_compliance, document_metadata\n"
+    ) in err
+    assert "Traceback" not in err
 
 
 def test_check_accepts_every_shipped_example(monkeypatch):
@@ -189,3 +193,64 @@ def test_check_names_a_missing_source_with_the_other_problems(tmp_path, capsys):
         and "project must not be empty" in errors
         and "max_pages must be at least 1" in errors
     )
+
+
+def test_check_and_estimate_answer_a_missing_file_and_bad_yaml_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ops:\n  create_document_records:\n    config:\n      project: x\n     source: y\n")
+    for command in ("check", "estimate"):
+        assert main([command, str(tmp_path / "missing.yaml")]) == 2
+        assert (
+            capsys.readouterr().err
+            == f"error: {tmp_path / 'missing.yaml'}: no such file (give the path of a run config YAML file)\n"
+        )
+        assert main([command, str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {bad}:5:6: not valid YAML") and err.count("\n") == 1
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just text\n")
+    assert main(["check", str(scalar)]) == 2
+    assert "a run config is a mapping" in capsys.readouterr().err
+
+
+def test_estimate_says_what_the_real_run_will_need(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    path = tmp_path / "llm.yaml"
+    path.write_text(yaml.safe_dump(batch_config(str(EXAMPLE_DOCS), ai_model="gpt-4.1-mini")))
+    assert main(["estimate", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "estimated_cost_usd" in captured.out
+    assert "note: ai_model 'gpt-4.1-mini' is an LLM: it needs the environment variable OPENAI_API_KEY" in captured.err
+
+
+def test_check_with_provider_asks_the_endpoint_for_the_key_and_the_model(monkeypatch, capsys, tmp_path):
+    from testbed.fake_openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer() as server, llm_endpoint(server.url):
+        for model, key, expected in [
+            ("gpt-test", "sk-test-key", 0),
+            ("gpt-test", "sk-wrong", 1),
+            ("gpt-unknown", "sk-test-key", 1),
+        ]:
+            monkeypatch.setenv("OPENAI_API_KEY", key)
+            path = tmp_path / "llm.yaml"
+            path.write_text(yaml.safe_dump(batch_config(str(EXAMPLE_DOCS), ai_model=model)))
+            assert main(["check", str(path), "--provider"]) == expected
+            captured = capsys.readouterr()
+            if expected == 0:
+                assert "(the provider accepts the key and serves the model)" in captured.out
+            elif key == "sk-wrong":
+                assert "refused the API key (HTTP 401)" in captured.err
+            else:
+                assert "does not serve model 'gpt-unknown'" in captured.err
+
+
+def test_every_argument_of_every_command_is_explained():
+    from batch_pipeline.cli.main import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert "``" not in parser.format_help()
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            assert action.help, f"{name} {action.dest} has no help"
