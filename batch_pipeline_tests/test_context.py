@@ -50,10 +50,11 @@ def test_ai_model_has_no_default():
         ProcessingContext(model_key="content_compliance")
 
 
-def test_run_tags_name_the_model_key_and_ai_model():
-    assert run_tags(make(ai_model="gpt-x")) == {
+def test_run_tags_name_the_model_key_and_ai_model_and_the_project():
+    assert run_tags(make(ai_model="gpt-x"), project="claims") == {
         "batch_pipeline/model_key": "content_compliance",
         "batch_pipeline/ai_model": "gpt-x",
+        "batch_pipeline/project": "claims",
     }
 
 

@@ -204,6 +204,10 @@ def test_a_bad_batch_fails_the_run_before_anything_is_written(pipeline_home, ins
     assert "Refused before writing anything" in message and "ai_model must not be empty" in message
     assert "does not exist" in message
     assert _nothing_written(instance, pipeline_home)
+    # Tagged all the same: the Runs page's filters by project and model find the refused run too.
+    tags = instance.get_run_by_id(result.run_id).tags
+    assert (tags["batch_pipeline/project"], tags["batch_pipeline/model_key"]) == ("test", "content_compliance")
+    assert tags["batch_pipeline/ai_model"] == " "
 
 
 def test_inline_documents(pipeline_home, instance):

@@ -75,7 +75,7 @@ def submission(
     project: str, path: str, context: ProcessingContext, priority: str, executor: str | None = None
 ) -> tuple[dict, dict[str, str]]:
     """The run config and tags of a submitted batch."""
-    return batch_run_config(project, path, context, executor), run_tags(context, priority)
+    return batch_run_config(project, path, context, executor), run_tags(context, priority, project)
 
 
 def submit(url: str, run_config: dict, tags: dict[str, str]) -> str:

@@ -2,6 +2,7 @@
 
 from batch_pipeline.context import ProcessingContext
 
+PROJECT_TAG = "batch_pipeline/project"
 MODEL_KEY_TAG = "batch_pipeline/model_key"
 AI_MODEL_TAG = "batch_pipeline/ai_model"
 TRIGGER_TAG = "batch_pipeline/trigger"  # which sensor or schedule launched the run
@@ -23,9 +24,11 @@ PARTITION_TAG = "dagster/partition"  # the project a Materialize run of analysed
 MAX_RUNTIME_TAG = "dagster/max_runtime"
 
 
-def run_tags(context: ProcessingContext, priority: str | None = None) -> dict[str, str]:
+def run_tags(context: ProcessingContext, priority: str | None = None, project: str | None = None) -> dict[str, str]:
     """Tags for a run of this context: filterable in the UI, matched by the queue's per-model limits."""
     tags = {MODEL_KEY_TAG: context.model_key, AI_MODEL_TAG: context.ai_model}
+    if project is not None:
+        tags[PROJECT_TAG] = project
     if priority is not None:
         tags[PRIORITY_TAG] = PRIORITIES[priority]
         tags[BROKER_PRIORITY_TAG] = BROKER_PRIORITIES[priority]

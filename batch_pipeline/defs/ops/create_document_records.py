@@ -43,6 +43,8 @@ def _launch(
     context: dg.OpExecutionContext, config: BatchConfig, document_store: DocumentStoreResource, llm: LlmResource
 ) -> tuple[RegisteredBatch, list[Partition]]:
     request, store = config.to_request(), document_store.store
+    # First, so that a run refused below is found by the same filters (project, model) as the rest.
+    context.instance.add_run_tags(context.run_id, _printable(run_tags(request.context, project=request.project)))
     budget_run = _budget_run(context)  # before anything is written: a forged tag is refused
     if context.has_partition_key and context.partition_key != request.project:
         # Materialize on the asset's page: the partition is the project its results belong to.
@@ -64,7 +66,6 @@ def _launch(
         context.log.info(f"Estimate within max_cost_usd ${request.max_cost_usd}: " + cost.summary().replace("\n", "; "))
     if not processing.is_local:
         sequence.check_provider(llm.provider, processing.ai_model)
-    context.instance.add_run_tags(context.run_id, run_tags(processing))
     if processing.is_local and processing.custom_instructions:
         context.log.warning(
             "custom_instructions are recorded with every result, but the offline analysers (ai_model: local) "
@@ -81,6 +82,11 @@ def _launch(
         partitions = [p.model_copy(update={"response_format": settled.mode}) for p in partitions]
     _log_registration(context.log, batch, seconds)
     return batch, partitions
+
+
+def _printable(tags: dict[str, str]) -> dict[str, str]:
+    # A lone surrogate (refused by the launch checks) cannot be stored as a tag.
+    return {name: value.encode("utf-8", "replace").decode() for name, value in tags.items()}
 
 
 def _budget_run(context: dg.OpExecutionContext) -> str:

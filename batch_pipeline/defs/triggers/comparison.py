@@ -70,5 +70,9 @@ def comparison_runs_sensor(context: dg.RunStatusSensorContext):
         yield dg.RunRequest(
             run_key=f"{launcher.run_id}/{index}",
             run_config=batch_run_config(request.project, request.source, processing, settings.triggered_run_executor()),
-            tags={**run_tags(processing), LAUNCHED_BY_TAG: launcher.run_id, TRIGGER_TAG: "comparison_runs_sensor"},
+            tags={
+                **run_tags(processing, project=request.project),
+                LAUNCHED_BY_TAG: launcher.run_id,
+                TRIGGER_TAG: "comparison_runs_sensor",
+            },
         )

@@ -74,5 +74,5 @@ def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxConfig):
     return dg.RunRequest(
         run_key=batch.run_key,
         run_config=batch_run_config(batch.project, str(source), batch.context, settings.triggered_run_executor()),
-        tags={**run_tags(processing, priority), TRIGGER_TAG: "inbox_sensor"},
+        tags={**run_tags(processing, priority, project), TRIGGER_TAG: "inbox_sensor"},
     )

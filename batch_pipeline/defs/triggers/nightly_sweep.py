@@ -27,5 +27,5 @@ def nightly_compliance_sweep(context: dg.ScheduleEvaluationContext):
         run_config=batch_run_config(
             "nightly-sweep", str(folder.resolve()), processing, settings.triggered_run_executor()
         ),
-        tags={**run_tags(processing, "low"), TRIGGER_TAG: "nightly_compliance_sweep"},
+        tags={**run_tags(processing, "low", "nightly-sweep"), TRIGGER_TAG: "nightly_compliance_sweep"},
     )
