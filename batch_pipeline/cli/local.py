@@ -22,6 +22,7 @@ from batch_pipeline.launch import sequence
 from batch_pipeline.launch.sequence import LaunchRefused
 from batch_pipeline.report.csv_cells import write_csv
 from batch_pipeline.store import DocumentStore
+from batch_pipeline.store.run_records import recent_runs
 
 
 def open_store() -> DocumentStore:
@@ -42,6 +43,42 @@ def print_results(rows: pd.DataFrame, output_format: str) -> None:
     for record in rows.to_dict(orient="records"):
         record["result"] = json.loads(record["result"]) if record["result"] else None
         print(json.dumps(record, ensure_ascii=False))
+
+
+def print_runs(project: str | None, model_key: str | None, ai_model: str | None, limit: int, output_format: str) -> int:
+    """`batch-pipeline runs`: from the store, with each run's Dagster status where $DAGSTER_HOME has it."""
+    store = open_store()
+    try:
+        runs = recent_runs(store, project, model_key, ai_model, limit)
+    finally:
+        store.close()
+    statuses = _dagster_statuses([run.run_id for run in runs])
+    if output_format == "json":
+        for run in runs:
+            print(json.dumps({**run.model_dump(mode="json"), "dagster_status": statuses.get(run.run_id)}))
+        return 0
+    if not runs:
+        print(
+            f"No runs in the store at {store.shown_url}"
+            + (" matching the filters" if project or model_key or ai_model else "")
+        )
+        return 0
+    rows = [
+        {"run": run.run_id, "when (UTC)": run.created_at.strftime("%Y-%m-%d %H:%M"), "project": run.project,
+         "model_key": run.model_key, "ai_model": run.ai_model, "status": statuses.get(run.run_id, "—"),
+         "documents": ", ".join(f"{k} {v}" for k, v in run.status_counts.items()),
+         "checks": "failed: " + ", ".join(run.failed_checks) if run.failed_checks else ""}
+        for run in runs
+    ]  # fmt: skip
+    print(pd.DataFrame(rows).to_markdown(index=False))
+    return 0
+
+
+def _dagster_statuses(run_ids: list[str]) -> dict[str, str]:
+    if not run_ids or not os.environ.get("DAGSTER_HOME"):
+        return {}
+    with dg.DagsterInstance.get() as instance:
+        return {run.run_id: run.status.value for run in instance.get_runs(filters=dg.RunsFilter(run_ids=run_ids))}
 
 
 def dagster_run_status(run_id: str) -> str:

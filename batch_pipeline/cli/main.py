@@ -26,6 +26,12 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from batch_pipeline.cli import local
+
+    return local.print_runs(args.project, args.model_key, args.ai_model, args.limit, args.format)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from batch_pipeline.cli import local, remote
     from batch_pipeline.store.provider_batches import batches_of_run
@@ -270,6 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("run_id", help="the run's id (Dagster's run id, as submit prints it)")
     results.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="one JSON object per line, or CSV")
     results.set_defaults(handler=cmd_results)
+
+    runs = commands.add_parser("runs", help="list the latest runs the document store knows, newest first")
+    runs.add_argument("--project", help="only this project's runs")
+    runs.add_argument("--model-key", help="only runs of this analysis")
+    runs.add_argument("--ai-model", help="only runs of this model ('local': the offline analysers)")
+    runs.add_argument("--limit", type=int, default=20, help="at most this many runs")
+    runs.add_argument("--format", choices=["table", "json"], default="table", help="a table for people, or JSON lines")
+    runs.set_defaults(handler=cmd_runs)
 
     status = commands.add_parser("status", help="print a run's Dagster status and document counts per status")
     status.add_argument("run_id", help="the run's id")

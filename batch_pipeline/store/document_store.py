@@ -95,6 +95,7 @@ class DocumentStore:
 
     def __init__(self, url: str):
         self.url = url
+        self.shown_url = sa.engine.make_url(url).render_as_string(hide_password=True)  # for messages
         self.engine = create_engine(url)
 
     def close(self) -> None:

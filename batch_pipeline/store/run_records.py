@@ -3,13 +3,14 @@ checks ended, and its documents' content hashes (documents are matched across ru
 content)."""
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import sqlalchemy as sa
 from pydantic import BaseModel, TypeAdapter
 
 from batch_pipeline.outcome import CheckOutcome
 from batch_pipeline.store.document_store import DocumentStore, in_chunks
-from batch_pipeline.store.schema import batch_runs, documents
+from batch_pipeline.store.schema import analysis_results, batch_runs, documents
 
 
 class RunRecord(BaseModel):
@@ -59,3 +60,55 @@ def content_hashes(store: DocumentStore, document_ids: Sequence[str]) -> dict[st
             )
             found.update(dict(conn.execute(query).all()))
     return found
+
+
+class RunSummary(BaseModel):
+    """One line of `batch-pipeline runs`."""
+
+    run_id: str
+    project: str
+    model_key: str
+    ai_model: str
+    custom_instructions: str
+    created_at: datetime
+    status_counts: dict[str, int]
+    failed_checks: list[str]
+
+
+def recent_runs(
+    store: DocumentStore,
+    project: str | None = None,
+    model_key: str | None = None,
+    ai_model: str | None = None,
+    limit: int = 20,
+) -> list[RunSummary]:
+    """The store's latest runs, newest first, with their documents per status."""
+    r = batch_runs.c
+    query = sa.select(r.run_id, r.project, r.model_key, r.ai_model, r.custom_instructions, r.created_at, r.checks)
+    for column, wanted in ((r.project, project), (r.model_key, model_key), (r.ai_model, ai_model)):
+        if wanted is not None:
+            query = query.where(column == wanted)
+    query = query.order_by(r.created_at.desc(), r.run_id).limit(limit)
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+        counts: dict[str, dict[str, int]] = {row.run_id: {} for row in rows}
+        a = analysis_results.c
+        per_status = (
+            sa.select(a.run_id, a.status, sa.func.count())
+            .where(a.run_id.in_(list(counts)))
+            .group_by(a.run_id, a.status)
+            .order_by(a.run_id, a.status)
+        )
+        for run_id, status, count in conn.execute(per_status):
+            counts[run_id][status] = count
+    return [
+        RunSummary(
+            **{name: getattr(row, name) for name in ("run_id", "project", "model_key", "ai_model", "created_at")},
+            custom_instructions=row.custom_instructions,
+            status_counts=counts[row.run_id],
+            failed_checks=[c.name for c in CHECK_OUTCOMES.validate_json(row.checks) if not c.passed]
+            if row.checks
+            else [],
+        )
+        for row in rows
+    ]

@@ -254,3 +254,37 @@ def test_every_argument_of_every_command_is_explained():
     for name, command in commands.choices.items():
         for action in command._actions:
             assert action.help, f"{name} {action.dest} has no help"
+
+
+def test_runs_lists_the_store_s_runs_newest_first_with_filters(pipeline_home, tmp_path, monkeypatch, capsys):
+    import dagster as dg
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        first = run_job(instance, batch_config(str(EXAMPLE_DOCS), project="alpha")).run_id
+        second = run_job(
+            instance, batch_config(str(EXAMPLE_DOCS), project="beta", model_key="document_metadata")
+        ).run_id
+    assert main(["runs", "--format", "json"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [run["run_id"] for run in listed] == [second, first]
+    assert listed[1]["project"] == "alpha" and listed[1]["dagster_status"] == "SUCCESS"
+    assert listed[1]["status_counts"] == {"empty": 1, "ok": EXAMPLE_COUNT - 1}
+    assert main(["runs", "--project", "alpha"]) == 0
+    table = capsys.readouterr().out
+    assert first in table and second not in table and "SUCCESS" in table
+    assert main(["runs", "--model-key", "document_metadata", "--format", "json"]) == 0
+    assert [json.loads(line)["run_id"] for line in capsys.readouterr().out.splitlines()] == [second]
+
+
+def test_a_run_without_dagster_home_says_where_its_results_went(pipeline_home, capsys):
+    import dagster as dg
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = run_job(instance, batch_config(str(EXAMPLE_DOCS)))
+    warnings = [e.message for e in instance.all_logs(result.run_id) if e.level >= 30 and "DAGSTER_HOME" in e.message]
+    assert len(warnings) == 1
+    assert f"batch-pipeline results {result.run_id}" in warnings[0] and str(pipeline_home) in warnings[0]
+    assert main(["runs"]) == 0 and result.run_id in capsys.readouterr().out

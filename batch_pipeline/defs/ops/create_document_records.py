@@ -72,6 +72,13 @@ def _launch(
             "do not interpret them."
         )
     batch, partitions = sequence.register(store, context.run_id, request, read, llm.max_concurrent_requests, budget_run)
+    if context.instance.is_ephemeral:
+        context.log.warning(
+            "DAGSTER_HOME is not set: Dagster keeps this run in a temporary instance that the UI will not show. "
+            f"Its results are stored in {store.shown_url}: `batch-pipeline runs`, `batch-pipeline status "
+            f"{context.run_id}` and `batch-pipeline results {context.run_id}` read them. Set DAGSTER_HOME (make dev's "
+            "is .dagster_home) to see runs in the UI."
+        )
     seconds = time.monotonic() - started
     settled = sequence.settle_response_format(
         store, context.run_id, request, partitions, llm.provider, llm.response_format, budget_run
