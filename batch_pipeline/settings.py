@@ -21,6 +21,7 @@ EXCLUDE_ENV = "BATCH_PIPELINE_EXCLUDE"
 ANALYSES_ENV = "BATCH_PIPELINE_ANALYSES"
 MAX_FINDINGS_ENV = "BATCH_PIPELINE_MAX_FINDINGS"
 DEFAULT_MAX_FINDINGS = 1000
+REPORTS_URL_ENV = "BATCH_PIPELINE_REPORTS_URL"
 MAX_FAILURE_RATE_ENV = "BATCH_PIPELINE_MAX_FAILURE_RATE"
 MIN_SCORE_ENV = "BATCH_PIPELINE_MIN_SCORE"
 CONVERSION_MEMORY_ENV = "BATCH_PIPELINE_CONVERSION_MEMORY_MB"
@@ -190,6 +191,12 @@ def conversion_memory_mb() -> int:
     """The memory (address space) each conversion worker process may use, in MB:
     ``$BATCH_PIPELINE_CONVERSION_MEMORY_MB``, else 4096. A file that needs more fails alone."""
     return _whole_number(CONVERSION_MEMORY_ENV, DEFAULT_CONVERSION_MEMORY_MB, " of MB")
+
+
+def reports_url() -> str | None:
+    """Where the deployment serves the reports folder over HTTP (``$BATCH_PIPELINE_REPORTS_URL``,
+    e.g. http://reports.internal/), so the asset page links each run's report.html; else None."""
+    return os.environ.get(REPORTS_URL_ENV) or None
 
 
 def max_failure_rate() -> float | None:

@@ -76,6 +76,13 @@ def test_examples_end_to_end(pipeline_home, instance):
     assert {r.data["status"]: r.data["documents"] for r in table.records} == {"empty": 1, "ok": len(example_files) - 1}
     assert materialization.metadata["report_summary"].value.endswith("summary.md")
     assert materialization.metadata["report_html"].value.endswith("report.html")
+    assert materialization.metadata["run"].value == result.run_id
+    summary = materialization.metadata["model_summary"].value
+    assert not summary.lstrip().startswith("#") and "**findings.category: items per value**" in summary
+    flagged = materialization.metadata["flagged_documents"]
+    first = flagged.records[0].data
+    assert first["level"] == "high" and first["items"] >= 1 and "*" in first["first"]  # masked, as stored
+    assert "AKIAIOSFODNN7EXAMPLE" not in str([r.data for r in flagged.records])
 
 
 def test_custom_instructions_with_offline_analysers_log_a_warning(pipeline_home, instance):
@@ -160,6 +167,11 @@ def test_running_the_same_batch_twice_reuses_every_result(pipeline_home, instanc
     other_context = run_job(instance, batch_config(str(EXAMPLE_DOCS), custom_instructions="new"))
     assert results(other_context.run_id)["cached_from_run_id"].isna().all()
     store.close()
+    # Throughput counts the documents a run analysed: a run served entirely from the cache has none.
+    (cached,) = second.asset_materializations_for_node("aggregate")
+    assert cached.metadata["analysed_this_run"].value == 0 and cached.metadata["docs_per_second"].value is None
+    (forced_materialization,) = forced.asset_materializations_for_node("aggregate")
+    assert forced_materialization.metadata["analysed_this_run"].value == len(list(EXAMPLE_DOCS.iterdir())) - 1
 
 
 def _nothing_written(instance, pipeline_home) -> bool:
@@ -210,10 +222,16 @@ def test_a_bad_batch_fails_the_run_before_anything_is_written(pipeline_home, ins
     assert tags["batch_pipeline/ai_model"] == " "
 
 
-def test_inline_documents(pipeline_home, instance):
+def test_inline_documents(pipeline_home, instance, monkeypatch):
+    # Where the deployment serves the reports folder, the asset page links each report.
+    monkeypatch.setenv("BATCH_PIPELINE_REPORTS_URL", "https://reports.example/")
     run_config = batch_config(documents=[{"filename": "n.md", "markdown_content": "# N\n\nmail x@example.com"}])
     result = run_job(instance, run_config)
     assert results(result.run_id).loc["n.md", "status"] == "ok"
+    (materialization,) = result.asset_materializations_for_node("aggregate")
+    link = materialization.metadata["report_html"]
+    assert isinstance(link, dg.UrlMetadataValue)
+    assert link.value == f"https://reports.example/{result.run_id}/report.html"
 
 
 def test_a_folder_of_unlucky_entries_completes_with_each_reason_stored_or_listed(pipeline_home, instance, tmp_path):

@@ -51,6 +51,7 @@ class BatchReport(BaseModel):
     not_kept: dict[str, int] = {}
     flagged: int | None = None  # documents the definition's summary flags; None: it flags none
     checks: list[CheckOutcome] = []  # how the run's checks ended (empty: not checked yet)
+    analysed: int = 0  # documents this run sent to an analyser (neither from the cache nor unusable)
 
     @property
     def failed_checks(self) -> list[CheckOutcome]:
@@ -72,6 +73,16 @@ class BatchReport(BaseModel):
     @property
     def failed(self) -> int:
         return count_failed(self.status_counts)
+
+    def summary_markdown(self) -> str:
+        """The summary sections as compact tables under bold titles (the asset page shows this;
+        a heading there renders page-sized)."""
+        parts = []
+        for title, values in self.model_summary.items():
+            shown = dict(list(values.items())[:SUMMARY_ROWS_SHOWN])
+            more = f"\n\n_{len(values) - len(shown)} more in summary.md_" if len(values) > len(shown) else ""
+            parts.append(f"**{title}**\n\n" + (_table(shown, "", "value") if values else "_none_") + more)
+        return "\n\n".join(parts)
 
     def to_markdown(self) -> str:
         lines = [
@@ -104,6 +115,9 @@ class BatchReport(BaseModel):
         if self.not_kept:
             lines += ["", "## Not kept", "", NOT_KEPT_NOTE, "", _table(self.not_kept, "list", "more, not kept")]
         return "\n".join(lines) + "\n"
+
+
+SUMMARY_ROWS_SHOWN = 15
 
 
 def _table(values: dict[str, int | float], key_header: str, value_header: str) -> str:
@@ -171,6 +185,7 @@ def build_report(
         not_kept=dict(not_kept),
         usage=token_usage(rows),
         checks=checks or [],
+        analysed=int((rows["cached_from_run_id"].isna() & (rows["attempts"].fillna(0) >= 1)).sum()),
         **_latency_percentiles(ok_rows),
     )
 

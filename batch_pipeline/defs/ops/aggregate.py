@@ -19,6 +19,8 @@ from batch_pipeline.defs.resources import DocumentStoreResource
 from batch_pipeline.outcome import FAILURE_RATE_CHECK, LABELLED_SCORE_CHECK, CheckOutcome, DocumentStatus
 from batch_pipeline.store.run_records import record_checks
 
+FLAGGED_SHOWN = 20  # on the asset page; report.html and results.csv have them all
+
 if TYPE_CHECKING:
     from batch_pipeline.report.report import BatchReport
 
@@ -40,6 +42,7 @@ def _conclude(
     freeze_loaded_objects()
     # Imported here: pandas loads only in the process that writes the report, not at every start.
     from batch_pipeline.evaluation.checks import run_checks
+    from batch_pipeline.report.html import flagged_documents
     from batch_pipeline.report.report import build_report, write_report
 
     store, processing = document_store.store, batch.context
@@ -56,6 +59,8 @@ def _conclude(
         "run_id": context.run_id,
         "analyser_version": processing.analyser_version,
     }
+    if (spec := processing.model.definition.summary).flagged is not None:
+        metadata["flagged_documents"] = _flagged_table(flagged_documents(rows, processing.model), spec.rank_by)
     record_project(context.instance, batch.project)
     context.log.info(
         f"Run summary: {report.documents} documents, {metadata['ok']} ok ({report.cached} from cache), "
@@ -142,7 +147,6 @@ def _run_metrics(context: dg.OpExecutionContext, report: "BatchReport", ai_model
     record = context.instance.get_run_record_by_id(context.run_id)
     started = record.start_time if record and record.start_time else None
     seconds = time.time() - started if started else None
-    analysed = report.documents - report.cached
     cost = report.estimated_cost_usd if report.usage else (0.0 if ai_model == "local" else None)
     measured = {check.name: check.value for check in report.checks}
     per_model = {
@@ -154,11 +158,40 @@ def _run_metrics(context: dg.OpExecutionContext, report: "BatchReport", ai_model
         "latency_p50_ms": report.latency_p50_ms,
     }
     return {
-        "docs_per_second": round(analysed / seconds, 2) if seconds else None,
+        # Of the documents this run analysed: none when every one came from the cache or was unusable.
+        "docs_per_second": round(report.analysed / seconds, 2) if seconds and report.analysed else None,
+        "analysed_this_run": report.analysed,
         "latency_p50_ms": report.latency_p50_ms,
         "latency_p95_ms": report.latency_p95_ms,
         **{f"{name} · {ai_model}": value for name, value in per_model.items() if value is not None},
     }
+
+
+def _link(path: Path) -> dg.MetadataValue:
+    """The report as a link where the deployment serves the reports folder over HTTP (a browser
+    opens no file:// link from the UI's page), else its path."""
+    if base := settings.reports_url():
+        return dg.MetadataValue.url(f"{base.rstrip('/')}/{path.parent.name}/{path.name}")
+    return dg.MetadataValue.path(str(path))
+
+
+def _flagged_table(flagged: list, rank_by: str | None) -> dg.MetadataValue:
+    records = [
+        dg.TableRecord(
+            {"document": doc.filename, "level": doc.level, "items": doc.stored, "first": _first(doc.details)}
+        )
+        for doc in flagged[:FLAGGED_SHOWN]
+    ]
+    columns = [dg.TableColumn("document", "string"), dg.TableColumn("level", "string", description=f"the result's {rank_by}" if rank_by else None),
+               dg.TableColumn("items", "int"), dg.TableColumn("first", "string", description="its first item, as stored (masked)")]  # fmt: skip
+    return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=columns))
+
+
+def _first(details: list[dict]) -> str:
+    if not details:
+        return ""
+    text = "; ".join(f"{key}: {value}" for key, value in details[0].items() if value not in (None, ""))
+    return text if len(text) <= 160 else text[:160].rsplit(" ", 1)[0] + " …"
 
 
 def _report_metadata(
@@ -175,10 +208,11 @@ def _report_metadata(
             records=[dg.TableRecord({"status": k, "documents": v}) for k, v in report.status_counts.items()],
             schema=dg.TableSchema(columns=[dg.TableColumn("status", "string"), dg.TableColumn("documents", "int")]),
         ),
-        "model_summary": dg.MetadataValue.md(report.to_markdown()),
+        "model_summary": dg.MetadataValue.md(report.summary_markdown()),
         "report_csv": dg.MetadataValue.path(str(csv_path)),
         "report_summary": dg.MetadataValue.path(str(summary_path)),
-        "report_html": dg.MetadataValue.path(str(html_path)),
+        "report_html": _link(html_path),
+        "run": dg.MetadataValue.dagster_run(report.run_id),
         "model_key": processing.model_key,
         "definition_digest": processing.definition.digest,
         "flagged": report.flagged,
