@@ -72,6 +72,11 @@ def test_report_html_opens_from_disk_with_its_charts_and_fetches_nothing(browser
     assert charts.count() >= 2 and all(charts.nth(i).bounding_box()["width"] > 100 for i in range(charts.count()))
     flagged = page.locator("h2", has_text="Flagged documents")
     assert flagged.is_visible() and "deploy_runbook.md" in page.inner_text("body")
+    # Above the fold of a laptop screen: the findings come before the charts.
+    page.set_viewport_size({"width": 1280, "height": 800})
+    assert flagged.bounding_box()["y"] < 800
+    first_row = page.locator("h2:has-text('Flagged documents') + table tr").nth(1)
+    assert first_row.bounding_box()["y"] < 800
     assert page.screenshot(full_page=True)[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -56,6 +56,23 @@ def test_examples_end_to_end(pipeline_home, instance):
     assert page.index("deploy_runbook.md", flagged) < page.index("Failed documents")  # flagged, with its excerpt
     assert "AKIA" in page and "AKIAIOSFODNN7EXAMPLE" not in page  # masked as the analyser masked it
     assert page.index("empty.md", page.index("Failed documents")) > 0 and "the document is empty" in page
+    # Flagged documents first; charts after them, counts on whole-number ticks, risk levels in
+    # order and coloured by severity; excerpts without markdown's marks.
+    assert page.index("Flagged documents") < page.index("Overview") < page.index("<svg")
+    risk_chart = page[page.index("risk_level: documents per value") :]
+    risk_chart = risk_chart[: risk_chart.index("</svg>")]
+    heights = {
+        m[2]: float(m[1]) for m in re.finditer(r'<text[^>]*?y="([0-9.]+)"[^>]*>(none|low|medium|high)<', risk_chart)
+    }
+    assert len(heights) >= 2 and sorted(heights, key=heights.get) == [
+        level for level in ("none", "low", "medium", "high") if level in heights
+    ]  # top to bottom, least severe first
+    assert "#d62728" in risk_chart or "#f58518" in risk_chart
+    assert not re.search(r">\d+\.5<", page)  # no tick at 2.5 or 7.5 on a count axis
+    flagged_section = page[page.index("Flagged documents") : page.index("Overview")]
+    assert "**" not in flagged_section
+    csv_latency = pd.read_csv(report_dir / "results.csv")["latency_ms"].dropna()
+    assert (csv_latency == csv_latency.round(1)).all()
 
     run = instance.get_run_by_id(result.run_id)
     assert run.tags["batch_pipeline/model_key"] == "content_compliance"

@@ -6,15 +6,17 @@ failures and summary rows, cuts long text (the template's ``truncate``), and say
 results.csv holds."""
 
 import json
+import re
 from dataclasses import dataclass, field
 
 import jinja2
 import pandas as pd
 
 from batch_pipeline.analysis.analysis import Analysis
+from batch_pipeline.analysis.json_schema import field_schema
 from batch_pipeline.analysis.stored_result import OMITTED_KEY
 from batch_pipeline.outcome import DocumentStatus
-from batch_pipeline.report.charts import bar_chart_svg
+from batch_pipeline.report.charts import bar_chart_svg, severity_colors
 from batch_pipeline.report.result_columns import cell, columns_of
 
 HTML_NAME = "report.html"
@@ -23,6 +25,9 @@ SHOWN_FINDINGS = 10  # per flagged document
 SHOWN_FAILURES = 500
 SHOWN_LABELS = 30  # rows of each summary table, bars of each chart
 SHOWN_RESULTS = 100  # documents in the results table, a column per field of the analysis
+STATUS_COLORS = {DocumentStatus.ok.value: "#54a24b", DocumentStatus.pending.value: "#9e9e9e"} | {
+    status.value: "#d62728" for status in DocumentStatus if status not in (DocumentStatus.ok, DocumentStatus.pending)
+}
 
 
 @dataclass
@@ -37,7 +42,18 @@ class FlaggedDocument:
 
 def _environment() -> jinja2.Environment:
     loader = jinja2.PackageLoader("batch_pipeline.report", "templates")
-    return jinja2.Environment(loader=loader, autoescape=jinja2.select_autoescape(["html", "j2"]))
+    environment = jinja2.Environment(loader=loader, autoescape=jinja2.select_autoescape(["html", "j2"]))
+    environment.filters["plain"] = plain_text
+    return environment
+
+
+MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+MARKDOWN_MARKS = re.compile(r"(\*\*|__|`|^#{1,6}\s+)", re.MULTILINE)
+
+
+def plain_text(text: str) -> str:
+    """Markdown's marks taken out of an excerpt (converted documents are markdown): what a reader sees."""
+    return MARKDOWN_MARKS.sub("", MARKDOWN_LINK.sub(r"\1", text))
 
 
 def flagged_documents(rows: pd.DataFrame, model: Analysis) -> list[FlaggedDocument]:
@@ -83,8 +99,18 @@ def results_table(rows: pd.DataFrame, model: Analysis) -> tuple[list[str], list[
 def render_html(report, rows: pd.DataFrame, model: Analysis) -> str:
     """The page for a BatchReport, its stored rows and the analysis that produced them."""
     summary = {title: _shown_labels(values) for title, values in report.model_summary.items()}
-    charts = [bar_chart_svg(report.status_counts, "Documents per status")]
-    charts += [bar_chart_svg(values, title) for title, values in summary.items() if values]
+    rank_by = model.definition.summary.rank_by
+    levels = [str(v) for v in (field_schema(model.json_schema, rank_by) or {}).get("enum") or []] if rank_by else []
+    statuses = dict(sorted(report.status_counts.items(), key=lambda item: (item[0] != DocumentStatus.ok, item[0])))
+    charts = [bar_chart_svg(statuses, "Documents per status", STATUS_COLORS)]
+    for title, values in summary.items():
+        if not values:
+            continue
+        if levels and title.startswith(f"{rank_by}:"):  # its levels in order, coloured by severity
+            values = {level: values[level] for level in levels if level in values} | values
+            charts.append(bar_chart_svg(values, title, severity_colors(levels)))
+        else:
+            charts.append(bar_chart_svg(values, title))
     failed = rows[~rows["status"].isin([DocumentStatus.ok.value, DocumentStatus.pending.value])]
     flagged = flagged_documents(rows, model)
     result_columns, results = results_table(rows, model)

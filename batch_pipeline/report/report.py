@@ -203,7 +203,8 @@ def write_report(report: BatchReport, rows: pd.DataFrame, folder: Path, model: A
 
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, summary_path, html_path = folder / CSV_NAME, folder / SUMMARY_NAME, folder / HTML_NAME
-    write_csv(with_result_columns(rows.drop(columns=["raw_output"]), model.fields, model.json_schema), csv_path)
+    rows = rows.drop(columns=["raw_output"]).assign(latency_ms=rows["latency_ms"].round(1))  # 0.1 ms is plenty
+    write_csv(with_result_columns(rows, model.fields, model.json_schema), csv_path)
     summary_path.write_text(report.to_markdown(), encoding="utf-8")
     html_path.write_text(render_html(report, rows, model), encoding="utf-8")
     return csv_path, summary_path, html_path
