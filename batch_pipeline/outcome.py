@@ -14,7 +14,7 @@ class LlmApi(StrEnum):
 
 
 class DocumentStatus(StrEnum):
-    """A document's status in a run (the README's "Failed documents" table explains each)."""
+    """A document's status in a run (docs/guide/how-a-run-works.md, "Failed documents", explains each)."""
 
     pending = "pending"  # registered, not analysed yet
     ok = "ok"

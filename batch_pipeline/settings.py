@@ -47,6 +47,8 @@ class NotAllowed(ValueError):
 
 
 def data_dir() -> Path:
+    """The data folder (the default SQLite store, the reports): $BATCH_PIPELINE_HOME, else
+    $DAGSTER_HOME/batch_pipeline, else ~/.batch_pipeline."""
     if os.environ.get(HOME_ENV):
         return Path(os.environ[HOME_ENV]).expanduser()
     if os.environ.get("DAGSTER_HOME"):
@@ -118,6 +120,7 @@ def excluded_patterns() -> list[str]:
 
 
 def llm_api_key() -> str | None:
+    """The LLM provider's key: $OPENAI_API_KEY only (never run config, never logged or stored)."""
     return os.environ.get(API_KEY_ENV) or None
 
 

@@ -52,7 +52,7 @@ def wait_for_webserver(port: int, process: subprocess.Popen, timeout: float = 90
 @contextlib.contextmanager
 def webserver_and_daemon(env: dict, tmp_path: Path) -> Iterator[str]:
     """dagster-webserver (what submit talks to) and dagster-daemon (queue, run monitoring); their URL."""
-    # The instance's storage first, as README says for several processes on a new DAGSTER_HOME: the
+    # The instance's storage first, as docs/guide/launching.md says for several processes on a new DAGSTER_HOME: the
     # webserver and the daemon starting together on empty SQLite storage race to stamp its schema.
     init = subprocess.run([str(BIN / "batch-pipeline"), "init"], env=env, capture_output=True, text=True, timeout=120)
     assert init.returncode == 0, init.stdout + init.stderr

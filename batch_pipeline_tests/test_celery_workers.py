@@ -52,7 +52,7 @@ def celery_env(broker, redis_url, postgres_server, tmp_path, monkeypatch) -> dic
     config = yaml.safe_load((home / "dagster.yaml").read_text())
     config["run_monitoring"]["poll_interval_seconds"] = 2
     # A pool slot is claimed when a step is sent to the broker; with more slots than the workers
-    # have, steps wait on the broker, where their priority orders them (README: Celery workers).
+    # have, steps wait on the broker, where their priority orders them (docs/guide/production.md: Celery workers).
     config["concurrency"]["pools"]["default_limit"] = 50
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     env = environment_without_settings()
@@ -297,7 +297,7 @@ def test_submit_runs_on_workers_and_run_monitoring_stops_a_run_whose_workers_are
         orphan = wait_until_finished(instance, orphan_id, timeout=120)
         events = [entry.dagster_event for entry in instance.all_logs(orphan_id) if entry.dagster_event]
         # dagster-celery's loop goes on waiting for the revoked step's result, which no worker will
-        # ever give: its process outlives the cancelled run (README: Celery workers).
+        # ever give: its process outlives the cancelled run (docs/guide/production.md: Celery workers).
         for event in events:
             if event.event_type == dg.DagsterEventType.RUN_START:
                 with contextlib.suppress(ProcessLookupError):

@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "batch_pipeline"
 
-# Top to bottom, as the README's layout lists them; a room may import its own modules and lower rooms.
+# Top to bottom, as docs/guide/development.md's layout lists them; a room may import its own modules and lower rooms.
 LAYERS = [
     "cli",
     "definitions",

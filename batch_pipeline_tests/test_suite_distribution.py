@@ -1,4 +1,4 @@
-"""The suite's own promise (README, Development): tests sharing a service carry an xdist_group, and
+"""The suite's own promise (docs/guide/development.md): tests sharing a service carry an xdist_group, and
 `make test` (`--dist loadgroup`) runs each group on one worker, so the service starts once. pytest
 9.2 silently broke that (pytest-xdist issue 1386); this fails if an upgrade breaks it again."""
 

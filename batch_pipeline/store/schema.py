@@ -5,7 +5,7 @@ document), ``response_formats`` (what each LLM endpoint and model was found to a
 ``provider_batch_documents`` / ``provider_batch_claims`` (what went to a provider's Batch API)
 ``run_budgets`` (a run's spend against its max_cost_usd), ``analysis_definitions`` (each definition a
 run was launched with, by digest) and ``applied_migrations`` (the
-one-time changes of stored data already made). The README's "Store schema" explains
+one-time changes of stored data already made). docs/guide/where-data-lives.md explains
 each column."""
 
 import sqlalchemy as sa

@@ -1,5 +1,5 @@
 """Re-running after a fix just works: a document that failed (unread, unconverted, over a limit, its
-analysis stopped) is read, converted and analysed on the run after the README's remedy, and no
+analysis stopped) is read, converted and analysed on the run after the documented remedy, and no
 stored state of one document can crash its partition or keep `batch-pipeline resume` from finishing."""
 
 import asyncio
@@ -247,7 +247,7 @@ def test_a_batch_api_partition_with_a_document_without_stored_text_sends_the_res
 
 @dataclass
 class Failure:
-    """A document that fails in a first run, and the README's remedy for it."""
+    """A document that fails in a first run, and the documented remedy for it."""
 
     status: str
     reason: str  # in the first run's error
@@ -346,8 +346,8 @@ FAILURES = {
 
 @pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
 def test_each_failure_ends_ok_when_rerun_after_its_readme_remedy(pipeline_home, instance, tmp_path, failure, request):
-    """For each offline and ingest failure status of the README's "Failed documents": the first run
-    ends the document so (for the documented reason) and completes; the re-run after the README's
+    """For each offline and ingest failure status of the "Failed documents" table (docs/guide/how-a-run-works.md): the first run
+    ends the document so (for the documented reason) and completes; the re-run after the documented
     remedy (a limit raised or left at its default, the file fixed, Tesseract found) ends every document ok."""
     if failure.needs_tesseract:
         request.getfixturevalue("tesseract")
@@ -370,7 +370,7 @@ def test_each_failure_ends_ok_when_rerun_after_its_readme_remedy(pipeline_home, 
 
 
 def test_provider_errors_end_ok_when_the_batch_is_rerun_later(pipeline_home, instance, key, tmp_path):
-    """provider_error, remedied as the README says ("re-run the batch later"): documents whose
+    """provider_error, remedied as the docs say ("re-run the batch later"): documents whose
     requests all failed with 5xx are analysed by the re-run once the provider answers."""
     corpus = write_corpus(tmp_path / "corpus", 3)
     options = {"max_attempts": 1, "response_format": "json_schema"}
