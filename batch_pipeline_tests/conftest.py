@@ -500,7 +500,7 @@ SLOW_MODULES = {
     "test_spend_every_path", "test_bounded_outputs", "test_run_config_policy", "test_run_config_reads_no_environment",
     "test_nothing_skipped_silently", "test_sources_stay_inside_allowed_roots", "test_conversion_cleanup_and_memory",
     "test_worker", "test_packaging", "test_layout", "test_conversion", "test_suite_distribution",
-    "test_asset_checks", "test_comparison_launch", "test_docs",
+    "test_asset_checks", "test_comparison_launch", "test_docs", "test_readme_walkthrough",
 }  # fmt: skip
 
 

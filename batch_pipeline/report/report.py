@@ -82,6 +82,8 @@ class BatchReport(BaseModel):
             shown = dict(list(values.items())[:SUMMARY_ROWS_SHOWN])
             more = f"\n\n_{len(values) - len(shown)} more in summary.md_" if len(values) > len(shown) else ""
             parts.append(f"**{title}**\n\n" + (_table(shown, "", "value") if values else "_none_") + more)
+        if self.not_kept:
+            parts.append(f"**Not kept**\n\n{NOT_KEPT_NOTE}\n\n" + _table(self.not_kept, "list", "more, not kept"))
         return "\n\n".join(parts)
 
     def to_markdown(self) -> str:
@@ -203,7 +205,8 @@ def write_report(report: BatchReport, rows: pd.DataFrame, folder: Path, model: A
 
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, summary_path, html_path = folder / CSV_NAME, folder / SUMMARY_NAME, folder / HTML_NAME
-    rows = rows.drop(columns=["raw_output"]).assign(latency_ms=rows["latency_ms"].round(1))  # 0.1 ms is plenty
+    # 0.1 ms is plenty; a run served from the cache has no latency at all (an all-null column).
+    rows = rows.drop(columns=["raw_output"]).assign(latency_ms=pd.to_numeric(rows["latency_ms"]).round(1))
     write_csv(with_result_columns(rows, model.fields, model.json_schema), csv_path)
     summary_path.write_text(report.to_markdown(), encoding="utf-8")
     html_path.write_text(render_html(report, rows, model), encoding="utf-8")

@@ -77,7 +77,7 @@ def test_findings_over_the_limit_are_counted_not_kept_in_the_stored_result_and_e
 
     (materialization,) = result.asset_materializations_for_node("aggregate")
     assert materialization.metadata["items_not_kept"].value == ADDRESSES - LIMIT
-    assert "## Not kept" in materialization.metadata["model_summary"].value
+    assert "**Not kept**" in materialization.metadata["model_summary"].value
 
     capsys.readouterr()
     assert main(["results", result.run_id, "--format", "csv"]) == 0
