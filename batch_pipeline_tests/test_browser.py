@@ -56,6 +56,15 @@ def test_the_asset_page_has_a_definition_partitions_and_the_runs_materialization
     assert "External Asset" not in page.content()
     page.get_by_role("button", name="Materialize").first.wait_for(timeout=30_000)
     assert page.get_by_role("button", name="Materialize").first.is_enabled()
+    # The findings are on the page: the flagged documents' table and a link to the run.
+    page.get_by_text("flagged_documents", exact=False).first.wait_for(timeout=30_000)
+    assert page.locator(f"a[href*='/runs/{finished_run}']").count() >= 1
+    # Materialize opens the launch dialog for a project's partition.
+    page.get_by_role("button", name="Materialize").first.click()
+    dialog = page.get_by_role("dialog").first
+    dialog.wait_for(timeout=30_000)
+    assert "partition" in dialog.inner_text().lower()
+    page.keyboard.press("Escape")
     page.goto(f"{base}/assets/batch_pipeline/analysed_documents?view=checks", wait_until="networkidle")
     page.get_by_text("failure_rate", exact=True).first.wait_for(timeout=30_000)
     page.get_by_text("labelled_score", exact=True).first.wait_for(timeout=30_000)

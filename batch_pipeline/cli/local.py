@@ -75,7 +75,8 @@ def print_runs(project: str | None, model_key: str | None, ai_model: str | None,
 
 
 def _dagster_statuses(run_ids: list[str]) -> dict[str, str]:
-    if not run_ids or not os.environ.get("DAGSTER_HOME"):
+    home = os.environ.get("DAGSTER_HOME")
+    if not run_ids or not home or not Path(home).is_dir():
         return {}
     with dg.DagsterInstance.get() as instance:
         return {run.run_id: run.status.value for run in instance.get_runs(filters=dg.RunsFilter(run_ids=run_ids))}

@@ -279,8 +279,10 @@ def test_runs_lists_the_store_s_runs_newest_first_with_filters(pipeline_home, tm
     assert [json.loads(line)["run_id"] for line in capsys.readouterr().out.splitlines()] == [second]
 
 
-def test_a_run_without_dagster_home_says_where_its_results_went(pipeline_home, capsys):
+def test_a_run_without_dagster_home_says_where_its_results_went(pipeline_home, capsys, monkeypatch):
     import dagster as dg
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
 
     instance = dg.DagsterInstance.ephemeral()
     result = run_job(instance, batch_config(str(EXAMPLE_DOCS)))
@@ -288,3 +290,14 @@ def test_a_run_without_dagster_home_says_where_its_results_went(pipeline_home, c
     assert len(warnings) == 1
     assert f"batch-pipeline results {result.run_id}" in warnings[0] and str(pipeline_home) in warnings[0]
     assert main(["runs"]) == 0 and result.run_id in capsys.readouterr().out
+
+
+def test_the_commands_print_no_warning_a_user_cannot_act_on(tmp_path):
+    script = Path(sys.executable).parent / "batch-pipeline"
+    for command in (
+        ["check", "examples/compliance_local.yaml"],
+        ["estimate", "examples/compliance_local.yaml"],
+        ["models"],
+    ):
+        done = subprocess.run([str(script), *command], cwd=REPO_ROOT, capture_output=True, text=True)
+        assert "Warning" not in done.stderr, (command, done.stderr)
