@@ -70,10 +70,19 @@ docs: $(VENV)/.test
 # `dg dev`: dg changes into the project folder (the same warning) and needs dagster-dg-cli in the
 # runtime; its "superseded by dg dev" notice is filtered by message, as is a BetaWarning Dagster
 # raises from its own SensorDefinition.with_attributes (it passes `owners` to itself).
+# The reports folder is served on 127.0.0.1:$(REPORTS_PORT) while the UI runs, so each run's
+# report.html opens from its asset page (a browser opens no file:// link from a web page).
+REPORTS_PORT ?= 3070
 dev: $(VENV)/.runtime $(LOCAL_DAGSTER_HOME)/dagster.yaml
-	cd $(LOCAL_DAGSTER_HOME) && DAGSTER_HOME=$(LOCAL_DAGSTER_HOME) BATCH_PIPELINE_SOURCE_ROOT=$(CURDIR) \
+	mkdir -p $(LOCAL_DAGSTER_HOME)/batch_pipeline/reports
+	cd $(LOCAL_DAGSTER_HOME) && { \
+		$(CURDIR)/$(BIN)/python -m http.server $(REPORTS_PORT) --bind 127.0.0.1 \
+			--directory $(LOCAL_DAGSTER_HOME)/batch_pipeline/reports > /dev/null 2>&1 & \
+		trap 'kill $$!' EXIT; \
+		DAGSTER_HOME=$(LOCAL_DAGSTER_HOME) BATCH_PIPELINE_SOURCE_ROOT=$(CURDIR) \
+		BATCH_PIPELINE_REPORTS_URL=http://127.0.0.1:$(REPORTS_PORT)/ \
 		PYTHONWARNINGS='ignore:Function `dev_command` is superseded,ignore:Parameter `owners` of initializer' \
-		$(CURDIR)/$(BIN)/dagster dev -w $(CURDIR)/workspace.yaml $(DEV_ARGS)
+		$(CURDIR)/$(BIN)/dagster dev -w $(CURDIR)/workspace.yaml $(DEV_ARGS); }
 
 # Re-resolve every dependency (all extras, every platform) to its newest allowed release.
 lock: $(VENV)/.dev
