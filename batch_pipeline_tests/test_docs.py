@@ -30,8 +30,7 @@ def test_the_site_builds_strictly_with_a_reference_generated_from_the_code(tmp_p
     )  # fmt: skip
     assert build.returncode == 0, build.stderr[-3000:]
     reference = {
-        name: text_of(site / "reference" / name / "index.html")
-        for name in ("run-config", "settings", "statuses", "cli")
+        name: text_of(site / "reference" / f"{name}.html") for name in ("run-config", "settings", "statuses", "cli")
     }
     for name in BatchRequest.model_fields:
         assert f"{name}" in reference["run-config"], name
@@ -39,6 +38,12 @@ def test_the_site_builds_strictly_with_a_reference_generated_from_the_code(tmp_p
     for constant, variable in vars(settings).items():
         if constant.endswith("_ENV") and isinstance(variable, str):
             assert variable in reference["settings"], variable
+    package = Path(settings.__file__).parent
+    elsewhere = [
+        m for path in package.rglob("*.py") for m in re.findall(r'^[A-Z_]+_ENV = "([A-Z_]+)"', path.read_text(), re.M)
+    ]
+    assert "BATCH_PIPELINE_FAILURE_WEBHOOK_URL" in elsewhere
+    assert all(variable in reference["settings"] for variable in elsewhere)
     assert all(status.value in reference["statuses"] for status in DocumentStatus)
     commands = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
     assert all(f"batch-pipeline {command}" in reference["cli"] for command in commands)

@@ -3,11 +3,13 @@ they cannot drift from it: run config fields, the llm resource's settings, the e
 settings, document statuses and the CLI."""
 
 import argparse
+import importlib
 import inspect
 import re
 import types
 import typing
 from enum import Enum
+from pathlib import Path
 
 import mkdocs_gen_files
 from pydantic import BaseModel
@@ -74,6 +76,15 @@ with mkdocs_gen_files.open("reference/settings.md", "w") as page:
         readers = [f for f in functions if re.search(rf"\b{constant}\b", inspect.getsource(f))]
         docs = " ".join(cell(inspect.getdoc(f) or "") for f in readers[:1])
         page.write(f"| `{variable}` | {', '.join(f'`{f.__name__}()`' for f in readers) or '—'} | {docs} |\n")
+    # Read where they are used, outside settings.py: each with the comment or docstring of its module.
+    package = Path(settings.__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "settings.py":
+            continue
+        for match in re.finditer(r'^[A-Z_]+_ENV = "([A-Z_]+)"', path.read_text(), re.M):
+            module = ".".join(path.relative_to(package.parent).with_suffix("").parts)
+            first_line = (importlib.import_module(module).__doc__ or "").strip().splitlines()[0]
+            page.write(f"| `{match.group(1)}` | `{module}` | {cell(first_line)} |\n")
 
 with mkdocs_gen_files.open("reference/statuses.md", "w") as page:
     page.write(

@@ -92,7 +92,7 @@ def dagster_run_status(run_id: str) -> str:
 
 def runs_launched_by(launcher_run_id: str) -> list[str]:
     """The runs compare_contexts_job's run launched (comparison_runs_sensor), in its contexts' order."""
-    from batch_pipeline.defs.tags import LAUNCHED_BY_TAG
+    from batch_pipeline.defs.tags import CONTEXT_INDEX_TAG, LAUNCHED_BY_TAG
 
     if not os.environ.get("DAGSTER_HOME"):
         raise LookupError("set DAGSTER_HOME to the instance the runs were launched in")
@@ -102,7 +102,13 @@ def runs_launched_by(launcher_run_id: str) -> list[str]:
         raise LookupError(
             f"no run was launched by {launcher_run_id} (yet) in the instance at {os.environ['DAGSTER_HOME']}"
         )
-    return [run.run_id for run in sorted(runs, key=lambda run: int(run.tags["dagster/run_key"].rsplit("/", 1)[1]))]
+    # Newest first: for each context, its latest run (a resumed run's resume replaces it).
+    latest: dict[int, str] = {}
+    for run in runs:
+        index = run.tags.get(CONTEXT_INDEX_TAG, "")
+        if index.isdecimal():
+            latest.setdefault(int(index), run.run_id)
+    return [latest[index] for index in sorted(latest)]
 
 
 def run_progress(instance: dg.DagsterInstance, run_id: str) -> tuple[str, list[str]]:
@@ -205,6 +211,10 @@ def read_run_config(path: Path) -> dict:
     if not isinstance(run_config, dict):
         raise BadRunConfigFile(f"{path}: a run config is a mapping (ops: {{create_document_records: {{config: ...}}}})")
     return run_config
+
+
+def names_an_llm(run_config: dict) -> bool:
+    return not BatchConfig(**batch_config_of(run_config)).to_request().context.is_local
 
 
 def provider_problems(run_config: dict) -> list[str]:

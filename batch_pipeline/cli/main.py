@@ -138,9 +138,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if problems:
         return 2
     run_ids = []
+    webserver = args.url or os.environ.get("DAGSTER_WEBSERVER_URL") or "http://127.0.0.1:3000"
     for run_config, tags in submissions:
         try:
-            run_ids.append(remote.submit(args.url, run_config, tags))
+            run_ids.append(remote.submit(webserver, run_config, tags))
         except remote.WebserverUnreachable as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -227,7 +228,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if not problems:
-        checked = " (the provider accepts the key and serves the model)" if args.provider else ""
+        asked = args.provider and local.names_an_llm(run_config)
+        checked = " (the provider accepts the key and serves the model)" if asked else ""
         print(f"{args.config}: valid run config for document_batch_job{checked}")
     return 1 if problems else 0
 
@@ -248,6 +250,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     for problem in local.llm_needs(run_config):
         print(f"note: {problem}", file=sys.stderr)
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -281,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--project", help="only this project's runs")
     runs.add_argument("--model-key", help="only runs of this analysis")
     runs.add_argument("--ai-model", help="only runs of this model ('local': the offline analysers)")
-    runs.add_argument("--limit", type=int, default=20, help="at most this many runs")
+    runs.add_argument("--limit", type=_positive, default=20, help="at most this many runs")
     runs.add_argument("--format", choices=["table", "json"], default="table", help="a table for people, or JSON lines")
     runs.set_defaults(handler=cmd_runs)
 
@@ -338,8 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--project", default="default", help="the project the documents' records belong to")
     submit.add_argument(
         "--url",
-        default=os.environ.get("DAGSTER_WEBSERVER_URL", "http://127.0.0.1:3000"),
-        help="the Dagster webserver (from $DAGSTER_WEBSERVER_URL when set)",
+        help="the Dagster webserver (default: $DAGSTER_WEBSERVER_URL, else http://127.0.0.1:3000)",
     )
     submit.set_defaults(handler=cmd_submit)
 

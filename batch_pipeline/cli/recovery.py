@@ -47,11 +47,14 @@ def resume(instance: dg.DagsterInstance, store: DocumentStore, run_id: str) -> d
         raise CannotResume(f"No run {run_id} in the Dagster instance at {os.environ.get('DAGSTER_HOME')}")
     if run.status not in RESUMABLE:
         raise CannotResume(f"Run {run_id} is {run.status.value}: only a failed, canceled or dead run is resumed")
+    # Materialize on analysed_documents' page runs an asset job for one project's partition.
+    materializing = run.job_name in ("__ASSET_JOB", "analysed_documents_job")
+    if run.job_name != "document_batch_job" and not (materializing and PARTITION_TAG in run.tags):
+        raise CannotResume(f"Run {run_id} is a run of {run.job_name}, not a batch: launch it again instead")
     if run.status in IN_PROGRESS:
         if live := sorted(pid for pid in _run_pids(instance, run_id) if _alive(pid)):
             raise CannotResume(f"Run {run_id} is still running (pid {live[0]}); cancel it first")
         instance.report_run_failed(run, message="Marked failed by `batch-pipeline resume`: its process is gone.")
-    materializing = run.job_name != "document_batch_job"  # Materialize on analysed_documents' page
     result = dg.execute_job(
         dg.build_reconstructable_job(
             "batch_pipeline.definitions",

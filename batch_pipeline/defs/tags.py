@@ -8,6 +8,7 @@ AI_MODEL_TAG = "batch_pipeline/ai_model"
 TRIGGER_TAG = "batch_pipeline/trigger"  # which sensor or schedule launched the run
 # The compare_contexts_job run whose contexts a run analyses (`batch-pipeline compare --launched-by`).
 LAUNCHED_BY_TAG = "batch_pipeline/launched_by"
+CONTEXT_INDEX_TAG = "batch_pipeline/context_index"  # which of the launcher's contexts (kept by resume)
 RESUMED_FROM_TAG = "batch_pipeline/resumed_from"  # the run `batch-pipeline resume` finished
 # The run whose max_cost_usd budget a run draws on, when not its own: `batch-pipeline resume` sets it.
 BUDGET_RUN_TAG = "batch_pipeline/budget_of_run"

@@ -2,9 +2,8 @@
 its line, and its score on labelled answers (evaluate's rules) against its minimum."""
 
 from batch_pipeline.batch.request import RunChecks
-from batch_pipeline.documents.sources import source_path
 from batch_pipeline.evaluation.evaluate import evaluate
-from batch_pipeline.evaluation.labels import BadLabels, read_labels
+from batch_pipeline.evaluation.labels import BadLabels, read_run_labels
 from batch_pipeline.evaluation.runs import load_run
 from batch_pipeline.outcome import FAILURE_RATE_CHECK, LABELLED_SCORE_CHECK, CheckOutcome, count_failed
 from batch_pipeline.store import DocumentStore
@@ -13,17 +12,21 @@ from batch_pipeline.store import DocumentStore
 def run_checks(
     store: DocumentStore, run_id: str, checks: RunChecks, status_counts: dict[str, int]
 ) -> list[CheckOutcome]:
-    """Every check of a run whose results are stored; the labelled score only where it has labels."""
+    """Every check of a run whose results are stored; the labelled score only where it has labels.
+    Never raises: a check that cannot be evaluated fails, saying why, and the report is still written."""
     outcomes = [failure_rate_check(status_counts, checks.max_failure_rate)]
     if checks.labels is not None:
         try:
-            labels = read_labels(source_path(checks.labels))
-        except (BadLabels, OSError) as e:
-            outcomes.append(CheckOutcome(name=LABELLED_SCORE_CHECK, passed=False, value=None, threshold=checks.min_score,
-                                         description=f"the labels could not be read: {e}"))  # fmt: skip
-        else:
-            outcomes.append(labelled_score_check(store, run_id, labels, checks.min_score))
+            outcomes.append(labelled_score_check(store, run_id, read_run_labels(checks.labels), checks.min_score))
+        except BadLabels as e:
+            outcomes.append(_unscored(checks.min_score, f"the labels could not be read: {e}"))
+        except Exception as e:  # noqa: BLE001 - a check must not keep the run's report from being written
+            outcomes.append(_unscored(checks.min_score, f"the labels could not be scored ({type(e).__name__})"))
     return outcomes
+
+
+def _unscored(line: float | None, why: str) -> CheckOutcome:
+    return CheckOutcome(name=LABELLED_SCORE_CHECK, passed=False, value=None, threshold=line, description=why)
 
 
 def failure_rate_check(status_counts: dict[str, int], line: float | None) -> CheckOutcome:

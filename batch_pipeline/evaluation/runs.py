@@ -39,7 +39,7 @@ class LoadedRun:
 def load_run(store: DocumentStore, run_id: str) -> LoadedRun:
     record = run_record(store, run_id)
     if record is None:
-        raise RunNotFound(f"run {run_id} is not in the store at {store.url}")
+        raise RunNotFound(f"run {run_id} is not in the store at {store.shown_url}")
     definition = store.analysis_definition(record.definition_digest) if record.definition_digest else None
     analysis = compiled(definition) if definition is not None else catalogue().get(record.model_key)
     rows = store.results(run_id)

@@ -35,8 +35,8 @@ from batch_pipeline.batch.registration import (
 from batch_pipeline.batch.request import RunChecks
 from batch_pipeline.costs.prices import PRICES_ENV, price_for, price_table
 from batch_pipeline.costs.spend import BudgetExceeded, SpendLimit
-from batch_pipeline.documents.sources import SourceError, labels_problem, source_path
-from batch_pipeline.evaluation.labels import BadLabels, fields_problem, read_labels
+from batch_pipeline.documents.sources import SourceError, labels_problem
+from batch_pipeline.evaluation.labels import BadLabels, fields_problem, read_run_labels
 from batch_pipeline.llm.response_format import ResponseFormatMode
 from batch_pipeline.llm.unavailable import LlmUnavailable
 from batch_pipeline.settings import NotAllowed
@@ -90,8 +90,8 @@ def labels_problems(checks: RunChecks, analysis: Analysis) -> list[str]:
     if checks.labels is None or labels_problem(checks.labels):
         return []  # no labels, or a path problem BatchRequest.problems names
     try:
-        labels = read_labels(source_path(checks.labels))
-    except (BadLabels, OSError) as e:
+        labels = read_run_labels(checks.labels)
+    except BadLabels as e:
         return [f"checks.labels: {e}"]
     problem = fields_problem(labels, analysis)
     return [f"checks.labels: {problem}"] if problem else []

@@ -18,6 +18,8 @@ TICKS = 5
 def bar_chart_svg(values: dict[str, int | float], title: str, colors: dict[str, str] | None = None) -> str:
     """A horizontal bar chart of label -> number, as an <svg> element; bars coloured by label where
     ``colors`` says, counts on whole-number ticks."""
+    if not values:
+        return ""  # leather cannot draw an empty chart
     chart = leather.Chart(title)
     data = [(value, str(label)[:LABEL_CHARACTERS]) for label, value in values.items()]
     fill = (lambda datum: colors.get(datum.y, BAR_COLOR)) if colors else BAR_COLOR

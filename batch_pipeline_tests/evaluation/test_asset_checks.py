@@ -60,6 +60,7 @@ def test_a_failure_rate_over_the_line_fails_the_job_after_everything_is_stored(p
     )  # fmt: skip
     evaluation = check_evaluations(instance, run_id)["failure_rate"]
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert evaluation.partition == "test"  # per project: another project's outcome does not replace it
     assert "1 of 4 documents failed (25.0%); at most 20.0% required" in evaluation.description
     report_folder = pipeline_home / "reports" / run_id
     assert "The run failed its check failure_rate" in (report_folder / "summary.md").read_text()
@@ -109,6 +110,7 @@ def test_materialize_runs_the_pipeline_as_the_asset_with_its_checks(pipeline_hom
     assert materialization.metadata["cost_per_1000_documents_usd · local"].value == 0.0
     evaluations = check_evaluations(instance, result.run_id)
     assert evaluations.keys() == {"failure_rate"} and evaluations["failure_rate"].passed
+    assert evaluations["failure_rate"].partition == "claims"
     assert instance.get_latest_materialization_event(ANALYSED_DOCUMENTS).run_id == result.run_id
 
 
@@ -182,3 +184,21 @@ def test_resume_finishes_a_materialization_that_crashed_as_the_same_asset_partit
     latest = instance.get_latest_materialization_event(ANALYSED_DOCUMENTS)
     assert latest.run_id == resumed.run_id and latest.dagster_event.partition == "claims"
     assert load_run(store, resumed.run_id).report.status_counts == {"empty": 1, "ok": 3}
+
+
+def test_the_labels_are_checked_again_where_the_check_reads_them(pipeline_home, store, tmp_path):
+    """Swapped for a link out of the allowed folders, or for bytes that are not text, after the
+    launch: the check fails, saying so without the link's target, and the report is still written."""
+    import os
+
+    from batch_pipeline.batch.request import RunChecks
+    from batch_pipeline.evaluation.checks import run_checks
+
+    link = tmp_path / "labels.jsonl"
+    os.symlink("/etc/hostname", link)
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\xff\xfe{}\n")
+    for labels, expected in ((link, "is outside the folders this deployment allows"), (binary, "not UTF-8 text")):
+        _, outcome = run_checks(store, "no-run", RunChecks(labels=str(labels), min_score=0.5), {"ok": 1})
+        assert (outcome.name, outcome.passed, outcome.value) == ("labelled_score", False, None)
+        assert expected in outcome.description and "/etc" not in outcome.description

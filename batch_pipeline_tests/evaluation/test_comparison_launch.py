@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from batch_pipeline.cli.main import main
+from batch_pipeline.cli.recovery import CannotResume, resume
 from batch_pipeline.context import ProcessingContext
 from batch_pipeline.definitions import defs
 from batch_pipeline.defs.config import batch_run_config
@@ -71,6 +72,13 @@ def test_each_context_gets_its_own_run_and_compare_finds_them(pipeline_home, dag
     comparison = json.loads(capsys.readouterr().out)
     assert [run["run_id"] for run in comparison["runs"]] == run_ids
     assert comparison["pairs"][0]["documents_compared"] == 3
+    # A context's run resumed (same tags, dagster/* ones dropped): the newest run stands for it.
+    resumed = job.execute_in_process(
+        run_config=requests[0].run_config, instance=instance,
+        tags={k: v for k, v in requests[0].tags.items() if not k.startswith("dagster/")},
+    ).run_id  # fmt: skip
+    assert main(["compare", "--launched-by", launcher.run_id, "--format", "json"]) == 0
+    assert [run["run_id"] for run in json.loads(capsys.readouterr().out)["runs"]] == [resumed, run_ids[1]]
 
 
 def load_run_record(run_id: str):
@@ -99,6 +107,8 @@ def test_every_bad_context_is_named_at_once_and_no_run_is_requested(pipeline_hom
     assert "contexts[2] (content_compliance / local) repeats an earlier context" in message
     assert stored_document_count() == 0
     assert instance.get_runs(filters=dg.RunsFilter(tags={LAUNCHED_BY_TAG: launcher.run_id})) == []
+    with pytest.raises(CannotResume, match="is a run of compare_contexts_job, not a batch"):
+        resume(instance, None, launcher.run_id)
 
 
 def test_compare_launched_by_an_unknown_run_says_so(pipeline_home, dagster_home, capsys):

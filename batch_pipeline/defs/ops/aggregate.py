@@ -17,7 +17,7 @@ from batch_pipeline.defs.assets import ANALYSED_DOCUMENTS, CHECK_OUTPUTS, record
 from batch_pipeline.defs.process import freeze_loaded_objects
 from batch_pipeline.defs.resources import DocumentStoreResource
 from batch_pipeline.outcome import FAILURE_RATE_CHECK, LABELLED_SCORE_CHECK, CheckOutcome, DocumentStatus
-from batch_pipeline.store.run_records import record_checks
+from batch_pipeline.store.run_records import record_checks, run_record
 
 FLAGGED_SHOWN = 20  # on the asset page; report.html and results.csv have them all
 
@@ -46,6 +46,13 @@ def _conclude(
     from batch_pipeline.report.report import build_report, write_report
 
     store, processing = document_store.store, batch.context
+    if run_record(store, context.run_id) is None:
+        # "Re-execute from failure" of this step alone: the documents were registered under another run.
+        raise dg.Failure(
+            f"run {context.run_id} registered no documents (a re-execution of a step of another run?): "
+            "finish a failed or dead run with `batch-pipeline resume RUN_ID`, or launch the batch again",
+            allow_retries=False,
+        )
     rows = store.results(context.run_id)
     report = build_report(context.run_id, batch.project, processing.model, rows)
     checks = run_checks(store, context.run_id, batch.checks, report.status_counts)
@@ -103,7 +110,7 @@ def aggregate(
             dg.AssetCheckEvaluation(
                 asset_key=ANALYSED_DOCUMENTS, check_name=outcome.name, passed=outcome.passed,
                 severity=dg.AssetCheckSeverity.ERROR, blocking=True, description=outcome.description,
-                metadata=_check_metadata(outcome),
+                metadata=_check_metadata(outcome), partition=batch.project,
             )
         )  # fmt: skip
     context.add_output_metadata(concluded.metadata)

@@ -10,7 +10,7 @@ from batch_pipeline.defs.config import LAUNCHPAD_OVERRIDES, batch_run_config
 from batch_pipeline.defs.config_classes import config_class
 from batch_pipeline.defs.job import document_batch_job
 from batch_pipeline.defs.launch_schema import launchable
-from batch_pipeline.defs.tags import LAUNCHED_BY_TAG, TRIGGER_TAG, run_tags
+from batch_pipeline.defs.tags import CONTEXT_INDEX_TAG, LAUNCHED_BY_TAG, TRIGGER_TAG, run_tags
 from batch_pipeline.launch.comparison import ComparisonRequest
 
 CHECK_OP = "check_contexts"
@@ -65,14 +65,23 @@ compare_contexts_job = launchable(
 )
 def comparison_runs_sensor(context: dg.RunStatusSensorContext):
     launcher = context.dagster_run
-    request = ComparisonConfig(**launcher.run_config["ops"][CHECK_OP]["config"]).to_request()
-    for index, processing in enumerate(request.contexts):
-        yield dg.RunRequest(
+    try:
+        request = ComparisonConfig(**launcher.run_config["ops"][CHECK_OP]["config"]).to_request()
+        executor = settings.triggered_run_executor()
+    except Exception as e:  # noqa: BLE001 - one launcher's bad state must not hold up the next ones
+        # E.g. a reload dropped one of its analyses, or $BATCH_PIPELINE_EXECUTOR is wrong.
+        context.log.error(f"compare_contexts_job run {launcher.run_id} launches nothing: {e}")
+        return dg.SkipReason(f"run {launcher.run_id}: {type(e).__name__}")
+    return [
+        dg.RunRequest(
             run_key=f"{launcher.run_id}/{index}",
-            run_config=batch_run_config(request.project, request.source, processing, settings.triggered_run_executor()),
+            run_config=batch_run_config(request.project, request.source, processing, executor),
             tags={
                 **run_tags(processing, project=request.project),
                 LAUNCHED_BY_TAG: launcher.run_id,
+                CONTEXT_INDEX_TAG: str(index),
                 TRIGGER_TAG: "comparison_runs_sensor",
             },
-        )
+        )  # fmt: skip
+        for index, processing in enumerate(request.contexts)
+    ]
