@@ -5,6 +5,7 @@ from pydantic import BaseModel
 
 from batch_pipeline.evaluation.rules import rules_for
 from batch_pipeline.evaluation.runs import LoadedRun
+from batch_pipeline.report.report import run_cost_usd
 
 
 class RunFigures(BaseModel):
@@ -61,7 +62,7 @@ class CannotCompare(ValueError):
 
 def figures(run: LoadedRun) -> RunFigures:
     report = run.report
-    cost = report.estimated_cost_usd if report.usage else (0.0 if run.record.ai_model == "local" else None)
+    cost, per_1000 = run_cost_usd(report, run.record.ai_model)
     return RunFigures(
         run_id=run.record.run_id,
         label=run.label,
@@ -73,9 +74,7 @@ def figures(run: LoadedRun) -> RunFigures:
         input_tokens=sum(u.input_tokens for u in report.usage),
         output_tokens=sum(u.output_tokens for u in report.usage),
         estimated_cost_usd=cost,
-        cost_per_1000_documents_usd=None
-        if cost is None or not report.documents
-        else round(cost / report.documents * 1000, 6),
+        cost_per_1000_documents_usd=per_1000,
         latency_p50_ms=report.latency_p50_ms,
         latency_p95_ms=report.latency_p95_ms,
         checks=_checks(run),

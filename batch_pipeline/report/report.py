@@ -162,6 +162,14 @@ def token_usage(rows: pd.DataFrame) -> list[ModelUsage]:
     return usage
 
 
+def run_cost_usd(report: BatchReport, ai_model: str) -> tuple[float | None, float | None]:
+    """What a run cost and its cost per 1,000 documents: the estimate of its tokens, nothing for the
+    offline analysers, None when the tokens are unpriced."""
+    cost = report.estimated_cost_usd if report.usage else (0.0 if ai_model == "local" else None)
+    per_1000 = None if cost is None or not report.documents else round(cost / report.documents * 1000, 6)
+    return cost, per_1000
+
+
 def build_report(
     run_id: str, project: str, model: Analysis, rows: pd.DataFrame, checks: list[CheckOutcome] | None = None
 ) -> BatchReport:

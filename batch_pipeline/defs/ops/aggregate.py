@@ -154,14 +154,14 @@ def _run_metrics(context: dg.OpExecutionContext, report: "BatchReport", ai_model
     record = context.instance.get_run_record_by_id(context.run_id)
     started = record.start_time if record and record.start_time else None
     seconds = time.time() - started if started else None
-    cost = report.estimated_cost_usd if report.usage else (0.0 if ai_model == "local" else None)
+    from batch_pipeline.report.report import run_cost_usd  # pandas: only where the report is written
+
+    _, per_1000 = run_cost_usd(report, ai_model)
     measured = {check.name: check.value for check in report.checks}
     per_model = {
         FAILURE_RATE_CHECK: measured.get(FAILURE_RATE_CHECK),
         LABELLED_SCORE_CHECK: measured.get(LABELLED_SCORE_CHECK),
-        "cost_per_1000_documents_usd": round(cost / report.documents * 1000, 6)
-        if cost is not None and report.documents
-        else None,
+        "cost_per_1000_documents_usd": per_1000,
         "latency_p50_ms": report.latency_p50_ms,
     }
     return {
